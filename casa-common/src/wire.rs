@@ -1,0 +1,222 @@
+//! Record layout written by the kernel programs into the `EVENTS` ring buffer.
+//!
+//! Every record starts with a [`Header`]; `Header::kind` selects the body that follows it
+//! (at [`BODY_OFFSET`]); kinds with strings append a data area after the body, in the order
+//! the body's `*_len` fields list. `Header::size` is the size of the whole record. All
+//! integers are in host byte order except where a field says otherwise.
+
+/// Length of `task_struct::comm`, including its NUL.
+pub const TASK_COMM_LEN: usize = 16;
+/// Longest path the kernel programs capture (the kernel's `PATH_MAX`, NUL included).
+pub const PATH_MAX: usize = 4096;
+/// Most argv bytes (NUL-separated arguments) captured for one exec.
+pub const ARGV_MAX: usize = 4096;
+/// Most arguments read one by one from a failed exec's argv array.
+pub const ARGV_MAX_ARGS: usize = 32;
+/// Bytes of the user's `sockaddr` kept for a connect (covers `sockaddr_un` and `sockaddr_in6`).
+pub const SOCKADDR_MAX: usize = 128;
+
+/// Event kinds. The ids are explicit and grouped by area (process 1–19, file 20–39,
+/// network 40–59); a retired id is never reused.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A program image was executed (or an `execve`/`execveat` failed): [`ExecBody`].
+    Exec = 1,
+    /// A new process (not a thread) was created: [`ForkBody`].
+    Fork = 2,
+    /// A thread or a whole process exited: [`ExitBody`].
+    Exit = 3,
+    /// `openat`/`openat2` returned: [`OpenBody`].
+    Open = 20,
+    /// `connect` returned: [`ConnectBody`].
+    Connect = 40,
+}
+
+impl EventKind {
+    /// The kind with this wire id, if any.
+    pub const fn from_u16(id: u16) -> Option<Self> {
+        match id {
+            1 => Some(Self::Exec),
+            2 => Some(Self::Fork),
+            3 => Some(Self::Exit),
+            20 => Some(Self::Open),
+            40 => Some(Self::Connect),
+            _ => None,
+        }
+    }
+}
+
+/// The first bytes of every record: who did it, when.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Header {
+    /// [`crate::WIRE_VERSION`] of the program that wrote the record.
+    pub version: u16,
+    /// [`EventKind`] id.
+    pub kind: u16,
+    /// Size of the whole record (header, body and data) in bytes.
+    pub size: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds (`bpf_ktime_get_boot_ns`) when the event happened.
+    pub ktime_ns: u64,
+    /// Thread id (the kernel's `pid`).
+    pub tid: u32,
+    /// Process id (the kernel's `tgid`).
+    pub tgid: u32,
+    /// `real_parent->tgid` at the time of the event.
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub _pad0: u32,
+    /// cgroup v2 id of the task.
+    pub cgroup_id: u64,
+    /// `task_struct::comm`, NUL-padded (after an exec: the new image's name).
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
+/// Where a body starts: right after the header.
+pub const BODY_OFFSET: usize = core::mem::size_of::<Header>();
+
+/// `ExecBody::flags`: argv was longer than [`ARGV_MAX`] bytes (or had more than
+/// [`ARGV_MAX_ARGS`] arguments on a failed exec) and was cut.
+pub const EXEC_ARGV_TRUNCATED: u32 = 1 << 0;
+/// `ExecBody::flags`: `path` was resolved in the kernel from the executed file (a walk of its
+/// dentry and mount chain), so it is absolute; otherwise it is the name the caller passed.
+pub const EXEC_PATH_RESOLVED: u32 = 1 << 1;
+/// `ExecBody::flags`: the task had `no_new_privs` set after the exec.
+pub const EXEC_NO_NEW_PRIVS: u32 = 1 << 2;
+/// `ExecBody::flags`: `cap_effective` and `seccomp_mode` were read successfully.
+pub const EXEC_CREDS_VALID: u32 = 1 << 3;
+/// `ExecBody::flags`: the exec came through `execveat` (e.g. `fexecve`).
+pub const EXEC_VIA_EXECVEAT: u32 = 1 << 4;
+/// `ExecBody::flags`: reading argv from user memory failed; `argv_len` is 0.
+pub const EXEC_ARGV_UNREADABLE: u32 = 1 << 5;
+/// `ExecBody::flags`: the executed file is unlinked or has no name in any directory (a
+/// memfd): userspace shows it the way `d_path` does, with ` (deleted)` appended.
+pub const EXEC_PATH_DELETED: u32 = 1 << 6;
+/// `ExecBody::flags`: the resolved path was deeper or longer than the kernel walk allows; its
+/// leading components are missing.
+pub const EXEC_PATH_TRUNCATED: u32 = 1 << 7;
+
+/// Body of [`EventKind::Exec`]. Data: `path`, then argv (NUL-separated arguments, each
+/// followed by a NUL), then `filename` (the name the caller passed to `execve`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecBody {
+    /// 0 when the exec succeeded, `-errno` when `execve`/`execveat` failed.
+    pub result: i32,
+    /// Thread id before the exec (differs from `tid` when a non-leader thread exec'd).
+    pub old_tid: u32,
+    /// Effective capability mask after the exec (`cred->cap_effective`).
+    pub cap_effective: u64,
+    /// `task->seccomp.mode` after the exec (0 disabled, 1 strict, 2 filter).
+    pub seccomp_mode: u32,
+    /// `EXEC_*` flags.
+    pub flags: u32,
+    pub path_len: u16,
+    pub argv_len: u16,
+    pub filename_len: u16,
+    pub _pad0: u16,
+}
+
+/// Body of [`EventKind::Fork`]. The header describes the parent (the forking thread).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkBody {
+    pub child_tid: u32,
+    pub child_tgid: u32,
+}
+
+/// `ExitBody::flags`: the exiting thread is the thread-group leader (`tid == tgid`).
+pub const EXIT_LEADER: u32 = 1 << 0;
+/// `ExitBody::flags`: this was the last live thread of the process: the process is gone.
+pub const EXIT_GROUP_DEAD: u32 = 1 << 1;
+
+/// Body of [`EventKind::Exit`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitBody {
+    /// `task->exit_code` as `wait(2)` encodes it: `(status << 8) | signal | 0x80 if core`.
+    pub exit_code: u32,
+    /// `EXIT_*` flags.
+    pub flags: u32,
+}
+
+/// `OpenBody::syscall`: `openat(2)`.
+pub const OPEN_SYSCALL_OPENAT: u32 = 1;
+/// `OpenBody::syscall`: `openat2(2)`.
+pub const OPEN_SYSCALL_OPENAT2: u32 = 2;
+/// `OpenBody::flags2`: `path` was resolved in the kernel from the opened file (successful
+/// opens only).
+pub const OPEN_PATH_RESOLVED: u32 = 1 << 0;
+/// `OpenBody::flags2`: the caller's path string could not be read.
+pub const OPEN_RAW_UNREADABLE: u32 = 1 << 1;
+/// `OpenBody::flags2`: the opened file is unlinked (reached through `/proc/PID/fd/N` after
+/// `unlink`, say) or a memfd; shown with ` (deleted)` appended.
+pub const OPEN_PATH_DELETED: u32 = 1 << 2;
+/// `OpenBody::flags2`: the resolved path lost its leading components (too deep or too long).
+pub const OPEN_PATH_TRUNCATED: u32 = 1 << 3;
+
+/// Body of [`EventKind::Open`]. Data: `raw` (the path string the caller passed), then `path`
+/// (the absolute path of the opened file, when `OPEN_PATH_RESOLVED`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OpenBody {
+    /// The syscall's return value: the new fd, or `-errno`.
+    pub result: i64,
+    /// `open(2)` flags (`O_*`).
+    pub open_flags: u32,
+    /// Creation mode.
+    pub mode: u32,
+    /// The directory fd argument (`AT_FDCWD` = -100).
+    pub dfd: i32,
+    /// `OPEN_SYSCALL_*`.
+    pub syscall: u32,
+    /// `OPEN_*` flags.
+    pub flags2: u32,
+    pub raw_len: u16,
+    pub path_len: u16,
+}
+
+/// `ConnectBody::flags`: the user's sockaddr could not be read.
+pub const CONNECT_ADDR_UNREADABLE: u32 = 1 << 0;
+
+/// Body of [`EventKind::Connect`]. No data area: the caller's `sockaddr` is kept raw and
+/// parsed in userspace (family, address, port, unix path).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectBody {
+    /// The syscall's return value: 0, or `-errno` (`-EINPROGRESS` for non-blocking sockets).
+    pub result: i32,
+    pub fd: i32,
+    /// `addrlen` as passed by the caller.
+    pub addrlen: u32,
+    /// `CONNECT_*` flags.
+    pub flags: u32,
+    /// The first `min(addrlen, SOCKADDR_MAX)` bytes of the caller's sockaddr.
+    pub sockaddr: [u8; SOCKADDR_MAX],
+}
+
+/// Data capacity reserved after an exec body: path + argv + filename.
+pub const EXEC_DATA_MAX: usize = PATH_MAX + ARGV_MAX + PATH_MAX;
+/// Data capacity reserved after an open body: raw + path.
+pub const OPEN_DATA_MAX: usize = PATH_MAX + PATH_MAX;
+/// Largest record the kernel can write.
+pub const RECORD_MAX: usize = BODY_OFFSET + core::mem::size_of::<ExecBody>() + EXEC_DATA_MAX;
+
+// The layout is the contract: pin it.
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Header>() == 64);
+    assert!(align_of::<Header>() == 8);
+    assert!(offset_of!(Header, ktime_ns) == 8);
+    assert!(offset_of!(Header, tid) == 16);
+    assert!(offset_of!(Header, cgroup_id) == 40);
+    assert!(offset_of!(Header, comm) == 48);
+    assert!(size_of::<ExecBody>() == 32);
+    assert!(size_of::<ForkBody>() == 8);
+    assert!(size_of::<ExitBody>() == 8);
+    assert!(size_of::<OpenBody>() == 32);
+    assert!(size_of::<ConnectBody>() == 144);
+    assert!(RECORD_MAX == 64 + 32 + 12288);
+};

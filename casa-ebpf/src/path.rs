@@ -1,0 +1,184 @@
+//! Absolute path of a `struct file`, walked in the kernel.
+//!
+//! The kernel's own `d_path` is reachable from BPF only through `bpf_d_path`, which needs an
+//! fentry or LSM program; casa's target hosts block BPF trampolines, so the programs walk the
+//! dentry and mount chain themselves, the way `prepend_path()` in `fs/d_path.c` does:
+//! component names are prepended right to left into `PathScratch::buf`, and crossing a mount
+//! root continues at the mountpoint in the parent mount. The result is the path from the root
+//! of the mount tree (a chroot or mount namespace is not cut off).
+//!
+//! "Deleted" follows `d_path`: an unhashed dentry that is not its own parent (unlinked), or a
+//! dentry that is its own parent but not the root of its mount (a pseudo file such as a
+//! memfd, which `d_path` prints as `/memfd:NAME (deleted)`).
+//!
+//! Verifier notes: each offset into the buffer is written to and read back from map memory
+//! (`opaque`) before masking, so the compiler cannot prove a mask redundant and drop it.
+
+use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
+use casa_common::wire::PATH_MAX;
+
+use crate::{
+    maps::{PATHS, PathScratch},
+    util::{config, read_kernel},
+};
+
+/// Most path components walked (`/a/b/...`): deeper paths keep their last components.
+const MAX_DEPTH: usize = 40;
+/// Longest component name (`NAME_MAX`).
+const NAME_MASK: usize = 255;
+const PATH_MASK: usize = PATH_MAX - 1;
+
+/// Where a resolved path sits in the per-CPU workspace.
+pub struct Resolved {
+    pub scratch: *mut PathScratch,
+    pub deleted: bool,
+    pub truncated: bool,
+}
+
+/// Round-trip `v` through map memory so that the compiler knows nothing about the result.
+#[inline(always)]
+unsafe fn opaque(ps: *mut PathScratch, v: u64) -> u64 {
+    // SAFETY: ps is the per-CPU workspace.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*ps).tmp, v);
+        core::ptr::read_volatile(&raw const (*ps).tmp)
+    }
+}
+
+impl Resolved {
+    /// Offset of the path's first byte in `buf` (in `[1, PATH_MAX]`; `PATH_MAX` = empty).
+    #[inline(always)]
+    pub fn start(&self) -> usize {
+        // SAFETY: scratch is the per-CPU workspace.
+        unsafe {
+            (core::ptr::read_volatile(&raw const (*self.scratch).pos) as usize) & (2 * PATH_MAX - 1)
+        }
+    }
+}
+
+/// Resolve the path of the `struct file` at `file`.
+///
+/// # Safety
+/// `file` must be a kernel address (reads are checked, not trusted).
+#[inline(always)]
+pub unsafe fn resolve(file: u64) -> Option<Resolved> {
+    let ps = PATHS.get_ptr_mut(0)?;
+    // SAFETY: reads of kernel structs through checked probe reads; writes into our workspace.
+    unsafe {
+        let fpath = file + config!(offsets.file_f_path) as u64;
+        let mut vfsmnt: u64 = read_kernel(fpath, config!(offsets.path_mnt))?;
+        let mut dentry: u64 = read_kernel(fpath, config!(offsets.path_dentry))?;
+        let leaf = dentry;
+        let mut mnt = vfsmnt.wrapping_sub(config!(offsets.mount_mnt) as u64);
+        let buf = (*ps).buf.as_mut_ptr();
+        core::ptr::write_volatile(&raw mut (*ps).pos, PATH_MAX as u64);
+        let mut truncated = true;
+        let mut leaf_is_pseudo = false;
+
+        for depth in 0..MAX_DEPTH {
+            let mnt_root: u64 = read_kernel(vfsmnt, config!(offsets.vfsmount_mnt_root))?;
+            let parent: u64 = read_kernel(dentry, config!(offsets.dentry_parent))?;
+            if dentry == mnt_root {
+                let mnt_parent: u64 = read_kernel(mnt, config!(offsets.mount_parent))?;
+                if mnt_parent == mnt || mnt_parent == 0 {
+                    truncated = false;
+                    break;
+                }
+                dentry = read_kernel(mnt, config!(offsets.mount_mountpoint))?;
+                mnt = mnt_parent;
+                vfsmnt = mnt + config!(offsets.mount_mnt) as u64;
+                continue;
+            }
+            let name: u64 = read_kernel(dentry, config!(offsets.dentry_name_ptr))?;
+            let len: u32 = read_kernel(dentry, config!(offsets.dentry_name_len))?;
+            let len = (opaque(ps, len as u64) as usize) & NAME_MASK;
+            let pos =
+                (core::ptr::read_volatile(&raw const (*ps).pos) as usize) & (2 * PATH_MAX - 1);
+            if pos <= len + 1 {
+                break;
+            }
+            let new = (opaque(ps, (pos - len - 1) as u64) as usize) & PATH_MASK;
+            *buf.add(new) = b'/';
+            bpf_probe_read_kernel(buf.add(new + 1).cast(), len as u32, name as *const _);
+            core::ptr::write_volatile(&raw mut (*ps).pos, new as u64);
+            if dentry == parent {
+                // Its own parent but not a mount root: a pseudo file (memfd, anon inode)
+                // or a disconnected dentry. Nothing above it to walk.
+                leaf_is_pseudo = depth == 0;
+                truncated = false;
+                break;
+            }
+            dentry = parent;
+        }
+        let pos = (core::ptr::read_volatile(&raw const (*ps).pos) as usize) & (2 * PATH_MAX - 1);
+        if pos == PATH_MAX {
+            // The file is a mount root itself, e.g. "/".
+            let new = PATH_MAX - 1;
+            *buf.add(new) = b'/';
+            core::ptr::write_volatile(&raw mut (*ps).pos, new as u64);
+        }
+        let pprev: u64 = read_kernel(leaf, config!(offsets.dentry_hash_pprev)).unwrap_or(1);
+        let leaf_parent: u64 = read_kernel(leaf, config!(offsets.dentry_parent)).unwrap_or(0);
+        let deleted = leaf_is_pseudo || (pprev == 0 && leaf_parent != leaf);
+        Some(Resolved {
+            scratch: ps,
+            deleted,
+            truncated,
+        })
+    }
+}
+
+/// The `struct file` behind `fd` in the current task's fd table.
+///
+/// # Safety
+/// `task` must be the current `task_struct` address.
+#[inline(always)]
+pub unsafe fn file_of_fd(task: u64, fd: u64) -> Option<u64> {
+    // SAFETY: checked probe reads along task->files->fdt->fd[fd].
+    unsafe {
+        let files: u64 = read_kernel(task, config!(offsets.task_files))?;
+        let fdt: u64 = read_kernel(files, config!(offsets.files_fdt))?;
+        let max: u32 = read_kernel(fdt, config!(offsets.fdtable_max_fds))?;
+        if fd >= max as u64 {
+            return None;
+        }
+        let arr: u64 = read_kernel(fdt, config!(offsets.fdtable_fd))?;
+        let file: u64 = read_kernel(arr, (fd * 8) as u32)?;
+        (file != 0).then_some(file)
+    }
+}
+
+/// The current task's executable (`mm->exe_file`), right after an exec.
+///
+/// # Safety
+/// `task` must be the current `task_struct` address.
+#[inline(always)]
+pub unsafe fn exe_file(task: u64) -> Option<u64> {
+    // SAFETY: checked probe reads along task->mm->exe_file.
+    unsafe {
+        let mm: u64 = read_kernel(task, config!(offsets.task_mm))?;
+        let file: u64 = read_kernel(mm, config!(offsets.mm_exe_file))?;
+        (file != 0).then_some(file)
+    }
+}
+
+/// Copy a resolved path to `dst` (which has at least `PATH_MAX` bytes); returns its length.
+///
+/// # Safety
+/// `dst` must point to at least `PATH_MAX` writable bytes of map memory.
+#[inline(always)]
+pub unsafe fn copy_to(r: &Resolved, dst: *mut u8) -> usize {
+    let start = r.start();
+    if start >= PATH_MAX {
+        return 0;
+    }
+    // SAFETY: start in [0, PATH_MAX); len in [1, PATH_MAX]; src within the 2*PATH_MAX buffer.
+    unsafe {
+        let len = (opaque(r.scratch, (PATH_MAX - start) as u64) as usize) & PATH_MASK;
+        let src = (*r.scratch).buf.as_ptr().add(start & PATH_MASK);
+        if bpf_probe_read_kernel(dst.cast(), len as u32, src.cast()) != 0 {
+            return 0;
+        }
+        len
+    }
+}

@@ -1,0 +1,164 @@
+//! Opens of tracked processes: `sys_enter_openat[2]` → `sys_exit_openat[2]`, where the new
+//! fd's `struct file` gives the absolute path (`crate::path`).
+//!
+//! * `syscalls:sys_enter_openat`: dfd @16, filename @24, flags @32, mode @40
+//! * `syscalls:sys_enter_openat2`: dfd @16, filename @24, how @32 (`struct open_how`:
+//!   flags u64, mode u64, resolve u64)
+//! * `syscalls:sys_exit_openat[2]`: ret @16
+
+use aya_ebpf::{
+    helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use casa_common::{
+    stats,
+    wire::{
+        BODY_OFFSET, EventKind, OPEN_PATH_DELETED, OPEN_PATH_RESOLVED, OPEN_PATH_TRUNCATED,
+        OPEN_RAW_UNREADABLE, OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2, OpenBody, PATH_MAX,
+    },
+};
+
+use crate::{
+    maps::{OPEN_PENDING, OpenPending},
+    path,
+    util::{bump, current_task, emit, fill_header, ids, is_tracked, scratch},
+};
+
+const DATA_OFFSET: usize = BODY_OFFSET + core::mem::size_of::<OpenBody>();
+const PATH_MASK: usize = PATH_MAX - 1;
+const SIZE_MASK: usize = 2 * PATH_MAX - 1;
+
+#[tracepoint]
+pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
+    let (tid, tgid) = ids();
+    if !is_tracked(tgid) {
+        return 0;
+    }
+    // SAFETY: offsets from the tracepoint's format.
+    let (dfd, filename, flags, mode) = unsafe {
+        (
+            ctx.read_at::<u64>(16).unwrap_or(0) as i32,
+            ctx.read_at::<u64>(24).unwrap_or(0),
+            ctx.read_at::<u64>(32).unwrap_or(0) as u32,
+            ctx.read_at::<u64>(40).unwrap_or(0) as u32,
+        )
+    };
+    stash_open(tid, dfd, filename, flags, mode, OPEN_SYSCALL_OPENAT);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    let (tid, tgid) = ids();
+    if !is_tracked(tgid) {
+        return 0;
+    }
+    // SAFETY: offsets from the tracepoint's format.
+    let (dfd, filename, how) = unsafe {
+        (
+            ctx.read_at::<u64>(16).unwrap_or(0) as i32,
+            ctx.read_at::<u64>(24).unwrap_or(0),
+            ctx.read_at::<u64>(32).unwrap_or(0),
+        )
+    };
+    let mut how_buf = [0u64; 2];
+    if how != 0 {
+        // SAFETY: reads the caller's struct open_how (flags, mode) into a stack buffer.
+        unsafe {
+            bpf_probe_read_user((&raw mut how_buf).cast(), 16, how as *const _);
+        }
+    }
+    stash_open(
+        tid,
+        dfd,
+        filename,
+        how_buf[0] as u32,
+        how_buf[1] as u32,
+        OPEN_SYSCALL_OPENAT2,
+    );
+    0
+}
+
+#[inline(always)]
+fn stash_open(tid: u32, dfd: i32, filename: u64, flags: u32, mode: u32, syscall: u32) {
+    let pending = OpenPending {
+        filename,
+        open_flags: flags,
+        mode,
+        dfd,
+        syscall,
+    };
+    if OPEN_PENDING.insert(&tid, &pending, 0).is_err() {
+        bump(stats::PENDING_FULL);
+    }
+}
+
+#[tracepoint]
+pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
+    exit_open(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
+    exit_open(&ctx)
+}
+
+#[inline(always)]
+fn exit_open(ctx: &TracePointContext) -> u32 {
+    let (tid, _) = ids();
+    let Some(p) = OPEN_PENDING.get_ptr(&tid) else {
+        return 0;
+    };
+    // SAFETY: offset from the tracepoint's format.
+    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0);
+    if let Some(buf) = scratch() {
+        // SAFETY: buf is the scratch buffer; p is this thread's pending open, and the
+        // caller's path string is still mapped at syscall exit.
+        unsafe {
+            fill_header(buf, EventKind::Open);
+            let body = buf.add(BODY_OFFSET).cast::<OpenBody>();
+            let data = buf.add(DATA_OFFSET);
+            let mut flags2 = 0;
+            let rl =
+                bpf_probe_read_user_str(data.cast(), PATH_MAX as u32, (*p).filename as *const _);
+            let raw_len = if rl > 0 {
+                (rl - 1) as usize
+            } else {
+                flags2 |= OPEN_RAW_UNREADABLE;
+                0
+            };
+            let off = raw_len & PATH_MASK;
+            let mut path_len = 0usize;
+            if ret >= 0 {
+                match path::file_of_fd(current_task(), ret as u64).and_then(|f| path::resolve(f)) {
+                    Some(r) => {
+                        path_len = path::copy_to(&r, data.add(off));
+                        if path_len > 0 {
+                            flags2 |= OPEN_PATH_RESOLVED;
+                            if r.deleted {
+                                flags2 |= OPEN_PATH_DELETED;
+                            }
+                            if r.truncated {
+                                flags2 |= OPEN_PATH_TRUNCATED;
+                            }
+                        }
+                    }
+                    None => bump(stats::PATH_FAILED),
+                }
+            }
+            (*body).result = ret;
+            (*body).open_flags = (*p).open_flags;
+            (*body).mode = (*p).mode;
+            (*body).dfd = (*p).dfd;
+            (*body).syscall = (*p).syscall;
+            (*body).flags2 = flags2;
+            (*body).raw_len = raw_len as u16;
+            (*body).path_len = path_len as u16;
+            let size = DATA_OFFSET + ((off + path_len) & SIZE_MASK);
+            emit(buf, size as u32, stats::LOST_OPEN);
+        }
+    }
+    let _ = OPEN_PENDING.remove(&tid);
+    0
+}

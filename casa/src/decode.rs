@@ -1,0 +1,706 @@
+//! Kernel record bytes → [`Event`]: the first userspace stage, shared by live capture and
+//! replay.
+//!
+//! Every length and offset read from a record is checked against the record's real size
+//! before use, so a truncated, oversized or garbled record is an error, never a panic or an
+//! out-of-bounds read.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use casa_common::{
+    WIRE_VERSION,
+    wire::{
+        self, BODY_OFFSET, ConnectBody, EventKind, ExecBody, ExitBody, ForkBody, Header, OpenBody,
+        RECORD_MAX,
+    },
+};
+
+use crate::event::{Bytes, Connect, Detail, Event, Exec, Exit, Fork, Open, SockAddr};
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than the {need}-byte header")]
+    TooShortForHeader { len: usize, need: usize },
+    #[error("record has wire version {found}, this casa decodes version {expected}")]
+    WrongVersion { found: u16, expected: u16 },
+    #[error("record has unknown kind {0}")]
+    UnknownKind(u16),
+    #[error("record header says {declared} bytes but {actual} bytes were received")]
+    SizeMismatch { declared: usize, actual: usize },
+    #[error("record of {0} bytes is larger than any record the kernel writes")]
+    Oversized(usize),
+    #[error("{kind:?} record of {len} bytes is shorter than its {need}-byte fixed part")]
+    TooShortForBody {
+        kind: EventKind,
+        len: usize,
+        need: usize,
+    },
+    #[error("{kind:?} record's string lengths ({strings} bytes) run past its data ({data} bytes)")]
+    StringsOverrun {
+        kind: EventKind,
+        strings: usize,
+        data: usize,
+    },
+}
+
+/// Read a `T` from `bytes` at `offset` (unaligned); the caller has checked the bounds.
+fn read<T: Copy>(bytes: &[u8], offset: usize) -> T {
+    assert!(offset + size_of::<T>() <= bytes.len());
+    // SAFETY: bounds asserted above; T is a plain-old-data wire type (any bit pattern valid).
+    unsafe { bytes.as_ptr().add(offset).cast::<T>().read_unaligned() }
+}
+
+/// The header of a record, after checking that one is there.
+pub fn header(bytes: &[u8]) -> Result<Header, DecodeError> {
+    let need = size_of::<Header>();
+    if bytes.len() < need {
+        return Err(DecodeError::TooShortForHeader {
+            len: bytes.len(),
+            need,
+        });
+    }
+    Ok(read::<Header>(bytes, 0))
+}
+
+/// Decode one record.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    if bytes.len() > RECORD_MAX {
+        return Err(DecodeError::Oversized(bytes.len()));
+    }
+    let h = header(bytes)?;
+    if h.version != WIRE_VERSION {
+        return Err(DecodeError::WrongVersion {
+            found: h.version,
+            expected: WIRE_VERSION,
+        });
+    }
+    let kind = EventKind::from_u16(h.kind).ok_or(DecodeError::UnknownKind(h.kind))?;
+    // A ring-buffer sample is exactly as long as the kernel program said.
+    let declared = h.size as usize;
+    if declared != bytes.len() {
+        return Err(DecodeError::SizeMismatch {
+            declared,
+            actual: bytes.len(),
+        });
+    }
+    let rec = bytes;
+    let detail = match kind {
+        EventKind::Exec => Detail::Exec(decode_exec(rec)?),
+        EventKind::Fork => {
+            let b: ForkBody = body(rec, kind)?;
+            Detail::Fork(Fork {
+                child_pid: b.child_tgid,
+                child_tid: b.child_tid,
+            })
+        }
+        EventKind::Exit => {
+            let b: ExitBody = body(rec, kind)?;
+            Detail::Exit(exit_from(b))
+        }
+        EventKind::Open => Detail::Open(decode_open(rec)?),
+        EventKind::Connect => {
+            let b: ConnectBody = body(rec, kind)?;
+            Detail::Connect(connect_from(&b))
+        }
+    };
+    Ok(Event {
+        ktime_ns: h.ktime_ns,
+        pid: h.tgid,
+        tid: h.tid,
+        ppid: h.ppid,
+        uid: h.uid,
+        gid: h.gid,
+        cgroup_id: h.cgroup_id,
+        comm: Bytes::from(until_nul(&h.comm)),
+        detail,
+    })
+}
+
+fn body<T: Copy>(rec: &[u8], kind: EventKind) -> Result<T, DecodeError> {
+    let need = BODY_OFFSET + size_of::<T>();
+    if rec.len() < need {
+        return Err(DecodeError::TooShortForBody {
+            kind,
+            len: rec.len(),
+            need,
+        });
+    }
+    Ok(read::<T>(rec, BODY_OFFSET))
+}
+
+/// Split the data area after a body of type `T` into slices of the given lengths.
+fn strings<'a, T, const N: usize>(
+    rec: &'a [u8],
+    kind: EventKind,
+    lens: [usize; N],
+) -> Result<[&'a [u8]; N], DecodeError> {
+    let data = &rec[BODY_OFFSET + size_of::<T>()..];
+    let total: usize = lens.iter().sum();
+    if total > data.len() {
+        return Err(DecodeError::StringsOverrun {
+            kind,
+            strings: total,
+            data: data.len(),
+        });
+    }
+    let mut out = [&data[..0]; N];
+    let mut off = 0;
+    for (slot, len) in out.iter_mut().zip(lens) {
+        *slot = &data[off..off + len];
+        off += len;
+    }
+    Ok(out)
+}
+
+fn until_nul(b: &[u8]) -> &[u8] {
+    b.iter().position(|&c| c == 0).map_or(b, |i| &b[..i])
+}
+
+fn decode_exec(rec: &[u8]) -> Result<Exec, DecodeError> {
+    let kind = EventKind::Exec;
+    let b: ExecBody = body(rec, kind)?;
+    let [path, argv, filename] = strings::<ExecBody, 3>(
+        rec,
+        kind,
+        [
+            b.path_len as usize,
+            b.argv_len as usize,
+            b.filename_len as usize,
+        ],
+    )?;
+    let resolved = b.flags & wire::EXEC_PATH_RESOLVED != 0;
+    let filename = Bytes::from(until_nul(filename));
+    let path = Bytes::from(until_nul(path));
+    let creds = b.flags & wire::EXEC_CREDS_VALID != 0;
+    Ok(Exec {
+        result: b.result,
+        path: if resolved {
+            kernel_path(path, b.flags & wire::EXEC_PATH_DELETED != 0)
+        } else {
+            filename.clone()
+        },
+        path_resolved: resolved,
+        path_truncated: b.flags & wire::EXEC_PATH_TRUNCATED != 0,
+        filename,
+        argv: split_argv(argv),
+        argv_truncated: b.flags & wire::EXEC_ARGV_TRUNCATED != 0,
+        argv_unreadable: b.flags & wire::EXEC_ARGV_UNREADABLE != 0,
+        via_execveat: b.flags & wire::EXEC_VIA_EXECVEAT != 0,
+        old_tid: b.old_tid,
+        cap_effective: creds.then_some(b.cap_effective),
+        seccomp_mode: creds.then_some(b.seccomp_mode),
+        no_new_privs: b.flags & wire::EXEC_NO_NEW_PRIVS != 0,
+    })
+}
+
+/// A path walked by the kernel, shown as `d_path` shows it: unlinked files and memfds get
+/// ` (deleted)` appended.
+fn kernel_path(mut path: Bytes, deleted: bool) -> Bytes {
+    if deleted {
+        path.0.extend_from_slice(b" (deleted)");
+    }
+    path
+}
+
+/// NUL-separated arguments (each normally NUL-terminated; a cut last one is not).
+fn split_argv(area: &[u8]) -> Vec<Bytes> {
+    if area.is_empty() {
+        return Vec::new();
+    }
+    let area = area.strip_suffix(&[0]).unwrap_or(area);
+    area.split(|&c| c == 0).map(Bytes::from).collect()
+}
+
+fn exit_from(b: ExitBody) -> Exit {
+    let code = b.exit_code;
+    let signal = (code & 0x7f) as u8;
+    Exit {
+        exit_code: code,
+        status: (signal == 0).then_some(((code >> 8) & 0xff) as u8),
+        signal: (signal != 0).then_some(signal),
+        core_dumped: code & 0x80 != 0,
+        leader: b.flags & wire::EXIT_LEADER != 0,
+        process_gone: b.flags & wire::EXIT_GROUP_DEAD != 0,
+    }
+}
+
+fn decode_open(rec: &[u8]) -> Result<Open, DecodeError> {
+    let kind = EventKind::Open;
+    let b: OpenBody = body(rec, kind)?;
+    let [raw, path] = strings::<OpenBody, 2>(rec, kind, [b.raw_len as usize, b.path_len as usize])?;
+    Ok(Open {
+        syscall: if b.syscall == wire::OPEN_SYSCALL_OPENAT2 {
+            "openat2"
+        } else {
+            "openat"
+        },
+        result: b.result,
+        flags: b.open_flags,
+        mode: b.mode,
+        dfd: b.dfd,
+        raw_path: Bytes::from(until_nul(raw)),
+        path: (b.flags2 & wire::OPEN_PATH_RESOLVED != 0).then(|| {
+            kernel_path(
+                Bytes::from(until_nul(path)),
+                b.flags2 & wire::OPEN_PATH_DELETED != 0,
+            )
+        }),
+        path_truncated: b.flags2 & wire::OPEN_PATH_TRUNCATED != 0,
+        raw_unreadable: b.flags2 & wire::OPEN_RAW_UNREADABLE != 0,
+    })
+}
+
+const AF_UNSPEC: u16 = 0;
+const AF_UNIX: u16 = 1;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+fn connect_from(b: &ConnectBody) -> Connect {
+    Connect {
+        result: b.result,
+        fd: b.fd,
+        addr: parse_sockaddr(b),
+    }
+}
+
+/// Parse the raw sockaddr the kernel copied, within `addrlen` and the captured bytes.
+fn parse_sockaddr(b: &ConnectBody) -> SockAddr {
+    if b.flags & wire::CONNECT_ADDR_UNREADABLE != 0 {
+        return SockAddr::Unreadable;
+    }
+    let len = (b.addrlen as usize).min(b.sockaddr.len());
+    let sa = &b.sockaddr[..len];
+    if sa.len() < 2 {
+        return SockAddr::Unreadable;
+    }
+    let family = u16::from_ne_bytes([sa[0], sa[1]]);
+    match family {
+        AF_UNSPEC => SockAddr::Unspec,
+        AF_INET if sa.len() >= 8 => SockAddr::Inet {
+            addr: IpAddr::V4(Ipv4Addr::new(sa[4], sa[5], sa[6], sa[7])),
+            port: u16::from_be_bytes([sa[2], sa[3]]),
+            v4_mapped: false,
+        },
+        AF_INET6 if sa.len() >= 24 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&sa[8..24]);
+            let v6 = Ipv6Addr::from(a);
+            let port = u16::from_be_bytes([sa[2], sa[3]]);
+            match v6.to_ipv4_mapped() {
+                Some(v4) => SockAddr::Inet {
+                    addr: IpAddr::V4(v4),
+                    port,
+                    v4_mapped: true,
+                },
+                None => SockAddr::Inet {
+                    addr: IpAddr::V6(v6),
+                    port,
+                    v4_mapped: false,
+                },
+            }
+        }
+        AF_UNIX => {
+            let path = &sa[2..];
+            if path.first() == Some(&0) && path.len() > 1 {
+                // Abstract socket: the name is every byte after the leading NUL.
+                let mut name = b"@".to_vec();
+                name.extend_from_slice(&path[1..]);
+                SockAddr::Unix { path: Bytes(name) }
+            } else {
+                SockAddr::Unix {
+                    path: Bytes::from(until_nul(path)),
+                }
+            }
+        }
+        other => SockAddr::Other { af: other },
+    }
+}
+
+/// Build record bytes from wire structs: for tests, fixtures and fuzz seeds.
+pub mod build {
+    use super::*;
+
+    fn pod_bytes<T: Copy>(v: &T) -> &[u8] {
+        // SAFETY: wire types are repr(C) plain-old-data; reading their bytes is sound.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+    }
+
+    /// A header for `kind` with the given identity; `size` is filled by [`record`].
+    pub fn header(kind: EventKind, ktime_ns: u64, tgid: u32, tid: u32, comm: &str) -> Header {
+        let mut c = [0u8; wire::TASK_COMM_LEN];
+        let n = comm.len().min(15);
+        c[..n].copy_from_slice(&comm.as_bytes()[..n]);
+        Header {
+            version: WIRE_VERSION,
+            kind: kind as u16,
+            size: 0,
+            ktime_ns,
+            tid,
+            tgid,
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            _pad0: 0,
+            cgroup_id: 1,
+            comm: c,
+        }
+    }
+
+    /// Header + body + data, with `Header::size` set.
+    pub fn record<T: Copy>(mut h: Header, body: &T, data: &[u8]) -> Vec<u8> {
+        h.size = (size_of::<Header>() + size_of::<T>() + data.len()) as u32;
+        let mut v = pod_bytes(&h).to_vec();
+        v.extend_from_slice(pod_bytes(body));
+        v.extend_from_slice(data);
+        v
+    }
+
+    /// An exec record for `path` with `argv`.
+    pub fn exec(ktime_ns: u64, tgid: u32, path: &str, argv: &[&str]) -> Vec<u8> {
+        let mut argv_bytes = Vec::new();
+        for a in argv {
+            argv_bytes.extend_from_slice(a.as_bytes());
+            argv_bytes.push(0);
+        }
+        let comm = path.rsplit('/').next().unwrap_or(path);
+        let body = ExecBody {
+            result: 0,
+            old_tid: tgid,
+            cap_effective: 0,
+            seccomp_mode: 0,
+            flags: wire::EXEC_PATH_RESOLVED | wire::EXEC_CREDS_VALID,
+            path_len: path.len() as u16,
+            argv_len: argv_bytes.len() as u16,
+            filename_len: path.len() as u16,
+            _pad0: 0,
+        };
+        let mut data = path.as_bytes().to_vec();
+        data.extend_from_slice(&argv_bytes);
+        data.extend_from_slice(path.as_bytes());
+        record(
+            header(EventKind::Exec, ktime_ns, tgid, tgid, comm),
+            &body,
+            &data,
+        )
+    }
+
+    /// An open record.
+    pub fn open(
+        ktime_ns: u64,
+        tgid: u32,
+        raw: &str,
+        path: Option<&str>,
+        flags: u32,
+        result: i64,
+    ) -> Vec<u8> {
+        let body = OpenBody {
+            result,
+            open_flags: flags,
+            mode: 0o644,
+            dfd: -100,
+            syscall: wire::OPEN_SYSCALL_OPENAT,
+            flags2: if path.is_some() {
+                wire::OPEN_PATH_RESOLVED
+            } else {
+                0
+            },
+            raw_len: raw.len() as u16,
+            path_len: path.map_or(0, str::len) as u16,
+        };
+        let mut data = raw.as_bytes().to_vec();
+        data.extend_from_slice(path.unwrap_or("").as_bytes());
+        record(
+            header(EventKind::Open, ktime_ns, tgid, tgid, "test"),
+            &body,
+            &data,
+        )
+    }
+
+    /// A connect record with a raw sockaddr.
+    pub fn connect(ktime_ns: u64, tgid: u32, sockaddr: &[u8], result: i32) -> Vec<u8> {
+        let mut sa = [0u8; wire::SOCKADDR_MAX];
+        let n = sockaddr.len().min(sa.len());
+        sa[..n].copy_from_slice(&sockaddr[..n]);
+        let body = ConnectBody {
+            result,
+            fd: 3,
+            addrlen: sockaddr.len() as u32,
+            flags: 0,
+            sockaddr: sa,
+        };
+        record(
+            header(EventKind::Connect, ktime_ns, tgid, tgid, "test"),
+            &body,
+            &[],
+        )
+    }
+
+    /// A fork record.
+    pub fn fork(ktime_ns: u64, parent: u32, child: u32) -> Vec<u8> {
+        let body = ForkBody {
+            child_tid: child,
+            child_tgid: child,
+        };
+        record(
+            header(EventKind::Fork, ktime_ns, parent, parent, "test"),
+            &body,
+            &[],
+        )
+    }
+
+    /// An exit record.
+    pub fn exit(ktime_ns: u64, tgid: u32, tid: u32, exit_code: u32, group_dead: bool) -> Vec<u8> {
+        let mut flags = 0;
+        if tgid == tid {
+            flags |= wire::EXIT_LEADER;
+        }
+        if group_dead {
+            flags |= wire::EXIT_GROUP_DEAD;
+        }
+        let body = ExitBody { exit_code, flags };
+        record(
+            header(EventKind::Exit, ktime_ns, tgid, tid, "test"),
+            &body,
+            &[],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{build, *};
+
+    #[test]
+    fn exec_round_trip() {
+        let rec = build::exec(42, 100, "/usr/bin/curl", &["curl", "-s", "http://x"]);
+        let ev = decode(&rec).unwrap();
+        assert_eq!(ev.ktime_ns, 42);
+        assert_eq!(ev.pid, 100);
+        assert_eq!(ev.comm, Bytes::from("curl"));
+        let Detail::Exec(e) = ev.detail else {
+            panic!("not exec")
+        };
+        assert_eq!(e.path, Bytes::from("/usr/bin/curl"));
+        assert_eq!(
+            e.argv,
+            vec![
+                Bytes::from("curl"),
+                Bytes::from("-s"),
+                Bytes::from("http://x")
+            ]
+        );
+        assert_eq!(e.cap_effective, Some(0));
+        assert!(!e.argv_truncated);
+    }
+
+    #[test]
+    fn truncated_records_are_errors_at_every_length() {
+        let rec = build::exec(1, 2, "/bin/sh", &["sh", "-c", "id"]);
+        for len in 0..rec.len() {
+            assert!(
+                decode(&rec[..len]).is_err(),
+                "prefix of {len} bytes decoded"
+            );
+        }
+        assert!(decode(&rec).is_ok());
+    }
+
+    #[test]
+    fn header_too_short() {
+        assert_eq!(
+            decode(&[0u8; 10]),
+            Err(DecodeError::TooShortForHeader { len: 10, need: 64 })
+        );
+    }
+
+    #[test]
+    fn oversized_record_rejected() {
+        let rec = vec![0u8; RECORD_MAX + 1];
+        assert_eq!(decode(&rec), Err(DecodeError::Oversized(RECORD_MAX + 1)));
+    }
+
+    #[test]
+    fn record_with_trailing_garbage_rejected() {
+        let mut rec = build::fork(1, 2, 3);
+        rec.extend_from_slice(&[0xAA; 16]);
+        assert!(matches!(
+            decode(&rec),
+            Err(DecodeError::SizeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn string_lengths_past_data_rejected() {
+        let mut rec = build::open(1, 2, "/etc/passwd", None, 0, 3);
+        // Claim a longer raw path than the data holds.
+        let off = BODY_OFFSET + std::mem::offset_of!(OpenBody, raw_len);
+        rec[off..off + 2].copy_from_slice(&500u16.to_ne_bytes());
+        assert!(matches!(
+            decode(&rec),
+            Err(DecodeError::StringsOverrun { .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_version_and_kind() {
+        let mut rec = build::fork(1, 2, 3);
+        rec[0] = 99;
+        assert!(matches!(
+            decode(&rec),
+            Err(DecodeError::WrongVersion { found: 99, .. })
+        ));
+        let mut rec = build::fork(1, 2, 3);
+        rec[2] = 77;
+        assert_eq!(decode(&rec), Err(DecodeError::UnknownKind(77)));
+    }
+
+    #[test]
+    fn ipv4_connect() {
+        // AF_INET, port 80, 127.0.0.1
+        let sa = [2, 0, 0, 80, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let ev = decode(&build::connect(1, 2, &sa, 0)).unwrap();
+        let Detail::Connect(c) = ev.detail else {
+            panic!()
+        };
+        assert_eq!(
+            c.addr,
+            SockAddr::Inet {
+                addr: "127.0.0.1".parse().unwrap(),
+                port: 80,
+                v4_mapped: false
+            }
+        );
+    }
+
+    #[test]
+    fn ipv6_and_mapped_connect() {
+        let mut sa = vec![10, 0, 0x1f, 0x90, 0, 0, 0, 0];
+        sa.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        sa.extend_from_slice(&[0, 0, 0, 0]);
+        let Detail::Connect(c) = decode(&build::connect(1, 2, &sa, -115)).unwrap().detail else {
+            panic!()
+        };
+        assert_eq!(c.result, -115);
+        assert_eq!(
+            c.addr,
+            SockAddr::Inet {
+                addr: "::1".parse().unwrap(),
+                port: 8080,
+                v4_mapped: false
+            }
+        );
+        let mut sa = vec![10, 0, 0, 53, 0, 0, 0, 0];
+        sa.extend_from_slice(&Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped().octets());
+        sa.extend_from_slice(&[0, 0, 0, 0]);
+        let Detail::Connect(c) = decode(&build::connect(1, 2, &sa, 0)).unwrap().detail else {
+            panic!()
+        };
+        assert_eq!(
+            c.addr,
+            SockAddr::Inet {
+                addr: "10.1.2.3".parse().unwrap(),
+                port: 53,
+                v4_mapped: true
+            }
+        );
+    }
+
+    #[test]
+    fn unix_connect_path_and_abstract() {
+        let mut sa = vec![1, 0];
+        sa.extend_from_slice(b"/run/x.sock\0");
+        let Detail::Connect(c) = decode(&build::connect(1, 2, &sa, 0)).unwrap().detail else {
+            panic!()
+        };
+        assert_eq!(
+            c.addr,
+            SockAddr::Unix {
+                path: Bytes::from("/run/x.sock")
+            }
+        );
+        let mut sa = vec![1, 0, 0];
+        sa.extend_from_slice(b"abs");
+        let Detail::Connect(c) = decode(&build::connect(1, 2, &sa, 0)).unwrap().detail else {
+            panic!()
+        };
+        assert_eq!(
+            c.addr,
+            SockAddr::Unix {
+                path: Bytes::from("@abs")
+            }
+        );
+    }
+
+    #[test]
+    fn short_sockaddr_is_unreadable_not_panic() {
+        let Detail::Connect(c) = decode(&build::connect(1, 2, &[2], 0)).unwrap().detail else {
+            panic!()
+        };
+        assert_eq!(c.addr, SockAddr::Unreadable);
+        // AF_INET claimed but too short for an address: reported as the bare family.
+        let Detail::Connect(c) = decode(&build::connect(1, 2, &[2, 0, 0, 80], 0))
+            .unwrap()
+            .detail
+        else {
+            panic!()
+        };
+        assert_eq!(c.addr, SockAddr::Other { af: 2 });
+    }
+
+    #[test]
+    fn exit_codes() {
+        let e = |code, gd| match decode(&build::exit(1, 5, 5, code, gd)).unwrap().detail {
+            Detail::Exit(e) => e,
+            _ => panic!(),
+        };
+        let normal = e(3 << 8, true);
+        assert_eq!(
+            (normal.status, normal.signal, normal.process_gone),
+            (Some(3), None, true)
+        );
+        let killed = e(9, true);
+        assert_eq!((killed.status, killed.signal), (None, Some(9)));
+        let thread = match decode(&build::exit(1, 5, 6, 0, false)).unwrap().detail {
+            Detail::Exit(e) => e,
+            _ => panic!(),
+        };
+        assert!(!thread.leader && !thread.process_gone);
+    }
+
+    #[test]
+    fn open_without_resolution_uses_raw() {
+        let Detail::Open(o) = decode(&build::open(1, 2, "missing", None, 0, -2))
+            .unwrap()
+            .detail
+        else {
+            panic!()
+        };
+        assert_eq!(o.result, -2);
+        assert_eq!(o.path, None);
+        assert_eq!(o.best_path(), &Bytes::from("missing"));
+    }
+
+    #[test]
+    fn non_utf8_bytes_are_escaped_in_text() {
+        let b = Bytes(vec![b'a', 0xff, b'\\', b'b']);
+        assert_eq!(b.to_text(), "a\\xff\\\\b");
+        let json = serde_json::to_string(&b).unwrap();
+        assert_eq!(json, r#""a\\xff\\\\b""#);
+        assert_eq!(Bytes::from("x\u{1b}[31m").to_string(), "x\\u{1b}[31m");
+    }
+
+    #[test]
+    fn memfd_and_deleted_paths() {
+        for (p, want) in [
+            ("/memfd:payload (deleted)", true),
+            ("/tmp/x (deleted)", true),
+            ("/usr/bin/ls", false),
+        ] {
+            let Detail::Exec(e) = decode(&build::exec(1, 2, p, &["x"])).unwrap().detail else {
+                panic!()
+            };
+            assert_eq!(e.memfd_or_deleted(), want, "{p}");
+        }
+    }
+}

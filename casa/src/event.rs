@@ -1,0 +1,247 @@
+//! Decoded, owned events: what the rest of the pipeline sees.
+//!
+//! [`crate::decode`] turns one kernel record into an [`Event`]; live capture and replay both
+//! produce this type, and everything downstream (sessions, context, rules, sinks) consumes it.
+//! Strings that come from the traced processes (argv, paths, comm) are attacker-controlled
+//! bytes, so they are kept as [`Bytes`] and never assumed to be UTF-8.
+
+use std::{fmt, net::IpAddr};
+
+use serde::{Serialize, Serializer};
+
+/// Bytes from a traced process (a path, an argument, a command name).
+///
+/// Serialised as a JSON string: valid UTF-8 is written as is; invalid bytes are written as
+/// `\xNN` escapes (and, in such a string only, a literal backslash as `\\`), so the output
+/// is always valid JSON and never loses which bytes were there.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bytes(pub Vec<u8>);
+
+impl Bytes {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The text form described on the type.
+    pub fn to_text(&self) -> String {
+        match std::str::from_utf8(&self.0) {
+            Ok(s) => s.to_owned(),
+            Err(_) => {
+                let mut out = String::with_capacity(self.0.len() + 8);
+                for chunk in self.0.utf8_chunks() {
+                    for c in chunk.valid().chars() {
+                        if c == '\\' {
+                            out.push_str("\\\\");
+                        } else {
+                            out.push(c);
+                        }
+                    }
+                    for b in chunk.invalid() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    pub fn starts_with(&self, prefix: &[u8]) -> bool {
+        self.0.starts_with(prefix)
+    }
+
+    pub fn ends_with(&self, suffix: &[u8]) -> bool {
+        self.0.ends_with(suffix)
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(b: &[u8]) -> Self {
+        Self(b.to_vec())
+    }
+}
+
+impl From<&str> for Bytes {
+    fn from(s: &str) -> Self {
+        Self(s.as_bytes().to_vec())
+    }
+}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_text())
+    }
+}
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Display is for consoles: escape control characters so nothing reaches a terminal raw.
+        for c in self.to_text().chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_text())
+    }
+}
+
+/// One observed event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// `CLOCK_BOOTTIME` nanoseconds from the kernel; the pipeline's only clock.
+    pub ktime_ns: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Parent process id (`real_parent->tgid`) when the event happened.
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    pub comm: Bytes,
+    #[serde(flatten)]
+    pub detail: Detail,
+}
+
+/// What happened, by kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Detail {
+    Exec(Exec),
+    Fork(Fork),
+    Exit(Exit),
+    Open(Open),
+    Connect(Connect),
+}
+
+impl Detail {
+    /// The kind's name as written in logs and summaries.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Detail::Exec(_) => "exec",
+            Detail::Fork(_) => "fork",
+            Detail::Exit(_) => "exit",
+            Detail::Open(_) => "open",
+            Detail::Connect(_) => "connect",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Exec {
+    /// 0 on success, `-errno` when the exec failed.
+    pub result: i32,
+    /// The executed file: absolute and resolved by the kernel when `path_resolved`, else the
+    /// name the caller passed.
+    pub path: Bytes,
+    pub path_resolved: bool,
+    /// The resolved path lost leading components (deeper than the kernel walk allows).
+    pub path_truncated: bool,
+    /// The name the caller passed to `execve` (e.g. `./x.sh`, `/dev/fd/3`).
+    pub filename: Bytes,
+    pub argv: Vec<Bytes>,
+    pub argv_truncated: bool,
+    /// argv could not be read (the list is empty, not the process's argv).
+    pub argv_unreadable: bool,
+    pub via_execveat: bool,
+    pub old_tid: u32,
+    /// Effective capabilities after the exec, when read (`None`: unreadable).
+    pub cap_effective: Option<u64>,
+    /// `seccomp.mode` after the exec, when read.
+    pub seccomp_mode: Option<u32>,
+    pub no_new_privs: bool,
+}
+
+impl Exec {
+    /// True when the executed file is a memfd or an unlinked file.
+    pub fn memfd_or_deleted(&self) -> bool {
+        let p = self.path.as_bytes();
+        p.starts_with(b"memfd:") || p.starts_with(b"/memfd:") || p.ends_with(b" (deleted)")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fork {
+    pub child_pid: u32,
+    pub child_tid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Exit {
+    /// `wait(2)`-encoded status.
+    pub exit_code: u32,
+    /// Exit status when the process exited normally.
+    pub status: Option<u8>,
+    /// Terminating signal when it was killed.
+    pub signal: Option<u8>,
+    pub core_dumped: bool,
+    /// The thread-group leader exited (`tid == pid`).
+    pub leader: bool,
+    /// The last thread exited: the process is gone.
+    pub process_gone: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Open {
+    pub syscall: &'static str,
+    /// The fd, or `-errno`.
+    pub result: i64,
+    pub flags: u32,
+    pub mode: u32,
+    pub dfd: i32,
+    /// The path string as the caller passed it.
+    pub raw_path: Bytes,
+    /// Absolute path of the opened file from the kernel (successful opens only); ends in
+    /// ` (deleted)` when the file was unlinked.
+    pub path: Option<Bytes>,
+    /// The resolved path lost leading components.
+    pub path_truncated: bool,
+    pub raw_unreadable: bool,
+}
+
+impl Open {
+    /// The best absolute-or-raw path: the kernel's resolution when there is one.
+    pub fn best_path(&self) -> &Bytes {
+        self.path.as_ref().unwrap_or(&self.raw_path)
+    }
+}
+
+/// Where a connect went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum SockAddr {
+    Inet {
+        addr: IpAddr,
+        port: u16,
+        /// IPv6 address that maps an IPv4 one (`::ffff:a.b.c.d`); `addr` is the IPv4 form.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        v4_mapped: bool,
+    },
+    Unix {
+        /// Filesystem path, or `@name` for an abstract socket.
+        path: Bytes,
+    },
+    Unspec,
+    /// Another address family (its `AF_*` number).
+    Other {
+        af: u16,
+    },
+    /// The kernel could not read the caller's sockaddr.
+    Unreadable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Connect {
+    /// 0, or `-errno` (`-115` = `EINPROGRESS`).
+    pub result: i32,
+    pub fd: i32,
+    pub addr: SockAddr,
+}

@@ -1,0 +1,21 @@
+//! casa: an eBPF sensor and rule engine for AI agent sessions.
+//!
+//! ```text
+//! [kernel]  casa-ebpf programs ──EVENTS ring buffer──┐
+//! [user]    sensor::RingReader  (live)  ─ raw bytes ─┤
+//!           recording::Reader   (replay) ─ raw bytes ─┘
+//!              │
+//!           decode::decode ──▶ event::Event ──▶ (sessions, context, rules, sinks)
+//! ```
+//!
+//! Live capture and replay hand the same raw record bytes to the same decoder, and time inside
+//! the pipeline comes only from the events' kernel timestamps (`clock`).
+
+pub mod capture;
+pub mod cli;
+pub mod clock;
+pub mod cmd;
+pub mod decode;
+pub mod event;
+pub mod recording;
+pub mod sensor;

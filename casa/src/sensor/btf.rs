@@ -1,0 +1,117 @@
+//! Kernel struct field offsets from the running kernel's BTF (Rust eBPF has no CO-RE).
+
+use btf_rs::{Btf, Type};
+use casa_common::config::KernelOffsets;
+
+use super::SensorError;
+
+/// Where the kernel's BTF lives.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+fn err(what: impl Into<String>) -> SensorError {
+    SensorError::Btf(what.into())
+}
+
+/// The struct named `name` (skipping forward declarations).
+fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct, SensorError> {
+    let types = btf
+        .resolve_types_by_name(name)
+        .map_err(|e| err(format!("looking up `struct {name}`: {e}")))?;
+    types
+        .into_iter()
+        .find_map(|t| match t {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+        .ok_or_else(|| err(format!("`struct {name}` not found in BTF")))
+}
+
+/// Strip typedefs and qualifiers down to a struct or union.
+fn as_aggregate(btf: &Btf, mut t: Type) -> Option<btf_rs::Struct> {
+    for _ in 0..16 {
+        match t {
+            Type::Struct(s) | Type::Union(s) => return Some(s),
+            Type::Typedef(_)
+            | Type::Const(_)
+            | Type::Volatile(_)
+            | Type::Restrict(_)
+            | Type::TypeTag(_) => {
+                t = btf.resolve_chained_type(t.as_btf_type()?).ok()?;
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Byte offset of `member` in `s`, looking through anonymous structs and unions.
+fn member_offset(btf: &Btf, s: &btf_rs::Struct, member: &str) -> Option<(u32, Type)> {
+    for m in &s.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        let off = m.bit_offset() / 8;
+        let ty = btf.resolve_chained_type(m).ok()?;
+        if name == member {
+            return Some((off, ty));
+        }
+        if name.is_empty()
+            && let Some(inner) = as_aggregate(btf, ty)
+            && let Some((o, t)) = member_offset(btf, &inner, member)
+        {
+            return Some((off + o, t));
+        }
+    }
+    None
+}
+
+/// Offset of a dotted field path such as `seccomp.mode` in `struct name`.
+fn offset(btf: &Btf, name: &str, path: &str) -> Result<u32, SensorError> {
+    let mut s = find_struct(btf, name)?;
+    let mut total = 0;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let (off, ty) = member_offset(btf, &s, part)
+            .ok_or_else(|| err(format!("`struct {name}` has no field `{path}`")))?;
+        total += off;
+        if i + 1 < parts.len() {
+            s = as_aggregate(btf, ty)
+                .ok_or_else(|| err(format!("`{name}.{part}` is not a struct")))?;
+        }
+    }
+    Ok(total)
+}
+
+/// Read every offset the kernel programs need.
+pub fn kernel_offsets(path: &str) -> Result<KernelOffsets, SensorError> {
+    let btf = Btf::from_file(path).map_err(|e| err(format!("reading {path}: {e}")))?;
+    Ok(KernelOffsets {
+        task_pid: offset(&btf, "task_struct", "pid")?,
+        task_tgid: offset(&btf, "task_struct", "tgid")?,
+        task_real_parent: offset(&btf, "task_struct", "real_parent")?,
+        task_cred: offset(&btf, "task_struct", "cred")?,
+        task_mm: offset(&btf, "task_struct", "mm")?,
+        task_signal: offset(&btf, "task_struct", "signal")?,
+        task_exit_code: offset(&btf, "task_struct", "exit_code")?,
+        task_atomic_flags: offset(&btf, "task_struct", "atomic_flags")?,
+        task_seccomp_mode: offset(&btf, "task_struct", "seccomp.mode")?,
+        cred_cap_effective: offset(&btf, "cred", "cap_effective")?,
+        mm_arg_start: offset(&btf, "mm_struct", "arg_start")?,
+        mm_arg_end: offset(&btf, "mm_struct", "arg_end")?,
+        signal_live: offset(&btf, "signal_struct", "live")?,
+        file_f_path: offset(&btf, "file", "f_path")?,
+        task_files: offset(&btf, "task_struct", "files")?,
+        files_fdt: offset(&btf, "files_struct", "fdt")?,
+        fdtable_max_fds: offset(&btf, "fdtable", "max_fds")?,
+        fdtable_fd: offset(&btf, "fdtable", "fd")?,
+        mm_exe_file: offset(&btf, "mm_struct", "exe_file")?,
+        path_mnt: offset(&btf, "path", "mnt")?,
+        path_dentry: offset(&btf, "path", "dentry")?,
+        dentry_parent: offset(&btf, "dentry", "d_parent")?,
+        dentry_name_ptr: offset(&btf, "dentry", "d_name.name")?,
+        dentry_name_len: offset(&btf, "dentry", "d_name.len")?,
+        dentry_hash_pprev: offset(&btf, "dentry", "d_hash.pprev")?,
+        vfsmount_mnt_root: offset(&btf, "vfsmount", "mnt_root")?,
+        mount_mnt: offset(&btf, "mount", "mnt")?,
+        mount_parent: offset(&btf, "mount", "mnt_parent")?,
+        mount_mountpoint: offset(&btf, "mount", "mnt_mountpoint")?,
+    })
+}

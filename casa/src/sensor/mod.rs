@@ -1,0 +1,361 @@
+//! The live event source: loads casa's kernel programs, attaches them, and reads the ring
+//! buffer. This is the only module that touches the kernel; everything after it consumes
+//! raw record bytes (`crate::decode`) exactly as replay does.
+//!
+//! ```text
+//! kernel programs ──EVENTS ring──▶ RingReader::drain ──bytes──▶ decode / recording
+//!        ▲ TRACKED (tgids, seeded by Sensor::track, extended on fork)
+//!        ▲ CONFIG (offsets from BTF, casa's tgid, --all-processes)
+//!        └ STATS (per-CPU loss counters) ──▶ Sensor::kernel_stats
+//! ```
+
+pub mod btf;
+pub mod prereq;
+
+use std::{io, os::fd::AsRawFd};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+};
+use casa_common::{config::KernelConfig, stats};
+use tokio::io::unix::AsyncFd;
+
+/// The compiled kernel programs, built by `build.rs`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/casa"));
+
+/// Errors from loading, attaching and driving the kernel side. Each names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    #[error(
+        "casa's sensor must run as root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN); running as uid {0}"
+    )]
+    NotRoot(u32),
+    #[error("cannot mount tracefs on /sys/kernel/tracing: {0}")]
+    Tracefs(#[source] io::Error),
+    #[error("kernel BTF: {0}")]
+    Btf(String),
+    #[error("tracepoint `{tracepoint}` does not have the layout casa was built for: {detail}")]
+    Layout { tracepoint: String, detail: String },
+    #[error("loading the eBPF object: {0}")]
+    Object(#[source] aya::EbpfError),
+    #[error("program `{0}` is missing from the eBPF object")]
+    MissingProgram(&'static str),
+    #[error("map `{0}` is missing from the eBPF object")]
+    MissingMap(&'static str),
+    #[error(
+        "loading program `{program}` for `{hook}` (verifier rejected it or the hook is missing): {source}"
+    )]
+    Load {
+        program: &'static str,
+        hook: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("attaching program `{program}` to `{hook}`: {source}")]
+    Attach {
+        program: &'static str,
+        hook: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map `{map}`: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("ring buffer: {0}")]
+    Ring(#[source] io::Error),
+}
+
+/// How to load the sensor.
+#[derive(Clone, Debug)]
+pub struct SensorOptions {
+    /// Report open/connect for every process, not only tracked trees.
+    pub all_processes: bool,
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ring_bytes: u32,
+}
+
+impl Default for SensorOptions {
+    fn default() -> Self {
+        Self {
+            all_processes: false,
+            ring_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Syscall and scheduler tracepoints: (program, category, tracepoint).
+const TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("sys_enter_execve", "syscalls", "sys_enter_execve"),
+    ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
+    ("sys_exit_execve", "syscalls", "sys_exit_execve"),
+    ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
+    ("sched_process_exec", "sched", "sched_process_exec"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+    ("sys_enter_openat", "syscalls", "sys_enter_openat"),
+    ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
+    ("sys_exit_openat", "syscalls", "sys_exit_openat"),
+    ("sys_exit_openat2", "syscalls", "sys_exit_openat2"),
+    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
+    ("sys_exit_connect", "syscalls", "sys_exit_connect"),
+];
+
+/// Kernel-side counters, per CPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// `per_cpu[cpu][index]`, indices from `casa_common::stats`.
+    pub per_cpu: Vec<Vec<u64>>,
+}
+
+impl KernelStats {
+    pub fn total(&self, index: u32) -> u64 {
+        self.per_cpu
+            .iter()
+            .map(|c| c.get(index as usize).copied().unwrap_or(0))
+            .sum()
+    }
+
+    /// Events the kernel could not hand over (ring full or pending-state full).
+    pub fn lost(&self) -> u64 {
+        [
+            stats::LOST_EXEC,
+            stats::LOST_FORK,
+            stats::LOST_EXIT,
+            stats::LOST_OPEN,
+            stats::LOST_CONNECT,
+            stats::PENDING_FULL,
+        ]
+        .iter()
+        .map(|&i| self.total(i))
+        .sum()
+    }
+
+    /// `(name, total)` for every counter, in index order.
+    pub fn named(&self) -> Vec<(&'static str, u64)> {
+        stats::NAMES
+            .iter()
+            .map(|&(i, n)| (n, self.total(i)))
+            .collect()
+    }
+
+    /// One line for logs: non-zero counters with their per-CPU split.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for &(i, name) in stats::NAMES.iter() {
+            let total = self.total(i);
+            if total > 0 {
+                let split: Vec<String> = self
+                    .per_cpu
+                    .iter()
+                    .map(|c| c.get(i as usize).copied().unwrap_or(0).to_string())
+                    .collect();
+                parts.push(format!("{name}={total} (per cpu {})", split.join("/")));
+            }
+        }
+        if parts.is_empty() {
+            "no loss".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Loaded and attached kernel programs.
+pub struct Sensor {
+    // Keeps programs and links alive for as long as the sensor lives.
+    _ebpf: Ebpf,
+    ring: Option<RingBuf<MapData>>,
+    tracked: HashMap<MapData, u32, u32>,
+    stats: PerCpuArray<MapData, u64>,
+    /// True when loading mounted tracefs (it stays mounted).
+    pub mounted_tracefs: bool,
+}
+
+impl Sensor {
+    /// Check prerequisites, load every program, attach it, and take the maps.
+    pub fn load(opts: &SensorOptions) -> Result<Self, SensorError> {
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        if uid != 0 {
+            return Err(SensorError::NotRoot(uid));
+        }
+        let mounted_tracefs = prereq::ensure_tracefs()?;
+        prereq::check_layouts()?;
+        let offsets = btf::kernel_offsets(btf::VMLINUX_BTF)?;
+        let config = KernelConfig {
+            self_tgid: std::process::id(),
+            all_processes: u32::from(opts.all_processes),
+            offsets,
+        };
+        let kernel_btf = Btf::from_sys_fs().map_err(|e| SensorError::Btf(e.to_string()))?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&kernel_btf))
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", opts.ring_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(SensorError::Object)?;
+
+        for &(name, category, tp) in TRACEPOINTS {
+            let hook = format!("tracepoint {category}:{tp}");
+            let prog: &mut TracePoint = program(&mut ebpf, name)?;
+            prog.load().map_err(|source| SensorError::Load {
+                program: name,
+                hook: hook.clone(),
+                source,
+            })?;
+            prog.attach(category, tp)
+                .map_err(|source| SensorError::Attach {
+                    program: name,
+                    hook,
+                    source,
+                })?;
+        }
+        {
+            let name = "sched_process_fork";
+            let hook = "tp_btf sched_process_fork".to_owned();
+            let prog: &mut BtfTracePoint = program(&mut ebpf, name)?;
+            prog.load("sched_process_fork", &kernel_btf)
+                .map_err(|source| SensorError::Load {
+                    program: name,
+                    hook: hook.clone(),
+                    source,
+                })?;
+            prog.attach().map_err(|source| SensorError::Attach {
+                program: name,
+                hook,
+                source,
+            })?;
+        }
+        let ring = RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?).map_err(|source| {
+            SensorError::Map {
+                map: "EVENTS",
+                source,
+            }
+        })?;
+        let tracked = HashMap::try_from(take_map(&mut ebpf, "TRACKED")?).map_err(|source| {
+            SensorError::Map {
+                map: "TRACKED",
+                source,
+            }
+        })?;
+        let stats = PerCpuArray::try_from(take_map(&mut ebpf, "STATS")?).map_err(|source| {
+            SensorError::Map {
+                map: "STATS",
+                source,
+            }
+        })?;
+        Ok(Self {
+            _ebpf: ebpf,
+            ring: Some(ring),
+            tracked,
+            stats,
+            mounted_tracefs,
+        })
+    }
+
+    /// Start reporting open/connect for `tgid` (its future children follow automatically).
+    pub fn track(&mut self, tgid: u32) -> Result<(), SensorError> {
+        self.tracked
+            .insert(tgid, 1, 0)
+            .map_err(|source| SensorError::Map {
+                map: "TRACKED",
+                source,
+            })
+    }
+
+    /// Stop tracking `tgid` (absent is fine).
+    pub fn untrack(&mut self, tgid: u32) {
+        let _ = self.tracked.remove(&tgid);
+    }
+
+    /// Whether `tgid` is in the kernel's tracked set.
+    pub fn is_tracked(&self, tgid: u32) -> bool {
+        self.tracked.get(&tgid, 0).is_ok()
+    }
+
+    /// The kernel's loss and degradation counters.
+    pub fn kernel_stats(&self) -> Result<KernelStats, SensorError> {
+        let mut per_cpu: Vec<Vec<u64>> = Vec::new();
+        for index in 0..stats::COUNT {
+            let values = self
+                .stats
+                .get(&index, 0)
+                .map_err(|source| SensorError::Map {
+                    map: "STATS",
+                    source,
+                })?;
+            for (cpu, v) in values.iter().enumerate() {
+                if per_cpu.len() <= cpu {
+                    per_cpu.push(vec![0; stats::COUNT as usize]);
+                }
+                per_cpu[cpu][index as usize] = *v;
+            }
+        }
+        Ok(KernelStats { per_cpu })
+    }
+
+    /// Hand out the ring reader (once).
+    pub fn take_ring(&mut self) -> Result<RingReader, SensorError> {
+        let ring = self.ring.take().ok_or(SensorError::MissingMap("EVENTS"))?;
+        Ok(RingReader {
+            // SAFETY: the AsyncFd owns the ring buffer (and its fd) while registered.
+            fd: unsafe { AsyncFd::register(ring) }
+                .map_err(io::Error::from)
+                .map_err(SensorError::Ring)?,
+        })
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, SensorError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program>,
+{
+    ebpf.program_mut(name)
+        .ok_or(SensorError::MissingProgram(name))?
+        .try_into()
+        .map_err(|_| SensorError::MissingProgram(name))
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, SensorError> {
+    ebpf.take_map(name).ok_or(SensorError::MissingMap(name))
+}
+
+/// Asynchronous reader of the `EVENTS` ring buffer.
+pub struct RingReader {
+    fd: AsyncFd<RingBuf<MapData>>,
+}
+
+impl RingReader {
+    /// Wait until records are available, then hand each one to `f`; returns how many.
+    pub async fn drain<F: FnMut(&[u8])>(&mut self, mut f: F) -> Result<usize, SensorError> {
+        let mut guard = self.fd.readable_mut().await.map_err(SensorError::Ring)?;
+        let ring = guard.get_inner_mut();
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            f(&item);
+            n += 1;
+        }
+        guard.clear_ready();
+        Ok(n)
+    }
+
+    /// Hand every record available right now to `f` without waiting (final flush).
+    pub fn drain_now<F: FnMut(&[u8])>(&mut self, mut f: F) -> usize {
+        let ring = self.fd.get_mut();
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// The ring buffer's file descriptor number (for diagnostics).
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.get_ref().as_raw_fd()
+    }
+}

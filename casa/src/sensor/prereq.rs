@@ -1,0 +1,160 @@
+//! Kernel prerequisites the sensor checks before loading: tracefs, and the tracepoint field
+//! layouts the kernel programs rely on.
+
+use std::path::Path;
+
+use super::SensorError;
+
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Mount tracefs on `/sys/kernel/tracing` when it is not mounted (it is not at boot on some
+/// hosts). Returns true when this call mounted it. An existing mount is left as it is.
+pub fn ensure_tracefs() -> Result<bool, SensorError> {
+    if Path::new(TRACEFS).join("events").is_dir() {
+        return Ok(false);
+    }
+    let src = c"tracefs";
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: valid NUL-terminated strings; no data argument.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            src.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(SensorError::Tracefs(std::io::Error::last_os_error()));
+    }
+    Ok(true)
+}
+
+/// The fields (name, offset, size) each tracepoint program reads, as in its source.
+pub const LAYOUTS: &[(&str, &str, &[(&str, u32, u32)])] = &[
+    (
+        "syscalls",
+        "sys_enter_execve",
+        &[("filename", 16, 8), ("argv", 24, 8)],
+    ),
+    (
+        "syscalls",
+        "sys_enter_execveat",
+        &[("fd", 16, 8), ("filename", 24, 8), ("argv", 32, 8)],
+    ),
+    ("syscalls", "sys_exit_execve", &[("ret", 16, 8)]),
+    ("syscalls", "sys_exit_execveat", &[("ret", 16, 8)]),
+    (
+        "sched",
+        "sched_process_exec",
+        &[("filename", 8, 4), ("pid", 12, 4), ("old_pid", 16, 4)],
+    ),
+    ("sched", "sched_process_exit", &[("group_dead", 32, 1)]),
+    (
+        "syscalls",
+        "sys_enter_openat",
+        &[
+            ("dfd", 16, 8),
+            ("filename", 24, 8),
+            ("flags", 32, 8),
+            ("mode", 40, 8),
+        ],
+    ),
+    (
+        "syscalls",
+        "sys_enter_openat2",
+        &[("dfd", 16, 8), ("filename", 24, 8), ("how", 32, 8)],
+    ),
+    ("syscalls", "sys_exit_openat", &[("ret", 16, 8)]),
+    ("syscalls", "sys_exit_openat2", &[("ret", 16, 8)]),
+    (
+        "syscalls",
+        "sys_enter_connect",
+        &[("fd", 16, 8), ("uservaddr", 24, 8), ("addrlen", 32, 8)],
+    ),
+    ("syscalls", "sys_exit_connect", &[("ret", 16, 8)]),
+];
+
+/// Parse `field:TYPE NAME; offset:N; size:M;` lines of a tracefs `format` file.
+pub fn parse_format(text: &str) -> Vec<(String, u32, u32)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix("field:") else {
+            continue;
+        };
+        let mut parts = rest.split(';').map(str::trim);
+        let decl = parts.next().unwrap_or("");
+        let name = decl
+            .split_whitespace()
+            .last()
+            .unwrap_or("")
+            .split('[')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        let mut offset = None;
+        let mut size = None;
+        for p in parts {
+            if let Some(v) = p.strip_prefix("offset:") {
+                offset = v.parse().ok();
+            } else if let Some(v) = p.strip_prefix("size:") {
+                size = v.parse().ok();
+            }
+        }
+        if let (Some(o), Some(s)) = (offset, size) {
+            out.push((name, o, s));
+        }
+    }
+    out
+}
+
+/// Check every field in [`LAYOUTS`] against the running kernel's tracefs formats.
+pub fn check_layouts() -> Result<(), SensorError> {
+    for (cat, name, fields) in LAYOUTS {
+        let path = Path::new(TRACEFS)
+            .join("events")
+            .join(cat)
+            .join(name)
+            .join("format");
+        let text = std::fs::read_to_string(&path).map_err(|e| SensorError::Layout {
+            tracepoint: format!("{cat}:{name}"),
+            detail: format!("cannot read {}: {e}", path.display()),
+        })?;
+        let have = parse_format(&text);
+        for (field, off, size) in *fields {
+            match have.iter().find(|(n, _, _)| n == field) {
+                Some((_, o, s)) if o == off && s == size => {}
+                Some((_, o, s)) => {
+                    return Err(SensorError::Layout {
+                        tracepoint: format!("{cat}:{name}"),
+                        detail: format!(
+                            "field `{field}` is at offset {o} size {s}, the program reads offset {off} size {size}"
+                        ),
+                    });
+                }
+                None => {
+                    return Err(SensorError::Layout {
+                        tracepoint: format!("{cat}:{name}"),
+                        detail: format!("has no field `{field}`"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tracefs_format() {
+        let text = "name: sched_process_exit\nID: 1\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\tfield:bool group_dead;\toffset:32;\tsize:1;\tsigned:0;\n";
+        let f = parse_format(text);
+        assert_eq!(f[1], ("comm".to_owned(), 8, 16));
+        assert_eq!(f[2], ("group_dead".to_owned(), 32, 1));
+    }
+}
