@@ -149,6 +149,12 @@ impl CaptureSink {
         &self.summary
     }
 
+    /// Record the started command's pid and final status in the summary.
+    pub fn set_command(&mut self, pid: u32, status: Option<i32>) {
+        self.summary.command_pid = Some(pid);
+        self.summary.command_status = status;
+    }
+
     /// Write the summary (with the kernel counters) and flush.
     pub fn finish(mut self, kernel: &KernelStats) -> Result<Summary, CaptureError> {
         for (name, v) in kernel.named() {

@@ -37,9 +37,9 @@ pub struct SensorArgs {
     /// evaluation).
     #[arg(long)]
     pub all_processes: bool,
-    /// Ring buffer size in MiB (a power of two).
-    #[arg(long, default_value_t = 16, value_parser = parse_ring_mib)]
-    pub ring_mib: u32,
+    /// Ring buffer size in bytes: a power of two, at least one page (e.g. `16M`, `8K`).
+    #[arg(long, default_value = "16M", value_parser = parse_ring_size)]
+    pub ring_size: u32,
 }
 
 #[derive(Debug, Args)]
@@ -104,16 +104,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn parse_ring_mib(s: &str) -> Result<u32, String> {
-    let v: u32 = s
+/// Parse a ring size: bytes with an optional `K`/`M`/`G` suffix; a power of two between
+/// 4 KiB and 1 GiB.
+pub fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let (num, mul) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let v: u64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a number of MiB"))?;
-    if !v.is_power_of_two() || v > 1024 {
+        .map_err(|_| format!("`{s}` is not a size (try 16M or 8K)"))?;
+    let bytes = v.saturating_mul(mul);
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
         return Err(format!(
-            "ring size must be a power of two between 1 and 1024 MiB, got {v}"
+            "ring size must be a power of two between 4K and 1G, got `{s}`"
         ));
     }
-    Ok(v)
+    Ok(bytes as u32)
 }
 
 #[cfg(test)]
@@ -132,8 +142,11 @@ mod tests {
 
     #[test]
     fn ring_sizes() {
-        assert_eq!(parse_ring_mib("16"), Ok(16));
-        assert!(parse_ring_mib("12").is_err());
+        assert_eq!(parse_ring_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_ring_size("8K"), Ok(8192));
+        assert!(parse_ring_size("12M").is_err());
+        assert!(parse_ring_size("1K").is_err());
+        assert!(parse_ring_size("big").is_err());
     }
 
     #[test]

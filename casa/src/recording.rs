@@ -64,6 +64,12 @@ pub struct Summary {
     pub decode_errors: u64,
     /// Kernel-side counters (`casa_common::stats`), summed over CPUs, by name.
     pub kernel: BTreeMap<String, u64>,
+    /// Pid of the command casa started and tracked, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_pid: Option<u32>,
+    /// Its `wait(2)` status, if it ended during the recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_status: Option<i32>,
 }
 
 /// Errors reading or writing a recording; each says where.

@@ -46,7 +46,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn sensor_options(args: &SensorArgs) -> SensorOptions {
     SensorOptions {
         all_processes: args.all_processes,
-        ring_bytes: args.ring_mib << 20,
+        ring_bytes: args.ring_size,
     }
 }
 

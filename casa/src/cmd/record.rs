@@ -34,6 +34,10 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<ExitCode> {
         &meta(clock, &args.command, args.sensor.all_processes),
     )?;
     let child = if args.command.is_empty() {
+        info!(
+            "recording to {} (SIGINT/SIGTERM to stop)",
+            args.out.display()
+        );
         None
     } else {
         let c = spawn_tracked(&args.command, &mut sensor)?;
@@ -97,6 +101,9 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<ExitCode> {
     });
     if let Some(e) = write_error {
         return Err(e).context("writing the recording");
+    }
+    if let Some(c) = &child {
+        sink.set_command(c.pid, child_status);
     }
     let kernel = sensor.kernel_stats()?;
     let samples = sink.decode_error_samples.clone();

@@ -1,0 +1,648 @@
+//! Kernel integration tests: load casa's eBPF programs for real (as root), run real processes,
+//! and assert on what the sensor recorded. Each test runs `casa record` on a workload of its
+//! own and only ever touches processes it started.
+//!
+//! Workloads are small Python programs (CPython is on every machine casa is tested on), so a
+//! test states exactly which syscalls it makes.
+
+mod support;
+
+use std::{
+    io::Read,
+    net::{TcpListener, UdpSocket},
+    os::unix::net::UnixListener,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use casa::event::{Bytes, SockAddr};
+use support::{record, require_root, tempdir};
+
+fn py(code: &str) -> Vec<String> {
+    vec![support::python().into(), "-c".into(), code.into()]
+}
+
+fn run_py(name: &str, extra: &[&str], code: &str) -> support::Recorded {
+    let cmd = py(code);
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    record(name, extra, &cmd)
+}
+
+#[test]
+fn exec_argv_20_args_1kib_arg_and_non_utf8() {
+    // argv: 20 args, one of 1 KiB, one with bytes that are not UTF-8.
+    let r = run_py(
+        "argv",
+        &[],
+        r#"
+import os
+args = [b'/bin/true'] + [b'a%d' % i for i in range(17)] + [b'x' * 1024, b'bad\xff\xfe\x80']
+os.execv(b'/bin/true', args)
+"#,
+    );
+    let (_, x) = r.exec_arg0(b"/bin/true");
+    check!(
+        r,
+        x.argv.len() == 20,
+        "expected 20 args, got {}",
+        x.argv.len()
+    );
+    check!(
+        r,
+        x.argv[18] == Bytes(vec![b'x'; 1024]),
+        "1 KiB argument not intact"
+    );
+    check!(
+        r,
+        x.argv[19] == Bytes(b"bad\xff\xfe\x80".to_vec()),
+        "non-UTF-8 argument not intact"
+    );
+    check!(
+        r,
+        !x.argv_truncated && x.result == 0,
+        "exec flagged truncated or failed"
+    );
+    check!(
+        r,
+        x.path == Bytes::from("/usr/bin/true"),
+        "path {} is not the resolved binary",
+        x.path
+    );
+    check!(
+        r,
+        x.argv[19].to_text() == "bad\\xff\\xfe\\x80",
+        "escaped text form wrong"
+    );
+}
+
+#[test]
+fn exec_argv_longer_than_4k_is_truncated_and_flagged() {
+    let r = run_py(
+        "argv-long",
+        &[],
+        "import os; os.execv('/bin/true', ['/bin/true'] + ['y' * 1000] * 8)",
+    );
+    let (_, x) = r.exec_arg0(b"/bin/true");
+    check!(r, x.argv_truncated, "8 KB of argv not flagged truncated");
+    let total: usize = x.argv.iter().map(|a| a.as_bytes().len() + 1).sum();
+    check!(
+        r,
+        total <= 4097 && total >= 4000,
+        "captured {total} argv bytes"
+    );
+}
+
+#[test]
+fn fexecve_of_memfd_shows_memfd_path() {
+    let r = run_py(
+        "memfd",
+        &[],
+        r#"
+import os
+fd = os.memfd_create('casa-payload', 0)
+os.write(fd, open('/bin/true', 'rb').read())
+os.execve(fd, ['payload'], {})
+"#,
+    );
+    let (_, x) = r.exec_arg0(b"payload");
+    check!(
+        r,
+        x.path == Bytes::from("/memfd:casa-payload (deleted)"),
+        "memfd exec path is {}",
+        x.path
+    );
+    check!(
+        r,
+        x.via_execveat && x.memfd_or_deleted(),
+        "not flagged as execveat/memfd"
+    );
+}
+
+#[test]
+fn fexecve_of_deleted_file_shows_deleted_path() {
+    let dir = tempdir("deleted-exec");
+    let bin = dir.join("gone-bin");
+    let code = format!(
+        r#"
+import os, shutil
+shutil.copy('/bin/true', '{bin}')
+fd = os.open('{bin}', os.O_RDONLY)
+os.unlink('{bin}')
+os.execve(fd, ['gone'], {{}})
+"#,
+        bin = bin.display()
+    );
+    let r = run_py("deleted-exec", &[], &code);
+    let (_, x) = r.exec_arg0(b"gone");
+    let want = format!("{} (deleted)", bin.display());
+    check!(
+        r,
+        x.path == Bytes::from(want.as_str()),
+        "deleted exec path is {}",
+        x.path
+    );
+    check!(r, x.memfd_or_deleted(), "not flagged memfd_or_deleted");
+}
+
+#[test]
+fn failed_exec_is_reported_with_errno() {
+    let r = run_py(
+        "exec-fail",
+        &[],
+        "import os\ntry:\n    os.execv('/nonexistent/casa-prog', ['casa-prog', 'arg1'])\nexcept OSError:\n    pass",
+    );
+    let (_, x) = r.exec_arg0(b"casa-prog");
+    check!(r, x.result == -2, "failed exec result {}", x.result);
+    check!(
+        r,
+        x.path == Bytes::from("/nonexistent/casa-prog"),
+        "failed exec path {}",
+        x.path
+    );
+    check!(
+        r,
+        x.argv == vec![Bytes::from("casa-prog"), Bytes::from("arg1")],
+        "argv {:?}",
+        x.argv
+    );
+}
+
+#[test]
+fn exec_carries_caps_seccomp_and_no_new_privs_read_at_exec_time() {
+    // prctl(PR_SET_NO_NEW_PRIVS) then exec: the flag and the (root) capabilities must be the
+    // exec's own, read in the kernel, not from /proc later.
+    let r = run_py(
+        "creds",
+        &[],
+        "import ctypes, os\nctypes.CDLL(None).prctl(38, 1, 0, 0, 0)\nos.execv('/bin/true', ['nnp-true'])",
+    );
+    let (_, x) = r.exec_arg0(b"nnp-true");
+    check!(r, x.no_new_privs, "no_new_privs not seen");
+    check!(
+        r,
+        x.seccomp_mode == Some(0),
+        "seccomp mode {:?}",
+        x.seccomp_mode
+    );
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let capeff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    check!(
+        r,
+        x.cap_effective == Some(capeff),
+        "cap_effective {:?} != this root test's {capeff:#x}",
+        x.cap_effective
+    );
+    // The python process itself (not no_new_privs) for contrast.
+    let (_, py) = r.exec_arg0(support::python().as_bytes());
+    check!(
+        r,
+        !py.no_new_privs,
+        "python exec wrongly flagged no_new_privs"
+    );
+}
+
+#[test]
+fn fork_lineage_grandchild_child_root() {
+    let r = run_py(
+        "lineage",
+        &[],
+        r#"
+import os
+pid = os.fork()
+if pid == 0:
+    gpid = os.fork()
+    if gpid == 0:
+        os.execv('/bin/true', ['grandchild'])
+    os.waitpid(gpid, 0)
+    os._exit(0)
+os.waitpid(pid, 0)
+"#,
+    );
+    let root = r.root();
+    let (g, _) = r.exec_arg0(b"grandchild");
+    let child = g.ppid;
+    check!(
+        r,
+        child != root && child != 0,
+        "grandchild's parent {child} should be the child"
+    );
+    let forked = |parent: u32, kid: u32| {
+        r.events.iter().any(|e| {
+            matches!(&e.detail, casa::event::Detail::Fork(f) if e.pid == parent && f.child_pid == kid)
+        })
+    };
+    check!(
+        r,
+        forked(root, child),
+        "no fork event root {root} -> child {child}"
+    );
+    check!(
+        r,
+        forked(child, g.pid),
+        "no fork event child {child} -> grandchild {}",
+        g.pid
+    );
+    let child_ppid = r.events.iter().find(|e| e.pid == child).map(|e| e.ppid);
+    check!(
+        r,
+        child_ppid == Some(root),
+        "child's ppid {child_ppid:?} is not the root {root}"
+    );
+}
+
+#[test]
+fn opens_creat_wronly_enoent_and_relative() {
+    let dir = tempdir("opens");
+    let code = format!(
+        r#"
+import os
+os.chdir('{dir}')
+fd = os.open('created.txt', os.O_CREAT | os.O_WRONLY, 0o640)
+os.close(fd)
+try:
+    os.open('{dir}/missing/nothing.txt', os.O_RDONLY)
+except FileNotFoundError:
+    pass
+"#,
+        dir = dir.display()
+    );
+    let r = run_py("opens", &[], &code);
+    let (_, created) = r.open_raw("created.txt");
+    let want = format!("{}/created.txt", dir.display());
+    check!(
+        r,
+        created.path == Some(Bytes::from(want.as_str())),
+        "relative open resolved to {:?}",
+        created.path
+    );
+    check!(
+        r,
+        created.result >= 0,
+        "O_CREAT open result {}",
+        created.result
+    );
+    check!(
+        r,
+        created.flags & (libc::O_CREAT | libc::O_WRONLY) as u32
+            == (libc::O_CREAT | libc::O_WRONLY) as u32,
+        "flags {:#x}",
+        created.flags
+    );
+    check!(r, created.mode == 0o640, "mode {:o}", created.mode);
+    let missing = format!("{}/missing/nothing.txt", dir.display());
+    let (_, failed) = r.open_raw(&missing);
+    check!(
+        r,
+        failed.result == -(libc::ENOENT as i64),
+        "failing open result {}",
+        failed.result
+    );
+    check!(
+        r,
+        failed.path.is_none(),
+        "failed open has a resolved path {:?}",
+        failed.path
+    );
+}
+
+#[test]
+fn open_through_fd_of_unlinked_file_is_deleted() {
+    let dir = tempdir("unlinked");
+    let code = format!(
+        r#"
+import os
+p = '{dir}/ghost.txt'
+fd = os.open(p, os.O_CREAT | os.O_RDWR)
+os.write(fd, b'secret')
+os.unlink(p)
+with open('/proc/self/fd/%d' % fd) as f:
+    f.read()
+"#,
+        dir = dir.display()
+    );
+    let r = run_py("unlinked", &[], &code);
+    let tree = r.tree();
+    let reopen = r.opens().into_iter().find(|(e, o)| {
+        tree.contains(&e.pid) && o.raw_path.as_bytes().starts_with(b"/proc/self/fd/")
+    });
+    let Some((_, o)) = reopen else {
+        panic!("no reopen through /proc/self/fd\n{}", r.dump())
+    };
+    let want = format!("{}/ghost.txt (deleted)", dir.display());
+    check!(
+        r,
+        o.path == Some(Bytes::from(want.as_str())),
+        "reopened path {:?}",
+        o.path
+    );
+}
+
+#[test]
+fn openat2_is_captured() {
+    let dir = tempdir("openat2");
+    // openat2(AT_FDCWD, path, &how{flags=O_RDONLY}, 24) via ctypes: syscall 437.
+    let code = format!(
+        r#"
+import ctypes, os
+open('{dir}/o2.txt', 'w').close()
+libc = ctypes.CDLL(None, use_errno=True)
+how = (ctypes.c_uint64 * 3)(0, 0, 0)
+fd = libc.syscall(437, -100, b'{dir}/o2.txt', ctypes.byref(how), 24)
+assert fd >= 0, ctypes.get_errno()
+"#,
+        dir = dir.display()
+    );
+    let r = run_py("openat2", &[], &code);
+    let raw = format!("{}/o2.txt", dir.display());
+    let tree = r.tree();
+    let found = r.opens().into_iter().any(|(e, o)| {
+        tree.contains(&e.pid)
+            && o.syscall == "openat2"
+            && o.raw_path.as_bytes() == raw.as_bytes()
+            && o.result >= 0
+    });
+    check!(r, found, "no successful openat2 of {raw}");
+}
+
+#[test]
+fn connects_ipv4_ipv6_unix_and_refused() {
+    let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let v6 = TcpListener::bind("[::1]:0").unwrap();
+    // A port with nothing listening: bind a UDP socket to learn a free port, then drop it.
+    let closed = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempdir("connect");
+    let sock = dir.join("s.sock");
+    let _ux = UnixListener::bind(&sock).unwrap();
+    let code = format!(
+        r#"
+import socket
+a = socket.socket(socket.AF_INET); a.connect(('127.0.0.1', {p4}))
+b = socket.socket(socket.AF_INET6); b.connect(('::1', {p6}))
+m = socket.socket(socket.AF_INET6); m.connect(('::ffff:127.0.0.1', {p4}))
+u = socket.socket(socket.AF_UNIX); u.connect('{sock}')
+c = socket.socket(socket.AF_INET)
+try:
+    c.connect(('127.0.0.1', {closed}))
+except ConnectionRefusedError:
+    pass
+n = socket.socket(socket.AF_INET); n.setblocking(False)
+n.connect_ex(('127.0.0.1', {p4}))
+"#,
+        p4 = v4.local_addr().unwrap().port(),
+        p6 = v6.local_addr().unwrap().port(),
+        sock = sock.display(),
+    );
+    let r = run_py("connect", &[], &code);
+    let tree = r.tree();
+    let cs: Vec<_> = r
+        .connects()
+        .into_iter()
+        .filter(|(e, _)| tree.contains(&e.pid))
+        .map(|(_, c)| c.clone())
+        .collect();
+    let has = |addr: &str, port: u16, mapped: bool, result: i32| {
+        cs.iter().any(|c| {
+            c.result == result
+                && c.addr
+                    == SockAddr::Inet {
+                        addr: addr.parse().unwrap(),
+                        port,
+                        v4_mapped: mapped,
+                    }
+        })
+    };
+    let p4 = v4.local_addr().unwrap().port();
+    check!(
+        r,
+        has("127.0.0.1", p4, false, 0),
+        "no IPv4 connect to {p4} with result 0"
+    );
+    check!(
+        r,
+        has("::1", v6.local_addr().unwrap().port(), false, 0),
+        "no IPv6 connect"
+    );
+    check!(
+        r,
+        has("127.0.0.1", p4, true, 0),
+        "no v4-mapped IPv6 connect"
+    );
+    check!(
+        r,
+        has("127.0.0.1", closed, false, -(libc::ECONNREFUSED)),
+        "no refused connect to {closed}"
+    );
+    let nonblocking = cs
+        .iter()
+        .filter(|c| matches!(c.addr, SockAddr::Inet { port, v4_mapped: false, .. } if port == p4))
+        .count();
+    check!(
+        r,
+        nonblocking == 2,
+        "expected the blocking and the non-blocking IPv4 connect, saw {nonblocking}"
+    );
+    let unix = cs.iter().any(|c| {
+        c.result == 0
+            && c.addr
+                == SockAddr::Unix {
+                    path: Bytes::from(sock.to_str().unwrap()),
+                }
+    });
+    check!(r, unix, "no unix-socket connect to {}", sock.display());
+}
+
+#[test]
+fn exit_codes_normal_status_and_sigkill() {
+    let r = run_py(
+        "exits",
+        &[],
+        r#"
+import os, signal
+for how in ('zero', 'three', 'kill'):
+    pid = os.fork()
+    if pid == 0:
+        if how == 'zero': os._exit(0)
+        if how == 'three': os._exit(3)
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(pid, 0)
+"#,
+    );
+    let root = r.root();
+    let kids: Vec<_> = r
+        .exits()
+        .into_iter()
+        .filter(|(e, x)| e.ppid == root && x.process_gone)
+        .map(|(_, x)| (x.status, x.signal))
+        .collect();
+    check!(
+        r,
+        kids == vec![(Some(0), None), (Some(3), None), (None, Some(9))],
+        "child exits {kids:?}"
+    );
+}
+
+#[test]
+fn thread_exit_is_not_the_leaders_exit() {
+    let r = run_py(
+        "threads",
+        &[],
+        "import threading\nt = threading.Thread(target=lambda: None)\nt.start()\nt.join()",
+    );
+    let root = r.root();
+    let exits: Vec<_> = r
+        .exits()
+        .into_iter()
+        .filter(|(e, _)| e.pid == root)
+        .collect();
+    let thread = exits.iter().find(|(e, _)| e.tid != root);
+    let Some((_, t)) = thread else {
+        panic!("no thread exit seen\n{}", r.dump())
+    };
+    check!(
+        r,
+        !t.leader && !t.process_gone,
+        "thread exit looks like the leader's: {t:?}"
+    );
+    let leader = exits.iter().find(|(e, _)| e.tid == root);
+    let Some((_, l)) = leader else {
+        panic!("no leader exit\n{}", r.dump())
+    };
+    check!(
+        r,
+        l.leader && l.process_gone && l.status == Some(0),
+        "leader exit {l:?}"
+    );
+}
+
+#[test]
+fn scoping_untracked_opens_hidden_tracked_children_shown() {
+    require_root();
+    let dir = tempdir("scoping");
+    let out = dir.join("scope.rec");
+    let mut casa = Command::new(support::casa_bin())
+        .arg("record")
+        .arg("--out")
+        .arg(&out)
+        .arg("--duration")
+        .arg("4s")
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "sleep 1; sh -c 'cat {0}/tracked-grandchild 2>/dev/null; true'",
+                dir.display()
+            ),
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the sensor to be running (it starts the tracked command then).
+    let mut stderr = casa.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("started and tracking") {
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "casa exited before starting: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // An untracked process (started by the test, not by casa) opens a file of its own.
+    let untracked_path = dir.join("untracked-file");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat {} 2>/dev/null; true",
+            untracked_path.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let output = casa.wait_with_output().unwrap();
+    let mut output = output;
+    output.stderr = format!("{seen}{rest}").into_bytes();
+    let r = support::read_recording(&out, output);
+    let untracked = untracked_path.display().to_string();
+    let leaked = r
+        .opens()
+        .into_iter()
+        .any(|(_, o)| o.raw_path.as_bytes() == untracked.as_bytes());
+    check!(r, !leaked, "open of untracked process was emitted");
+    let seen_exec = r
+        .execs()
+        .into_iter()
+        .any(|(_, x)| x.argv.iter().any(|a| a.as_bytes() == untracked.as_bytes()));
+    check!(
+        r,
+        seen_exec,
+        "exec of the untracked process should still be seen (execs are global)"
+    );
+    let tracked = format!("{}/tracked-grandchild", dir.display());
+    let (e, _) = r.open_raw(&tracked);
+    check!(
+        r,
+        e.pid != r.root(),
+        "tracked grandchild's open came from the root itself"
+    );
+}
+
+#[test]
+fn forced_ring_overflow_counts_loss() {
+    // An 8 KiB ring and a tracked burst of 200,000 opens: the kernel must count what it could
+    // not hand over.
+    let r = run_py(
+        "overflow",
+        &["--ring-size", "8K"],
+        "import os\nfor _ in range(200000):\n    os.close(os.open('/dev/null', os.O_RDONLY))",
+    );
+    let lost = r.summary.kernel.get("lost_open").copied().unwrap_or(0);
+    check!(
+        r,
+        lost > 0,
+        "no loss counted with an 8 KiB ring and 200k opens"
+    );
+    let seen = r.summary.events.get("open").copied().unwrap_or(0);
+    check!(
+        r,
+        seen + lost >= 200_000,
+        "seen {seen} + lost {lost} < 200000 opens"
+    );
+    check!(
+        r,
+        r.stderr.contains("lost:"),
+        "summary does not report loss"
+    );
+}
+
+#[test]
+fn casa_does_not_report_itself() {
+    let r = run_py("self", &[], "pass");
+    let casa_pids: Vec<u32> = r
+        .events
+        .iter()
+        .filter(|e| e.comm.as_bytes() == b"casa")
+        .map(|e| e.pid)
+        .collect();
+    // The recorded command is forked by casa, so its fork event is casa's; nothing else.
+    let non_fork = r
+        .events
+        .iter()
+        .filter(|e| casa_pids.contains(&e.pid) && !matches!(e.detail, casa::event::Detail::Fork(_)))
+        .count();
+    check!(
+        r,
+        non_fork == 0,
+        "casa's own activity was reported ({non_fork} events)"
+    );
+    let _ = Duration::ZERO;
+}
