@@ -56,7 +56,7 @@ pub fn is_tracked(tgid: u32) -> bool {
         return false;
     }
     // SAFETY: the value is only tested for presence.
-    config!(all_processes) != 0 || unsafe { TRACKED.get(&tgid).is_some() }
+    config!(all_processes) != 0 || unsafe { TRACKED.get(tgid).is_some() }
 }
 
 /// Read a `T` at `base + offset` from kernel memory.

@@ -46,7 +46,13 @@ pub enum CaptureError {
         source: io::Error,
     },
     #[error(transparent)]
-    Sensor(#[from] SensorError),
+    Sensor(Box<SensorError>),
+}
+
+impl From<SensorError> for CaptureError {
+    fn from(e: SensorError) -> Self {
+        Self::Sensor(Box::new(e))
+    }
 }
 
 /// Output format of a capture.

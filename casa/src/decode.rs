@@ -130,11 +130,11 @@ fn body<T: Copy>(rec: &[u8], kind: EventKind) -> Result<T, DecodeError> {
 }
 
 /// Split the data area after a body of type `T` into slices of the given lengths.
-fn strings<'a, T, const N: usize>(
-    rec: &'a [u8],
+fn strings<T, const N: usize>(
+    rec: &[u8],
     kind: EventKind,
     lens: [usize; N],
-) -> Result<[&'a [u8]; N], DecodeError> {
+) -> Result<[&[u8]; N], DecodeError> {
     let data = &rec[BODY_OFFSET + size_of::<T>()..];
     let total: usize = lens.iter().sum();
     if total > data.len() {

@@ -71,7 +71,7 @@ fn stash_exec(filename: u64, argv: u64, flags: u32) {
         flags,
         _pad: 0,
     };
-    if EXEC_PENDING.insert(&tid, &pending, 0).is_err() {
+    if EXEC_PENDING.insert(tid, pending, 0).is_err() {
         bump(stats::PENDING_FULL);
     }
 }
@@ -86,7 +86,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         unsafe { try_sched_process_exec(&ctx, old_tid) };
     }
     // Delete after use; the exec may have happened on a non-leader thread (old_tid).
-    let _ = EXEC_PENDING.remove(&old_tid);
+    let _ = EXEC_PENDING.remove(old_tid);
     0
 }
 
@@ -118,7 +118,7 @@ unsafe fn try_sched_process_exec(ctx: &TracePointContext, old_tid: u32) {
             }
             None => bump(stats::PATH_FAILED),
         }
-        if let Some(p) = EXEC_PENDING.get_ptr(&old_tid) {
+        if let Some(p) = EXEC_PENDING.get_ptr(old_tid) {
             flags |= (*p).flags & EXEC_VIA_EXECVEAT;
         }
 
@@ -205,13 +205,13 @@ fn exit_exec(ctx: &TracePointContext) -> u32 {
         // SAFETY: called from the exit tracepoint of the same thread.
         unsafe { emit_failed_exec(tid, ret as i32) };
     }
-    let _ = EXEC_PENDING.remove(&tid);
+    let _ = EXEC_PENDING.remove(tid);
     0
 }
 
 #[inline(always)]
 unsafe fn emit_failed_exec(tid: u32, result: i32) {
-    let Some(p) = EXEC_PENDING.get_ptr(&tid) else {
+    let Some(p) = EXEC_PENDING.get_ptr(tid) else {
         return;
     };
     let Some(buf) = scratch() else { return };

@@ -89,7 +89,7 @@ fn stash_open(tid: u32, dfd: i32, filename: u64, flags: u32, mode: u32, syscall:
         dfd,
         syscall,
     };
-    if OPEN_PENDING.insert(&tid, &pending, 0).is_err() {
+    if OPEN_PENDING.insert(tid, pending, 0).is_err() {
         bump(stats::PENDING_FULL);
     }
 }
@@ -107,7 +107,7 @@ pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn exit_open(ctx: &TracePointContext) -> u32 {
     let (tid, _) = ids();
-    let Some(p) = OPEN_PENDING.get_ptr(&tid) else {
+    let Some(p) = OPEN_PENDING.get_ptr(tid) else {
         return 0;
     };
     // SAFETY: offset from the tracepoint's format.
@@ -159,6 +159,6 @@ fn exit_open(ctx: &TracePointContext) -> u32 {
             emit(buf, size as u32, stats::LOST_OPEN);
         }
     }
-    let _ = OPEN_PENDING.remove(&tid);
+    let _ = OPEN_PENDING.remove(tid);
     0
 }

@@ -50,7 +50,7 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
             (*init).flags = CONNECT_ADDR_UNREADABLE;
             bump(stats::READ_FAILED);
         }
-        if CONNECT_PENDING.insert(&tid, &*init, 0).is_err() {
+        if CONNECT_PENDING.insert(tid, &*init, 0).is_err() {
             bump(stats::PENDING_FULL);
         }
     }
@@ -60,7 +60,7 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     let (tid, _) = ids();
-    let Some(p) = CONNECT_PENDING.get_ptr(&tid) else {
+    let Some(p) = CONNECT_PENDING.get_ptr(tid) else {
         return 0;
     };
     // SAFETY: offset from the tracepoint's format.
@@ -86,6 +86,6 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
             );
         }
     }
-    let _ = CONNECT_PENDING.remove(&tid);
+    let _ = CONNECT_PENDING.remove(tid);
     0
 }

@@ -37,7 +37,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: presence test only.
-    if unsafe { TRACKED.get(&tgid).is_some() } && TRACKED.insert(&ctgid, &1, 0).is_err() {
+    if unsafe { TRACKED.get(tgid).is_some() } && TRACKED.insert(ctgid, 1, 0).is_err() {
         bump(stats::TRACKED_FULL);
     }
     let Some(buf) = scratch() else { return 0 };
@@ -65,36 +65,35 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: offset from the tracepoint's format.
     let group_dead = unsafe { ctx.read_at::<u8>(32) }.unwrap_or(0) != 0;
     let leader = tid == tgid;
-    if leader || group_dead || is_tracked(tgid) {
-        if let Some(buf) = scratch() {
-            // SAFETY: buf is the scratch buffer; the task is the exiting one.
-            unsafe {
-                fill_header(buf, EventKind::Exit);
-                let body = buf.add(BODY_OFFSET).cast::<ExitBody>();
-                (*body).exit_code =
-                    read_kernel::<u32>(current_task(), config!(offsets.task_exit_code))
-                        .unwrap_or(0);
-                let mut flags = 0;
-                if leader {
-                    flags |= EXIT_LEADER;
-                }
-                if group_dead {
-                    flags |= EXIT_GROUP_DEAD;
-                }
-                (*body).flags = flags;
-                emit(
-                    buf,
-                    (BODY_OFFSET + core::mem::size_of::<ExitBody>()) as u32,
-                    stats::LOST_EXIT,
-                );
+    if (leader || group_dead || is_tracked(tgid))
+        && let Some(buf) = scratch()
+    {
+        // SAFETY: buf is the scratch buffer; the task is the exiting one.
+        unsafe {
+            fill_header(buf, EventKind::Exit);
+            let body = buf.add(BODY_OFFSET).cast::<ExitBody>();
+            (*body).exit_code =
+                read_kernel::<u32>(current_task(), config!(offsets.task_exit_code)).unwrap_or(0);
+            let mut flags = 0;
+            if leader {
+                flags |= EXIT_LEADER;
             }
+            if group_dead {
+                flags |= EXIT_GROUP_DEAD;
+            }
+            (*body).flags = flags;
+            emit(
+                buf,
+                (BODY_OFFSET + core::mem::size_of::<ExitBody>()) as u32,
+                stats::LOST_EXIT,
+            );
         }
     }
     if group_dead {
-        let _ = TRACKED.remove(&tgid);
+        let _ = TRACKED.remove(tgid);
     }
-    let _ = EXEC_PENDING.remove(&tid);
-    let _ = OPEN_PENDING.remove(&tid);
-    let _ = CONNECT_PENDING.remove(&tid);
+    let _ = EXEC_PENDING.remove(tid);
+    let _ = OPEN_PENDING.remove(tid);
+    let _ = CONNECT_PENDING.remove(tid);
     0
 }

@@ -186,8 +186,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             _ = stats_tick.tick() => {
                 let k = sensor.kernel_stats()?;
+                info!(
+                    "{} events written, {} undecodable, {} write errors; kernel: {}",
+                    stream.written, stream.decode_errors, stream.write_errors, k.describe()
+                );
                 if k.lost() > last_lost {
-                    warn!("kernel lost events: {}", k.describe());
+                    warn!("kernel lost {} events since the last report", k.lost() - last_lost);
                     last_lost = k.lost();
                 }
             }

@@ -31,8 +31,13 @@ pub fn ensure_tracefs() -> Result<bool, SensorError> {
     Ok(true)
 }
 
-/// The fields (name, offset, size) each tracepoint program reads, as in its source.
-pub const LAYOUTS: &[(&str, &str, &[(&str, u32, u32)])] = &[
+/// A tracepoint field a program reads: (name, offset, size).
+pub type Field = (&'static str, u32, u32);
+/// A tracepoint (category, name) and the fields read from it.
+pub type Layout = (&'static str, &'static str, &'static [Field]);
+
+/// The fields each tracepoint program reads, as in its source.
+pub const LAYOUTS: &[Layout] = &[
     (
         "syscalls",
         "sys_enter_execve",
