@@ -1,0 +1,1 @@
+//! Rules: `rules.json` (CASA format), CEL compilation and evaluation, per-session scoring.
