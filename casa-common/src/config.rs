@@ -44,6 +44,11 @@ pub struct KernelOffsets {
     pub mount_mnt: u32,
     pub mount_parent: u32,
     pub mount_mountpoint: u32,
+    pub task_fs: u32,
+    /// `fs_struct.pwd` (a `struct path`).
+    pub fs_pwd: u32,
+    pub bprm_filename: u32,
+    pub bprm_interp: u32,
 }
 
 /// The whole configuration.
@@ -61,7 +66,7 @@ pub struct KernelConfig {
 // SAFETY: plain-old-data, `repr(C)`, no padding (all fields are u32).
 unsafe impl aya::Pod for KernelConfig {}
 
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 8 + 29 * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 8 + 33 * 4);
 
 impl KernelConfig {
     /// All zeros: the placeholder compiled into the object, overwritten by userspace at load.

@@ -97,6 +97,10 @@ pub const EXEC_PATH_DELETED: u32 = 1 << 6;
 /// `ExecBody::flags`: the resolved path was deeper or longer than the kernel walk allows; its
 /// leading components are missing.
 pub const EXEC_PATH_TRUNCATED: u32 = 1 << 7;
+/// `ExecBody::flags`: the executed file is a script (`#!`): `path` is the script (absolute,
+/// joined with the working directory when the caller named it relatively, not
+/// symlink-resolved) and argv\[0\] names the interpreter.
+pub const EXEC_SCRIPT: u32 = 1 << 8;
 
 /// Body of [`EventKind::Exec`]. Data: `path`, then argv (NUL-separated arguments, each
 /// followed by a NUL), then `filename` (the name the caller passed to `execve`).

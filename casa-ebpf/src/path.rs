@@ -62,10 +62,19 @@ impl Resolved {
 /// `file` must be a kernel address (reads are checked, not trusted).
 #[inline(always)]
 pub unsafe fn resolve(file: u64) -> Option<Resolved> {
+    // SAFETY: as resolve_path; f_path is a struct path inside the file.
+    unsafe { resolve_path(file + config!(offsets.file_f_path) as u64) }
+}
+
+/// Resolve a `struct path` (at `fpath`) to its absolute name.
+///
+/// # Safety
+/// `fpath` must be a kernel address (reads are checked, not trusted).
+#[inline(always)]
+pub unsafe fn resolve_path(fpath: u64) -> Option<Resolved> {
     let ps = PATHS.get_ptr_mut(0)?;
     // SAFETY: reads of kernel structs through checked probe reads; writes into our workspace.
     unsafe {
-        let fpath = file + config!(offsets.file_f_path) as u64;
         let mut vfsmnt: u64 = read_kernel(fpath, config!(offsets.path_mnt))?;
         let mut dentry: u64 = read_kernel(fpath, config!(offsets.path_dentry))?;
         let leaf = dentry;
@@ -159,6 +168,59 @@ pub unsafe fn exe_file(task: u64) -> Option<u64> {
         let mm: u64 = read_kernel(task, config!(offsets.task_mm))?;
         let file: u64 = read_kernel(mm, config!(offsets.mm_exe_file))?;
         (file != 0).then_some(file)
+    }
+}
+
+/// The current task's working directory (`task->fs->pwd`) as a `struct path` address.
+///
+/// # Safety
+/// `task` must be the current `task_struct` address.
+#[inline(always)]
+pub unsafe fn cwd(task: u64) -> Option<u64> {
+    // SAFETY: checked probe read of task->fs.
+    let fs: u64 = unsafe { read_kernel(task, config!(offsets.task_fs)) }?;
+    (fs != 0).then(|| fs + config!(offsets.fs_pwd) as u64)
+}
+
+/// Append `/` and the kernel string at `name` to a resolved path (in the workspace, after
+/// `PATH_MAX`); returns the appended length (0 when nothing could be read).
+///
+/// # Safety
+/// `name` must be a kernel address.
+#[inline(always)]
+pub unsafe fn append(r: &Resolved, name: u64) -> usize {
+    // SAFETY: the workspace is 2*PATH_MAX bytes; writes stay in [PATH_MAX, 2*PATH_MAX).
+    unsafe {
+        let buf = (*r.scratch).buf.as_mut_ptr();
+        *buf.add(PATH_MAX) = b'/';
+        let n = aya_ebpf::helpers::generated::bpf_probe_read_kernel_str(
+            buf.add(PATH_MAX + 1).cast(),
+            (PATH_MAX - 1) as u32,
+            name as *const _,
+        );
+        if n <= 1 { 0 } else { n as usize }
+    }
+}
+
+/// Copy a resolved path and `extra` bytes appended after it (see [`append`]) to `dst`
+/// (at least `PATH_MAX` bytes); the result is cut to `PATH_MAX - 1` bytes.
+///
+/// # Safety
+/// `dst` must point to at least `PATH_MAX` writable bytes of map memory.
+#[inline(always)]
+pub unsafe fn copy_with_extra_to(r: &Resolved, extra: usize, dst: *mut u8) -> usize {
+    let start = r.start();
+    if start >= PATH_MAX {
+        return 0;
+    }
+    // SAFETY: start in [0, PATH_MAX); total bounded by the mask; src within the buffer.
+    unsafe {
+        let total = (opaque(r.scratch, (PATH_MAX - start + extra) as u64) as usize) & PATH_MASK;
+        let src = (*r.scratch).buf.as_ptr().add(start & PATH_MASK);
+        if bpf_probe_read_kernel(dst.cast(), total as u32, src.cast()) != 0 {
+            return 0;
+        }
+        total
     }
 }
 

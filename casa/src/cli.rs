@@ -21,6 +21,59 @@ pub enum Command {
     Record(RecordArgs),
     /// Print a recording's events as JSON lines, then its summary on stderr.
     Dump(DumpArgs),
+    /// Run a recording through the same pipeline as `run` (no kernel, no root).
+    Replay(ReplayArgs),
+    /// Validate or self-test a rules file.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// Paths and switches shared by `run` and `replay`.
+#[derive(Debug, Args, Clone)]
+pub struct PipelineArgs {
+    /// Rules file [env: CASA_RULES_PATH] [default: rules.json].
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Agent runtime profiles (JSON list); default: the built-in OpenClaw profile.
+    #[arg(long)]
+    pub agents: Option<PathBuf>,
+    /// Print `[DECISION DEBUG]` lines [env: CASA_DEBUG_EVAL].
+    #[arg(long)]
+    pub debug_eval: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A recording written by `casa record`.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Directory for events.log, sessions.log, audit.log and alert.log (created; existing
+    /// logs there are replaced).
+    #[arg(long, default_value = "logs/replay")]
+    pub out_dir: PathBuf,
+    /// Measure pipeline throughput instead of writing logs; the last line printed is
+    /// `throughput: <N> events/s`.
+    #[arg(long)]
+    pub bench: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Parse, validate and compile a rules file; exit 1 with located errors.
+    Check {
+        /// Rules file [env: CASA_RULES_PATH] [default: rules.json].
+        file: Option<PathBuf>,
+    },
+    /// Each rule must fire on its positive fixture; no rule may fire on the baseline.
+    Test {
+        /// Rules file [env: CASA_RULES_PATH] [default: rules.json].
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Fixture directory with `positive/<rule>.json` and `baseline/*.json`.
+        #[arg(long, default_value = "casa/tests/fixtures/rules")]
+        fixtures: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -46,9 +99,20 @@ pub struct SensorArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub sensor: SensorArgs,
-    /// Where to write the event stream [env: CASA_EVENTS_LOG_PATH] [default: logs/events.log].
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// [env: CASA_EVENTS_LOG_PATH] [default: logs/events.log]
     #[arg(long)]
     pub events_log: Option<PathBuf>,
+    /// [env: CASA_SESSIONS_LOG_PATH] [default: logs/sessions.log]
+    #[arg(long)]
+    pub sessions_log: Option<PathBuf>,
+    /// [env: CASA_AUDIT_LOG_PATH] [default: logs/audit.log]
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
+    /// [env: CASA_ALERT_LOG_PATH] [default: logs/alert.log]
+    #[arg(long)]
+    pub alert_log: Option<PathBuf>,
     /// PID file [env: CASA_PID_PATH] [default: /var/run/casa.pid].
     #[arg(long)]
     pub pid_file: Option<PathBuf>,

@@ -175,11 +175,14 @@ fn decode_exec(rec: &[u8]) -> Result<Exec, DecodeError> {
     let creds = b.flags & wire::EXEC_CREDS_VALID != 0;
     Ok(Exec {
         result: b.result,
-        path: if resolved {
-            kernel_path(path, b.flags & wire::EXEC_PATH_DELETED != 0)
-        } else {
+        path: if !resolved {
             filename.clone()
+        } else if b.flags & wire::EXEC_SCRIPT != 0 {
+            Bytes(normalize(path.as_bytes()))
+        } else {
+            kernel_path(path, b.flags & wire::EXEC_PATH_DELETED != 0)
         },
+        script: b.flags & wire::EXEC_SCRIPT != 0,
         path_resolved: resolved,
         path_truncated: b.flags & wire::EXEC_PATH_TRUNCATED != 0,
         filename,
@@ -201,6 +204,33 @@ fn kernel_path(mut path: Bytes, deleted: bool) -> Bytes {
         path.0.extend_from_slice(b" (deleted)");
     }
     path
+}
+
+/// Remove `.` components and resolve `..` lexically in an absolute path (the kernel joined a
+/// script's relative name to the working directory: `/tmp/./x.sh` → `/tmp/x.sh`).
+fn normalize(path: &[u8]) -> Vec<u8> {
+    if !path.starts_with(b"/") {
+        return path.to_vec();
+    }
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for p in parts {
+        out.push(b'/');
+        out.extend_from_slice(p);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
 }
 
 /// NUL-separated arguments (each normally NUL-terminated; a cut last one is not).
@@ -688,6 +718,17 @@ mod tests {
         let json = serde_json::to_string(&b).unwrap();
         assert_eq!(json, r#""a\\xff\\\\b""#);
         assert_eq!(Bytes::from("x\u{1b}[31m").to_string(), "x\\u{1b}[31m");
+    }
+
+    #[test]
+    fn script_paths_are_normalized() {
+        assert_eq!(
+            normalize(b"/tmp/./x/../helper.sh"),
+            b"/tmp/helper.sh".to_vec()
+        );
+        assert_eq!(normalize(b"/a//b/."), b"/a/b".to_vec());
+        assert_eq!(normalize(b"/.."), b"/".to_vec());
+        assert_eq!(normalize(b"rel/x"), b"rel/x".to_vec());
     }
 
     #[test]

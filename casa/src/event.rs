@@ -143,6 +143,9 @@ pub struct Exec {
     /// name the caller passed.
     pub path: Bytes,
     pub path_resolved: bool,
+    /// The executed file is a `#!` script: `path` is the script (absolute, not
+    /// symlink-resolved), argv\[0\] its interpreter.
+    pub script: bool,
     /// The resolved path lost leading components (deeper than the kernel walk allows).
     pub path_truncated: bool,
     /// The name the caller passed to `execve` (e.g. `./x.sh`, `/dev/fd/3`).

@@ -144,6 +144,55 @@ os.execve(fd, ['gone'], {{}})
 }
 
 #[test]
+fn script_exec_reports_the_script_not_its_interpreter() {
+    let dir = tempdir("script");
+    let script = dir.join("helper.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cmd = format!(
+        "cd {} && ./helper.sh && cd / && {}/../{}/helper.sh",
+        dir.display(),
+        dir.display(),
+        dir.file_name().unwrap().to_str().unwrap()
+    );
+    let r = record("script", &[], &["/bin/sh", "-c", &cmd]);
+    let want = script.display().to_string();
+    let scripts: Vec<_> = r
+        .execs()
+        .into_iter()
+        .filter(|(_, x)| x.script)
+        .map(|(_, x)| x.clone())
+        .collect();
+    check!(
+        r,
+        scripts.len() == 2,
+        "expected two script execs, saw {}",
+        scripts.len()
+    );
+    for x in &scripts {
+        check!(
+            r,
+            x.path == Bytes::from(want.as_str()),
+            "script exec path {} (filename {})",
+            x.path,
+            x.filename
+        );
+        check!(
+            r,
+            x.argv.first() == Some(&Bytes::from("/bin/sh")),
+            "argv[0] should be the interpreter: {:?}",
+            x.argv
+        );
+    }
+    check!(
+        r,
+        scripts[0].filename == Bytes::from("./helper.sh"),
+        "filename {}",
+        scripts[0].filename
+    );
+}
+
+#[test]
 fn failed_exec_is_reported_with_errno() {
     let r = run_py(
         "exec-fail",

@@ -5,19 +5,19 @@
 //! * `syscalls:sys_enter_execve`: filename @16, argv @24
 //! * `syscalls:sys_enter_execveat`: fd @16, filename @24, argv @32, flags @48
 //! * `syscalls:sys_exit_execve[at]`: ret @16
-//! * `sched:sched_process_exec`: `__data_loc` filename @8, pid @12, old_pid @16
+//! * `tp_btf/sched_process_exec(task, old_pid, bprm)`: BTF-typed, no tracefs layout
 
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
 };
 use casa_common::{
     stats,
     wire::{
         ARGV_MAX, ARGV_MAX_ARGS, BODY_OFFSET, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE,
         EXEC_CREDS_VALID, EXEC_NO_NEW_PRIVS, EXEC_PATH_DELETED, EXEC_PATH_RESOLVED,
-        EXEC_PATH_TRUNCATED, EXEC_VIA_EXECVEAT, EventKind, ExecBody, PATH_MAX,
+        EXEC_PATH_TRUNCATED, EXEC_SCRIPT, EXEC_VIA_EXECVEAT, EventKind, ExecBody, PATH_MAX,
     },
 };
 
@@ -76,14 +76,16 @@ fn stash_exec(filename: u64, argv: u64, flags: u32) {
     }
 }
 
-#[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
-    // SAFETY: offset from the tracepoint's format.
-    let old_tid = unsafe { ctx.read_at::<u32>(16) }.unwrap_or(0);
+/// `tp_btf/sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`:
+/// the BTF variant gives `bprm`, which tells a script from a binary exactly.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
+    let old_tid: u32 = ctx.arg::<i32>(1) as u32;
+    let bprm: u64 = ctx.arg(2);
     let (_, tgid) = ids();
     if tgid != config!(self_tgid) {
-        // SAFETY: ctx is this tracepoint's context.
-        unsafe { try_sched_process_exec(&ctx, old_tid) };
+        // SAFETY: bprm is this exec's linux_binprm.
+        unsafe { try_sched_process_exec(bprm, old_tid) };
     }
     // Delete after use; the exec may have happened on a non-leader thread (old_tid).
     let _ = EXEC_PENDING.remove(old_tid);
@@ -91,32 +93,58 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 }
 
 #[inline(always)]
-unsafe fn try_sched_process_exec(ctx: &TracePointContext, old_tid: u32) {
+unsafe fn try_sched_process_exec(bprm: u64, old_tid: u32) {
     let Some(buf) = scratch() else { return };
-    // SAFETY: buf is the scratch buffer (SCRATCH_LEN bytes).
+    // SAFETY: buf is the scratch buffer (SCRATCH_LEN bytes); bprm is read with checked reads.
     unsafe {
         fill_header(buf, EventKind::Exec);
         let body = buf.add(BODY_OFFSET).cast::<ExecBody>();
         let data = buf.add(DATA_OFFSET);
         let mut flags = 0u32;
-
-        // 1. The executed file's absolute path, walked from mm->exe_file.
         let task = current_task();
+        let filename: u64 = read_kernel(bprm, config!(offsets.bprm_filename)).unwrap_or(0);
+        let interp: u64 = read_kernel(bprm, config!(offsets.bprm_interp)).unwrap_or(0);
+
+        // 1. The executed file's absolute path. A binary: walked from mm->exe_file. A script
+        //    (bprm->interp was pointed at the interpreter): exe_file is the interpreter, so
+        //    the script's own name is used, joined with the working directory if relative.
         let mut path_len = 0usize;
-        match path::exe_file(task).and_then(|f| path::resolve(f)) {
-            Some(r) => {
-                path_len = path::copy_to(&r, data);
+        if filename != 0 && interp != 0 && filename != interp {
+            flags |= EXEC_SCRIPT;
+            let mut head = [0u8; 2];
+            bpf_probe_read_kernel_str(head.as_mut_ptr().cast(), 2, filename as *const _);
+            if head[0] == b'/' {
+                let n =
+                    bpf_probe_read_kernel_str(data.cast(), PATH_MAX as u32, filename as *const _);
+                if n > 1 {
+                    path_len = (n - 1) as usize;
+                    flags |= EXEC_PATH_RESOLVED;
+                }
+            } else if let Some(r) = path::cwd(task).and_then(|p| path::resolve_path(p)) {
+                let extra = path::append(&r, filename);
+                path_len = path::copy_with_extra_to(&r, extra, data);
                 if path_len > 0 {
                     flags |= EXEC_PATH_RESOLVED;
-                    if r.deleted {
-                        flags |= EXEC_PATH_DELETED;
-                    }
-                    if r.truncated {
-                        flags |= EXEC_PATH_TRUNCATED;
+                }
+            } else {
+                bump(stats::PATH_FAILED);
+            }
+        } else {
+            match path::exe_file(task).and_then(|f| path::resolve(f)) {
+                Some(r) => {
+                    path_len = path::copy_to(&r, data);
+                    if path_len > 0 {
+                        flags |= EXEC_PATH_RESOLVED;
+                        if r.deleted {
+                            flags |= EXEC_PATH_DELETED;
+                        }
+                        if r.truncated {
+                            flags |= EXEC_PATH_TRUNCATED;
+                        }
                     }
                 }
+                None => bump(stats::PATH_FAILED),
             }
-            None => bump(stats::PATH_FAILED),
         }
         if let Some(p) = EXEC_PENDING.get_ptr(old_tid) {
             flags |= (*p).flags & EXEC_VIA_EXECVEAT;
@@ -144,14 +172,10 @@ unsafe fn try_sched_process_exec(ctx: &TracePointContext, old_tid: u32) {
             flags |= EXEC_ARGV_UNREADABLE;
         }
 
-        // 3. The name the caller passed (bprm->filename), from the tracepoint.
-        let loc: u32 = ctx.read_at::<u32>(8).unwrap_or(0);
+        // 3. The name the caller passed (bprm->filename).
         let foff = ((path_len & PATH_MASK) + argv_len) & TWO_PATH_MASK;
-        let fl = bpf_probe_read_kernel_str(
-            data.add(foff).cast(),
-            PATH_MAX as u32,
-            ctx.as_ptr_u8().add((loc & 0xffff) as usize).cast(),
-        );
+        let fl =
+            bpf_probe_read_kernel_str(data.add(foff).cast(), PATH_MAX as u32, filename as *const _);
         let filename_len = if fl > 0 { (fl - 1) as usize } else { 0 };
 
         // 4. Credentials and sandboxing state, now that the new creds are committed.
@@ -282,19 +306,5 @@ unsafe fn emit_failed_exec(tid: u32, result: i32) {
         (*body)._pad0 = 0;
         let size = DATA_OFFSET + ((foff + filename_len) & SIZE_MASK);
         emit(buf, size as u32, stats::LOST_EXEC);
-    }
-}
-
-/// Raw byte pointer of a tracepoint context.
-trait CtxPtr {
-    fn as_ptr_u8(&self) -> *const u8;
-}
-
-impl CtxPtr for TracePointContext {
-    #[inline(always)]
-    fn as_ptr_u8(&self) -> *const u8 {
-        aya_ebpf::EbpfContext::as_ptr(self)
-            .cast::<u8>()
-            .cast_const()
     }
 }

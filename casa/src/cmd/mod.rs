@@ -3,6 +3,8 @@
 
 mod dump;
 mod record;
+mod replay;
+mod rules;
 mod run;
 
 use std::process::ExitCode;
@@ -34,7 +36,82 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dump(args) => dump::dump(&args),
         Command::Record(args) => runtime()?.block_on(record::record(args)),
         Command::Run(args) => runtime()?.block_on(run::run(args)),
+        Command::Replay(args) => replay::replay(&args),
+        Command::Rules(cmd) => rules::rules(&cmd),
     }
+}
+
+/// Default rules file (relative to the working directory, as `make run` starts casa).
+pub const DEFAULT_RULES: &str = "rules.json";
+
+/// Everything the pipeline needs besides its sink and clock.
+pub struct PipelineConfig {
+    pub rules: crate::rules::RuleSet,
+    pub rules_path: std::path::PathBuf,
+    pub options: crate::pipeline::PipelineOptions,
+}
+
+/// Load rules and agent profiles from the CLI, environment and `.env`.
+pub fn load_pipeline_config(args: &crate::cli::PipelineArgs) -> anyhow::Result<PipelineConfig> {
+    let env = crate::settings::Env::load();
+    let rules_path = env.path(args.rules.clone(), &["CASA_RULES_PATH"], DEFAULT_RULES);
+    let rules = crate::rules::RuleSet::load(&rules_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in rules.warnings() {
+        tracing::warn!("{w}");
+    }
+    let profiles = match &args.agents {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a list of agent profiles", p.display()))?
+        }
+        None => vec![crate::session::AgentProfile::openclaw()],
+    };
+    Ok(PipelineConfig {
+        rules,
+        rules_path,
+        options: crate::pipeline::PipelineOptions {
+            profiles,
+            debug_eval: args.debug_eval || env.flag("CASA_DEBUG_EVAL"),
+            ..Default::default()
+        },
+    })
+}
+
+/// The filter policy of a rule set, with configured endpoints taken from literal IPs and
+/// CIDRs only (no DNS: replay must not depend on the network).
+pub fn policy_offline(rules: &crate::rules::RuleSet) -> crate::filter::FilterPolicy {
+    let f = rules.filters();
+    let urls: Vec<String> = f
+        .llm_provider_urls
+        .iter()
+        .chain(&f.channel_urls)
+        .cloned()
+        .collect();
+    crate::filter::FilterPolicy {
+        allowed_loopback_ports: f.allowed_loopback_ports.iter().copied().collect(),
+        ignored_connect_ips: f.ignored_connect_ips.iter().copied().collect(),
+        endpoints: crate::filter::Endpoints::offline(&urls, &f.known_cidrs),
+    }
+}
+
+/// The filter policy with every configured endpoint resolved (blocking DNS; each URL on its
+/// own). Returns the problems with individual URLs.
+pub fn policy_resolved(
+    rules: &crate::rules::RuleSet,
+) -> (crate::filter::FilterPolicy, Vec<String>) {
+    let f = rules.filters();
+    let urls: Vec<String> = f
+        .llm_provider_urls
+        .iter()
+        .chain(&f.channel_urls)
+        .cloned()
+        .collect();
+    let (endpoints, errors) = crate::filter::Endpoints::resolve(&urls, &f.known_cidrs);
+    let mut policy = policy_offline(rules);
+    policy.endpoints = endpoints;
+    (policy, errors)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -1,9 +1,14 @@
-//! `casa run`: the daemon. Loads the sensor, tracks the agent runtime's processes (OpenClaw:
-//! found in `/proc` at start-up and whenever one is exec'd later), and streams every event
-//! it sees to the events log as JSON lines until SIGINT/SIGTERM, then flushes and exits 0.
+//! `casa run`: the daemon. The async edge around [`Pipeline`]: the sensor's ring buffer in,
+//! the four logs out, the kernel's tracked set kept up to date, signals handled.
 //!
-//! The session engine (sessions, context, rules, audit and alert logs) consumes this same
-//! stream; until it is wired in, the events log holds the raw sensor stream.
+//! * start-up: rules loaded (a bad file stops casa with a located error), running agent
+//!   processes found in `/proc` (a session already running is joined and marked
+//!   `joined_midway`), pid file written;
+//! * SIGHUP: rules and analysis settings reloaded atomically (a bad file keeps the old set
+//!   and logs the located error; the change is logged), configured endpoints re-resolved, log
+//!   files reopened (for `logrotate`). Events wait in the ring buffer meanwhile: none is lost;
+//! * SIGINT/SIGTERM: the ring is drained, every open session gets its `shutdown` snapshot,
+//!   logs are flushed and synced, the pid file is removed, exit 0.
 
 use std::{
     fs::{self, OpenOptions},
@@ -16,47 +21,23 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use super::sensor_options;
-use crate::{cli::RunArgs, clock::BootClock, decode::decode, event::Detail, sensor::Sensor};
+use super::{load_pipeline_config, policy_offline, sensor_options};
+use crate::{
+    cli::RunArgs,
+    clock::BootClock,
+    decode::decode,
+    event::{Bytes, Exec},
+    filter::Endpoints,
+    pipeline::{EdgeAction, Pipeline},
+    rules::RuleSet,
+    sensor::Sensor,
+    settings::Env,
+    sink::{FileSinks, LogPaths, LogSink},
+};
 
-const DEFAULT_EVENTS_LOG: &str = "logs/events.log";
 const DEFAULT_PID_FILE: &str = "/var/run/casa.pid";
-
-fn path_from(cli: Option<PathBuf>, env: &str, default: &str) -> PathBuf {
-    cli.or_else(|| {
-        std::env::var_os(env)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    })
-    .unwrap_or_else(|| PathBuf::from(default))
-}
-
-/// True for a process of the agent runtime (OpenClaw): its comm or executable names it.
-pub fn is_agent_process(comm: &[u8], exe: &[u8]) -> bool {
-    let has = |b: &[u8]| b.windows(8).any(|w| w.eq_ignore_ascii_case(b"openclaw"));
-    has(comm) || has(exe)
-}
-
-/// Pids of running agent-runtime processes.
-fn scan_agents() -> Vec<u32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let me = std::process::id();
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|pid| {
-            let comm = fs::read(format!("/proc/{pid}/comm")).unwrap_or_default();
-            let exe = fs::read_link(format!("/proc/{pid}/exe"))
-                .map(|p| p.into_os_string().into_encoded_bytes())
-                .unwrap_or_default();
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            is_agent_process(&comm, &exe) || is_agent_process(b"", &cmdline)
-        })
-        .collect()
-}
 
 fn write_pid_file(path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -74,121 +55,267 @@ fn write_pid_file(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("writing pid file {}", path.display()))
 }
 
-/// The events log and its counters.
-struct Stream {
-    clock: BootClock,
-    out: std::io::BufWriter<fs::File>,
-    written: u64,
-    decode_errors: u64,
-    write_errors: u64,
+/// A process read from `/proc`.
+struct ProcInfo {
+    pid: u32,
+    ppid: u32,
+    start: u64,
+    comm: Vec<u8>,
+    exec: Exec,
 }
 
-impl Stream {
-    /// Decode one record, track new agent processes, append the event to the log.
-    fn handle(&mut self, raw: &[u8], sensor: &mut Sensor) {
-        let ev = match decode(raw) {
-            Ok(ev) => ev,
-            Err(e) => {
-                self.decode_errors += 1;
-                if self.decode_errors <= 5 {
-                    warn!("undecodable record: {e}");
-                }
-                return;
-            }
-        };
-        if let Detail::Exec(x) = &ev.detail
-            && x.result == 0
-            && is_agent_process(ev.comm.as_bytes(), x.path.as_bytes())
-            && !sensor.is_tracked(ev.pid)
-        {
-            match sensor.track(ev.pid) {
-                Ok(()) => info!(pid = ev.pid, "tracking new OpenClaw process {}", x.path),
-                Err(e) => warn!("cannot track {}: {e}", ev.pid),
-            }
+fn read_proc(pid: u32) -> Option<ProcInfo> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let start = fields.get(19)?.parse().ok()?;
+    let comm = fs::read(format!("/proc/{pid}/comm")).ok()?;
+    let comm = comm.strip_suffix(b"\n").unwrap_or(&comm).to_vec();
+    let exe = fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.into_os_string().into_encoded_bytes())
+        .unwrap_or_default();
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let argv: Vec<Bytes> = cmdline
+        .strip_suffix(&[0])
+        .unwrap_or(&cmdline)
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(Bytes::from)
+        .collect();
+    let exe = Bytes(exe);
+    Some(ProcInfo {
+        pid,
+        ppid,
+        start,
+        comm,
+        exec: Exec {
+            result: 0,
+            path: exe.clone(),
+            path_resolved: true,
+            script: false,
+            path_truncated: false,
+            filename: exe,
+            argv,
+            argv_truncated: false,
+            argv_unreadable: false,
+            via_execveat: false,
+            old_tid: pid,
+            cap_effective: None,
+            seccomp_mode: None,
+            no_new_privs: false,
+        },
+    })
+}
+
+/// Every process in `/proc`, parents before children (by start time).
+fn scan_proc() -> Vec<ProcInfo> {
+    let me = std::process::id();
+    let mut procs: Vec<ProcInfo> = fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|&p| p != me)
+                .filter_map(read_proc)
+                .collect()
+        })
+        .unwrap_or_default();
+    procs.sort_by_key(|p| (p.start, p.pid));
+    procs
+}
+
+/// Track `pid` and the descendants it already has (children forked before the kernel knew
+/// about it are found in `/proc`; later ones the kernel adds itself).
+fn track_tree(sensor: &mut Sensor, pid: u32) {
+    let mut stack = vec![pid];
+    let mut n = 0;
+    while let Some(p) = stack.pop() {
+        if let Err(e) = sensor.track(p) {
+            warn!("cannot track {p}: {e}");
+            continue;
         }
-        let Ok(mut v) = serde_json::to_value(&ev) else {
-            self.write_errors += 1;
-            return;
-        };
-        if let Some(o) = v.as_object_mut() {
-            o.insert("time".into(), self.clock.rfc3339(ev.ktime_ns).into());
+        n += 1;
+        if n > 10_000 {
+            break;
         }
-        if serde_json::to_writer(&mut self.out, &v).is_ok() && self.out.write_all(b"\n").is_ok() {
-            self.written += 1;
-        } else {
-            self.write_errors += 1;
+        if let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                let children = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                stack.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
         }
     }
 }
 
+fn resolve_endpoints(rules: &RuleSet) -> (Vec<String>, Vec<(std::net::IpAddr, u8)>) {
+    let f = rules.filters();
+    (
+        f.llm_provider_urls
+            .iter()
+            .chain(&f.channel_urls)
+            .cloned()
+            .collect(),
+        f.known_cidrs.clone(),
+    )
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let events_path = path_from(args.events_log, "CASA_EVENTS_LOG_PATH", DEFAULT_EVENTS_LOG);
-    let pid_path = path_from(args.pid_file, "CASA_PID_PATH", DEFAULT_PID_FILE);
+    let env = Env::load();
+    let cfg = load_pipeline_config(&args.pipeline).context("load rule config")?;
+    let paths = LogPaths {
+        events: env.path(
+            args.events_log,
+            &["CASA_EVENTS_LOG_PATH", "CASA_EVENTS_LOG"],
+            "logs/events.log",
+        ),
+        sessions: env.path(
+            args.sessions_log,
+            &["CASA_SESSIONS_LOG_PATH", "CASA_SESSIONS_LOG"],
+            "logs/sessions.log",
+        ),
+        audit: env.path(args.audit_log, &["CASA_AUDIT_LOG_PATH"], "logs/audit.log"),
+        alert: env.path(args.alert_log, &["CASA_ALERT_LOG_PATH"], "logs/alert.log"),
+    };
+    let pid_path: PathBuf = env.path(args.pid_file, &["CASA_PID_PATH"], DEFAULT_PID_FILE);
+    let rules_path = cfg.rules_path.clone();
     let clock = BootClock::measure();
-    let mut sensor = Sensor::load(&sensor_options(&args.sensor)).context("starting the sensor")?;
+    let mut sensor = Sensor::load(&sensor_options(&args.sensor)).context("attach eBPF probes")?;
     if sensor.mounted_tracefs {
         info!("tracefs was not mounted: mounted it on /sys/kernel/tracing");
     }
     let mut ring = sensor.take_ring()?;
-    if let Some(dir) = events_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sinks = FileSinks::open(&paths).context("initialize audit monitor")?;
+    let mut policy = policy_offline(&cfg.rules);
+    let (urls, cidrs) = resolve_endpoints(&cfg.rules);
+    let (endpoints, problems) =
+        tokio::task::spawn_blocking(move || Endpoints::resolve(&urls, &cidrs)).await?;
+    for p in &problems {
+        warn!("configured connect endpoint skipped: {p}");
     }
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&events_path)
-        .with_context(|| format!("opening events log {}", events_path.display()))?;
-    let out = std::io::BufWriter::with_capacity(1 << 16, file);
+    policy.endpoints = endpoints;
+    let refresh = cfg.rules.filters().configured_connect_refresh_seconds;
+    let mut pipeline = Pipeline::new(cfg.rules, policy, clock, sinks, cfg.options);
     write_pid_file(&pid_path)?;
 
-    let agents = scan_agents();
-    for &pid in &agents {
-        sensor.track(pid)?;
+    let now = BootClock::boottime_now_ns();
+    let mut seeded = 0;
+    for p in scan_proc() {
+        for pid in pipeline.seed(p.pid, p.ppid, &p.comm, &p.exec, now) {
+            track_tree(&mut sensor, pid);
+            seeded += 1;
+        }
     }
-    if agents.is_empty() {
-        info!("no OpenClaw process running yet: will track them as they start");
-    } else {
-        info!("tracking OpenClaw processes {agents:?}");
+    if seeded == 0 {
+        info!("openclaw not found: will track agent processes as they start");
     }
+    info!("bootstrap done");
+    info!("CASA pipeline is running");
     info!(
-        events = %events_path.display(),
-        pid_file = %pid_path.display(),
-        "casa is running (SIGINT/SIGTERM to stop)"
+        "rules={} events={} sessions={} audit={} alert={} pid_file={}",
+        rules_path.display(),
+        paths.events.display(),
+        paths.sessions.display(),
+        paths.audit.display(),
+        paths.alert.display(),
+        pid_path.display()
     );
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut stats_tick = tokio::time::interval(Duration::from_secs(args.stats_interval.max(1)));
-    let mut flush_tick = tokio::time::interval(Duration::from_millis(500));
-    let mut stream = Stream {
-        clock,
-        out,
-        written: 0,
-        decode_errors: 0,
-        write_errors: 0,
+    let mut refresh_tick = tokio::time::interval(Duration::from_secs(if refresh > 0 {
+        refresh
+    } else {
+        u64::MAX / 4
+    }));
+    refresh_tick.tick().await;
+    let (ep_tx, mut ep_rx) = tokio::sync::mpsc::channel::<Endpoints>(2);
+    let mut decode_errors = 0u64;
+    let mut last_lost = 0u64;
+
+    let handle = |raw: &[u8],
+                  pipeline: &mut Pipeline<FileSinks>,
+                  sensor: &mut Sensor,
+                  decode_errors: &mut u64| {
+        match decode(raw) {
+            Ok(ev) => {
+                for a in pipeline.process(&ev) {
+                    match a {
+                        EdgeAction::Track(pid) => track_tree(sensor, pid),
+                    }
+                }
+            }
+            Err(e) => {
+                *decode_errors += 1;
+                if *decode_errors <= 5 {
+                    warn!("undecodable record: {e}");
+                }
+            }
+        }
     };
-    let mut last_lost = 0;
 
     loop {
         tokio::select! {
-            r = ring.drain(|raw| stream.handle(raw, &mut sensor)) => { r?; }
+            r = ring.drain(|raw| handle(raw, &mut pipeline, &mut sensor, &mut decode_errors)) => { r?; }
+            _ = tick.tick() => {
+                pipeline.advance(BootClock::boottime_now_ns());
+                pipeline.flush();
+            }
             _ = sigint.recv() => { info!("shutdown signal received (SIGINT)"); break; }
             _ = sigterm.recv() => { info!("shutdown signal received (SIGTERM)"); break; }
-            _ = sighup.recv() => info!("SIGHUP: no rules are loaded by this build yet; nothing to reload"),
-            _ = flush_tick.tick() => {
-                if let Err(e) = stream.out.flush() {
-                    stream.write_errors += 1;
-                    warn!("flushing events log: {e}");
+            _ = sighup.recv() => {
+                let started = std::time::Instant::now();
+                match RuleSet::load(&rules_path) {
+                    Ok(new) => {
+                        for w in new.warnings() {
+                            warn!("{w}");
+                        }
+                        let changes = new.describe_changes_from(pipeline.rules());
+                        let mut policy = policy_offline(&new);
+                        let (urls, cidrs) = resolve_endpoints(&new);
+                        policy.endpoints = pipeline_endpoints(&pipeline);
+                        pipeline.reload(new, policy);
+                        info!("rule config reloaded from {} in {:?}: {changes}", rules_path.display(), started.elapsed());
+                        let tx = ep_tx.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let (e, problems) = Endpoints::resolve(&urls, &cidrs);
+                            for p in problems {
+                                warn!("configured connect endpoint skipped: {p}");
+                            }
+                            let _ = tx.blocking_send(e);
+                        });
+                    }
+                    Err(e) => error!("rule reload failed from {}: {e} (keeping the previous rules)", rules_path.display()),
                 }
+                pipeline.sink_mut().reopen();
+            }
+            Some(e) = ep_rx.recv() => {
+                pipeline.set_endpoints(e);
+                info!("configured connect endpoints refreshed");
+            }
+            _ = refresh_tick.tick() => {
+                let (urls, cidrs) = resolve_endpoints(pipeline.rules());
+                let tx = ep_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let (e, problems) = Endpoints::resolve(&urls, &cidrs);
+                    for p in problems {
+                        warn!("configured connect refresh: {p}");
+                    }
+                    let _ = tx.blocking_send(e);
+                });
             }
             _ = stats_tick.tick() => {
                 let k = sensor.kernel_stats()?;
+                let s = &pipeline.stats;
                 info!(
-                    "{} events written, {} undecodable, {} write errors; kernel: {}",
-                    stream.written, stream.decode_errors, stream.write_errors, k.describe()
+                    "events={} accepted={} sessions open={} started={} audit={} alert={} undecodable={} log write failures={:?}; kernel: {}",
+                    s.events, s.accepted, pipeline.session_states(), s.sessions_started, s.audit_records, s.alert_records,
+                    decode_errors, pipeline.sink().failed(), k.describe()
                 );
                 if k.lost() > last_lost {
                     warn!("kernel lost {} events since the last report", k.lost() - last_lost);
@@ -197,31 +324,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    ring.drain_now(|raw| stream.handle(raw, &mut sensor));
-    stream
-        .out
-        .flush()
-        .with_context(|| format!("flushing {}", events_path.display()))?;
+    ring.drain_now(|raw| handle(raw, &mut pipeline, &mut sensor, &mut decode_errors));
+    pipeline.finish(BootClock::boottime_now_ns());
     let k = sensor.kernel_stats()?;
+    let s = pipeline.stats.clone();
     info!(
-        "stopped: {} events written, {} undecodable, {} write errors; kernel: {}",
-        stream.written,
-        stream.decode_errors,
-        stream.write_errors,
+        "pipeline exited: {} events, {} accepted, {} sessions, {} audit and {} alert records, {} undecodable, log write failures {:?}; kernel: {}",
+        s.events,
+        s.accepted,
+        s.sessions_started,
+        s.audit_records,
+        s.alert_records,
+        decode_errors,
+        pipeline.sink().failed(),
         k.describe()
     );
+    drop(pipeline);
     let _ = fs::remove_file(&pid_path);
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::is_agent_process;
-
-    #[test]
-    fn recognises_openclaw_processes() {
-        assert!(is_agent_process(b"openclaw-gatewa", b""));
-        assert!(is_agent_process(b"node", b"/opt/x/bin/OpenClaw"));
-        assert!(!is_agent_process(b"bash", b"/bin/bash"));
-    }
+fn pipeline_endpoints(p: &Pipeline<FileSinks>) -> Endpoints {
+    p.endpoints().clone()
 }

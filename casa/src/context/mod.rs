@@ -170,3 +170,20 @@ impl Default for Heuristics {
         }
     }
 }
+
+mod capability;
+mod classify;
+mod history;
+mod session;
+#[cfg(test)]
+mod tests;
+
+pub use capability::{
+    CAPABILITY_NAMES, capability_bit, capability_bits, dangerous_mask, exec_capability,
+};
+pub use classify::{
+    has_write_intent, is_burst_excluded_connect, is_burst_ignored_open, is_memfd_or_deleted,
+    is_sensitive_path, is_suspicious_exec_path,
+};
+pub use history::{RecentEvent, RecentEventRecord, RecentKind, history_reference};
+pub use session::{Observed, SessionContext};

@@ -113,5 +113,9 @@ pub fn kernel_offsets(path: &str) -> Result<KernelOffsets, SensorError> {
         mount_mnt: offset(&btf, "mount", "mnt")?,
         mount_parent: offset(&btf, "mount", "mnt_parent")?,
         mount_mountpoint: offset(&btf, "mount", "mnt_mountpoint")?,
+        task_fs: offset(&btf, "task_struct", "fs")?,
+        fs_pwd: offset(&btf, "fs_struct", "pwd")?,
+        bprm_filename: offset(&btf, "linux_binprm", "filename")?,
+        bprm_interp: offset(&btf, "linux_binprm", "interp")?,
     })
 }

@@ -94,7 +94,6 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_execveat", "syscalls", "sys_enter_execveat"),
     ("sys_exit_execve", "syscalls", "sys_exit_execve"),
     ("sys_exit_execveat", "syscalls", "sys_exit_execveat"),
-    ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_exit", "sched", "sched_process_exit"),
     ("sys_enter_openat", "syscalls", "sys_enter_openat"),
     ("sys_enter_openat2", "syscalls", "sys_enter_openat2"),
@@ -214,11 +213,10 @@ impl Sensor {
                     source,
                 })?;
         }
-        {
-            let name = "sched_process_fork";
-            let hook = "tp_btf sched_process_fork".to_owned();
+        for name in ["sched_process_fork", "sched_process_exec"] {
+            let hook = format!("tp_btf {name}");
             let prog: &mut BtfTracePoint = program(&mut ebpf, name)?;
-            prog.load("sched_process_fork", &kernel_btf)
+            prog.load(name, &kernel_btf)
                 .map_err(|source| SensorError::Load {
                     program: name,
                     hook: hook.clone(),

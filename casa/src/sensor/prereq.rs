@@ -50,11 +50,6 @@ pub const LAYOUTS: &[Layout] = &[
     ),
     ("syscalls", "sys_exit_execve", &[("ret", 16, 8)]),
     ("syscalls", "sys_exit_execveat", &[("ret", 16, 8)]),
-    (
-        "sched",
-        "sched_process_exec",
-        &[("filename", 8, 4), ("pid", 12, 4), ("old_pid", 16, 4)],
-    ),
     ("sched", "sched_process_exit", &[("group_dead", 32, 1)]),
     (
         "syscalls",

@@ -1,0 +1,711 @@
+//! `history.*`: the session's bounded ring of recent events, and its flags kept up to date
+//! incrementally.
+//!
+//! [`super::SessionContext`] pushes every accepted event into a [`Ring`]; the ring evicts its
+//! oldest entry past `recent_event_limit` and updates the history flags in O(1) amortised
+//! work per push or eviction (plus one hash look-up for write/exec paths). Removing a
+//! process's events (a prune) or a change of the history knobs in [`Heuristics`] rebuilds the
+//! running state from the ring, O(ring).
+//!
+//! [`history_reference`] states the definitions literally (quadratic, no state); the property
+//! test in `context::tests` checks that the running flags equal it after every event.
+//!
+//! # Session clock
+//!
+//! Windows are measured on [`RecentEvent::clock_ns`]: the event's `ktime_ns`, raised to the
+//! previous event's clock when it is smaller, so times never go backwards in arrival order
+//! (events from different CPUs can reach user space a few microseconds out of order). With a
+//! non-decreasing clock "within the window, either order" only needs the nearest neighbours.
+//!
+//! # How each flag is maintained
+//!
+//! * `connect_then_exec`: the oldest connect in the ring precedes the newest exec.
+//! * `sensitive_then_network` / `sensitive_then_execve`: over the subsequence of sensitive
+//!   opens and connects (resp. execs), count adjacent pairs of different kinds within the
+//!   window; some sensitive/other pair is within the window iff an adjacent one is.
+//! * `burst_*`: over the kind's counted subsequence, count the windows of `threshold`
+//!   consecutive events spanning at most `burst_window_ns`.
+//! * `write_then_exec_same_path`: per path, the oldest successful write-intent open precedes
+//!   the newest exec of that path; count such paths.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+};
+
+use serde::{Serialize, Serializer, ser::SerializeMap};
+
+use super::{
+    Heuristics, History,
+    classify::{
+        has_write_intent, is_burst_excluded_connect, is_burst_ignored_open, is_deleted_path,
+        is_sensitive_path, match_key,
+    },
+};
+
+/// One entry of the session ring (`recent_events` of `sessions.log`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecentEvent {
+    /// The event's kernel timestamp, as received.
+    pub ktime_ns: u64,
+    /// Session clock: `ktime_ns`, never less than the previous event's clock (see module
+    /// docs). All windows use this.
+    pub clock_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub kind: RecentKind,
+}
+
+/// What a [`RecentEvent`] was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecentKind {
+    /// A successful exec of `path` (kernel-resolved).
+    Exec {
+        path: String,
+    },
+    /// An open of `path` (kernel-resolved when it succeeded, else as passed); `result` is the
+    /// fd or `-errno` (not serialised).
+    Open {
+        path: String,
+        flags: u32,
+        mode: u32,
+        result: i64,
+    },
+    /// A connect: `addr` is the IP address or Unix socket path (empty for other families);
+    /// `ip` is the IP destination when there is one (not serialised).
+    Connect {
+        addr: String,
+        port: u16,
+        ip: Option<IpAddr>,
+    },
+    Exit,
+}
+
+impl RecentEvent {
+    /// The original's event type name.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            RecentKind::Exec { .. } => "EXECVE",
+            RecentKind::Open { .. } => "OPENAT",
+            RecentKind::Connect { .. } => "CONNECT",
+            RecentKind::Exit => "EXIT",
+        }
+    }
+
+    /// The `recent_events` element of `sessions.log` with the caller's formatted time, in the
+    /// original's field order.
+    pub fn record<'a>(&'a self, timestamp: &'a str) -> RecentEventRecord<'a> {
+        RecentEventRecord {
+            timestamp,
+            event: self,
+        }
+    }
+
+    /// [`Self::record`] as a JSON value: `{"timestamp","type","pid","tid"(omitted when 0),
+    /// OPENAT: "path","flags","mode"; EXECVE: "path"; CONNECT: "addr","port"}`.
+    pub fn to_json(&self, timestamp: &str) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("timestamp".into(), timestamp.into());
+        m.insert("type".into(), self.type_name().into());
+        m.insert("pid".into(), self.pid.into());
+        if self.tid != 0 {
+            m.insert("tid".into(), self.tid.into());
+        }
+        match &self.kind {
+            RecentKind::Exec { path } => {
+                m.insert("path".into(), path.as_str().into());
+            }
+            RecentKind::Open {
+                path, flags, mode, ..
+            } => {
+                m.insert("path".into(), path.as_str().into());
+                m.insert("flags".into(), (*flags).into());
+                m.insert("mode".into(), (*mode).into());
+            }
+            RecentKind::Connect { addr, port, .. } => {
+                m.insert("addr".into(), addr.as_str().into());
+                m.insert("port".into(), (*port).into());
+            }
+            RecentKind::Exit => {}
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+/// A [`RecentEvent`] with its formatted timestamp; serialises as [`RecentEvent::to_json`]
+/// does, keeping the field order.
+#[derive(Clone, Copy, Debug)]
+pub struct RecentEventRecord<'a> {
+    pub timestamp: &'a str,
+    pub event: &'a RecentEvent,
+}
+
+impl Serialize for RecentEventRecord<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.event;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("timestamp", self.timestamp)?;
+        m.serialize_entry("type", e.type_name())?;
+        m.serialize_entry("pid", &e.pid)?;
+        if e.tid != 0 {
+            m.serialize_entry("tid", &e.tid)?;
+        }
+        match &e.kind {
+            RecentKind::Exec { path } => m.serialize_entry("path", path)?,
+            RecentKind::Open {
+                path, flags, mode, ..
+            } => {
+                m.serialize_entry("path", path)?;
+                m.serialize_entry("flags", flags)?;
+                m.serialize_entry("mode", mode)?;
+            }
+            RecentKind::Connect { addr, port, .. } => {
+                m.serialize_entry("addr", addr)?;
+                m.serialize_entry("port", port)?;
+            }
+            RecentKind::Exit => {}
+        }
+        m.end()
+    }
+}
+
+fn is_sensitive_open(e: &RecentEvent, h: &Heuristics) -> bool {
+    matches!(&e.kind, RecentKind::Open { path, .. } if is_sensitive_path(path, h))
+}
+
+fn is_write_open(e: &RecentEvent) -> Option<&str> {
+    match &e.kind {
+        RecentKind::Open {
+            path,
+            flags,
+            result,
+            ..
+        } if *result >= 0 && has_write_intent(*flags) => Some(path),
+        _ => None,
+    }
+}
+
+fn exec_path(e: &RecentEvent) -> Option<&str> {
+    match &e.kind {
+        RecentKind::Exec { path } => Some(path),
+        _ => None,
+    }
+}
+
+fn counts_for_burst_open(e: &RecentEvent) -> bool {
+    matches!(&e.kind, RecentKind::Open { path, .. } if !is_burst_ignored_open(path))
+}
+
+fn counts_for_burst_connect(e: &RecentEvent) -> bool {
+    matches!(&e.kind, RecentKind::Connect { ip, port, .. } if !is_burst_excluded_connect(*ip, *port))
+}
+
+fn is_connect(e: &RecentEvent) -> bool {
+    matches!(e.kind, RecentKind::Connect { .. })
+}
+
+fn within_sensitive_window(dt: u64, h: &Heuristics) -> bool {
+    h.sensitive_history_window_ns == 0 || dt <= h.sensitive_history_window_ns
+}
+
+/// The history flags by their definitions (reference §5.4 with casa's changes), recomputed
+/// from scratch: `ring` in arrival order, `recorded_open_paths` the per-process recorded
+/// opens of every process in the session.
+///
+/// * `connect_then_exec`: a connect before an exec (ring order).
+/// * `sensitive_then_network` / `sensitive_then_execve`: a sensitive open (successful or not)
+///   and a connect (resp. exec) whose clocks differ by at most `sensitive_history_window_ns`
+///   (0: unlimited), either order.
+/// * `burst_*`: `max(threshold, 1)` consecutive counted events of the kind spanning at most
+///   `burst_window_ns` (opens minus the ignore list; connects minus local destinations).
+/// * `write_then_exec_same_path`: a successful write-intent open of P before an exec of P
+///   (the kernel's ` (deleted)` marker is dropped from both paths for the comparison).
+/// * `opened_deleted_path`: a recorded open path ends with ` (deleted)`.
+pub fn history_reference<'a>(
+    ring: &[RecentEvent],
+    recorded_open_paths: impl IntoIterator<Item = &'a str>,
+    h: &Heuristics,
+) -> History {
+    let any_pair = |a: &dyn Fn(&RecentEvent) -> bool, b: &dyn Fn(&RecentEvent) -> bool| {
+        ring.iter().filter(|x| a(x)).any(|x| {
+            ring.iter()
+                .filter(|y| b(y))
+                .any(|y| within_sensitive_window(x.clock_ns.abs_diff(y.clock_ns), h))
+        })
+    };
+    let burst = |counted: &dyn Fn(&RecentEvent) -> bool, threshold: usize| {
+        let times: Vec<u64> = ring
+            .iter()
+            .filter(|e| counted(e))
+            .map(|e| e.clock_ns)
+            .collect();
+        let n = threshold.max(1);
+        times
+            .windows(n)
+            .any(|w| w[n - 1].saturating_sub(w[0]) <= h.burst_window_ns)
+    };
+    let is_exec = |e: &RecentEvent| exec_path(e).is_some();
+    let sensitive = |e: &RecentEvent| is_sensitive_open(e, h);
+
+    let mut connect_then_exec = false;
+    let mut write_then_exec_same_path = false;
+    for (i, a) in ring.iter().enumerate() {
+        let later = &ring[i + 1..];
+        if is_connect(a) && later.iter().any(is_exec) {
+            connect_then_exec = true;
+        }
+        if let Some(p) = is_write_open(a)
+            && later
+                .iter()
+                .filter_map(exec_path)
+                .any(|x| match_key(x) == match_key(p))
+        {
+            write_then_exec_same_path = true;
+        }
+    }
+
+    History {
+        connect_then_exec,
+        sensitive_then_network: any_pair(&sensitive, &is_connect),
+        sensitive_then_execve: any_pair(&sensitive, &is_exec),
+        burst_open: burst(&counts_for_burst_open, h.burst_open_threshold),
+        burst_connect: burst(&counts_for_burst_connect, h.burst_connect_threshold),
+        burst_exec: burst(&is_exec, h.burst_exec_threshold),
+        write_then_exec_same_path,
+        opened_deleted_path: recorded_open_paths.into_iter().any(is_deleted_path),
+    }
+}
+
+/// The [`Heuristics`] knobs the running history depends on; a change rebuilds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct HistoryParams {
+    burst_open: usize,
+    burst_connect: usize,
+    burst_exec: usize,
+    burst_window_ns: u64,
+    sensitive_window_ns: u64,
+    sensitive_prefixes: Vec<String>,
+    sensitive_patterns: Vec<String>,
+}
+
+impl HistoryParams {
+    fn of(h: &Heuristics) -> Self {
+        Self {
+            burst_open: h.burst_open_threshold.max(1),
+            burst_connect: h.burst_connect_threshold.max(1),
+            burst_exec: h.burst_exec_threshold.max(1),
+            burst_window_ns: h.burst_window_ns,
+            sensitive_window_ns: h.sensitive_history_window_ns,
+            sensitive_prefixes: h.sensitive_path_prefixes.clone(),
+            sensitive_patterns: h.sensitive_path_patterns.clone(),
+        }
+    }
+
+    fn matches(&self, h: &Heuristics) -> bool {
+        self.burst_open == h.burst_open_threshold.max(1)
+            && self.burst_connect == h.burst_connect_threshold.max(1)
+            && self.burst_exec == h.burst_exec_threshold.max(1)
+            && self.burst_window_ns == h.burst_window_ns
+            && self.sensitive_window_ns == h.sensitive_history_window_ns
+            && self.sensitive_prefixes == h.sensitive_path_prefixes
+            && self.sensitive_patterns == h.sensitive_path_patterns
+    }
+}
+
+/// Adjacent pairs of a merged subsequence of two kinds (`a`: sensitive opens; `b`: the
+/// other kind), counting adjacent different-kind pairs within the window.
+#[derive(Clone, Debug, Default)]
+struct PairTrack {
+    /// `(seq, clock, is_a)` in ring order.
+    items: VecDeque<(u64, u64, bool)>,
+    close_links: usize,
+}
+
+impl PairTrack {
+    fn link(x: (u64, u64, bool), y: (u64, u64, bool), window: u64) -> bool {
+        x.2 != y.2 && (window == 0 || y.1.saturating_sub(x.1) <= window)
+    }
+
+    fn push(&mut self, seq: u64, clock: u64, is_a: bool, window: u64) {
+        let item = (seq, clock, is_a);
+        if let Some(&last) = self.items.back()
+            && Self::link(last, item, window)
+        {
+            self.close_links += 1;
+        }
+        self.items.push_back(item);
+    }
+
+    fn evict(&mut self, seq: u64, window: u64) {
+        if self.items.front().is_none_or(|f| f.0 != seq) {
+            return;
+        }
+        if let Some(first) = self.items.pop_front()
+            && let Some(&next) = self.items.front()
+            && Self::link(first, next, window)
+        {
+            self.close_links -= 1;
+        }
+    }
+}
+
+/// Windows of `n` consecutive counted events spanning at most the burst window.
+#[derive(Clone, Debug, Default)]
+struct BurstTrack {
+    /// `(seq, clock)` in ring order.
+    items: VecDeque<(u64, u64)>,
+    short_windows: usize,
+}
+
+impl BurstTrack {
+    fn push(&mut self, seq: u64, clock: u64, n: usize, window: u64) {
+        self.items.push_back((seq, clock));
+        let len = self.items.len();
+        if len >= n && clock.saturating_sub(self.items[len - n].1) <= window {
+            self.short_windows += 1;
+        }
+    }
+
+    fn evict(&mut self, seq: u64, n: usize, window: u64) {
+        if self.items.front().is_none_or(|f| f.0 != seq) {
+            return;
+        }
+        if self.items.len() >= n && self.items[n - 1].1.saturating_sub(self.items[0].1) <= window {
+            self.short_windows -= 1;
+        }
+        self.items.pop_front();
+    }
+}
+
+/// Per path: ring seqs of successful write-intent opens and of execs.
+#[derive(Clone, Debug, Default)]
+struct PathSeqs {
+    writes: VecDeque<u64>,
+    execs: VecDeque<u64>,
+}
+
+impl PathSeqs {
+    fn matched(&self) -> bool {
+        matches!((self.writes.front(), self.execs.back()), (Some(w), Some(x)) if w < x)
+    }
+}
+
+/// Running state of every ring-derived flag.
+#[derive(Clone, Debug, Default)]
+struct Tracker {
+    connects: VecDeque<u64>,
+    execs: VecDeque<u64>,
+    sensitive_network: PairTrack,
+    sensitive_exec: PairTrack,
+    burst_open: BurstTrack,
+    burst_connect: BurstTrack,
+    burst_exec: BurstTrack,
+    paths: HashMap<String, PathSeqs>,
+    matched_paths: usize,
+}
+
+/// Which trackers an entry feeds, decided once when it enters the ring.
+#[derive(Clone, Copy, Debug, Default)]
+struct Class {
+    sensitive: bool,
+    connect: bool,
+    exec: bool,
+    burst_open: bool,
+    burst_connect: bool,
+    write: bool,
+}
+
+impl Class {
+    fn of(e: &RecentEvent, h: &Heuristics) -> Self {
+        Self {
+            sensitive: is_sensitive_open(e, h),
+            connect: is_connect(e),
+            exec: exec_path(e).is_some(),
+            burst_open: counts_for_burst_open(e),
+            burst_connect: counts_for_burst_connect(e),
+            write: is_write_open(e).is_some(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    seq: u64,
+    class: Class,
+    event: RecentEvent,
+}
+
+impl Tracker {
+    fn update_path(&mut self, key: &str, f: impl FnOnce(&mut PathSeqs)) {
+        let entry = match self.paths.get_mut(key) {
+            Some(e) => e,
+            None => self.paths.entry(key.to_owned()).or_default(),
+        };
+        let before = entry.matched();
+        f(entry);
+        let after = entry.matched();
+        let empty = entry.writes.is_empty() && entry.execs.is_empty();
+        match (before, after) {
+            (false, true) => self.matched_paths += 1,
+            (true, false) => self.matched_paths -= 1,
+            _ => {}
+        }
+        if empty {
+            self.paths.remove(key);
+        }
+    }
+
+    fn push(&mut self, slot: &Slot, p: &HistoryParams) {
+        let (seq, t, c) = (slot.seq, slot.event.clock_ns, slot.class);
+        if c.connect {
+            self.connects.push_back(seq);
+        }
+        if c.exec {
+            self.execs.push_back(seq);
+        }
+        if c.sensitive || c.connect {
+            self.sensitive_network
+                .push(seq, t, c.sensitive, p.sensitive_window_ns);
+        }
+        if c.sensitive || c.exec {
+            self.sensitive_exec
+                .push(seq, t, c.sensitive, p.sensitive_window_ns);
+        }
+        if c.burst_open {
+            self.burst_open
+                .push(seq, t, p.burst_open, p.burst_window_ns);
+        }
+        if c.burst_connect {
+            self.burst_connect
+                .push(seq, t, p.burst_connect, p.burst_window_ns);
+        }
+        if c.exec {
+            self.burst_exec
+                .push(seq, t, p.burst_exec, p.burst_window_ns);
+        }
+        if c.write
+            && let Some(path) = is_write_open(&slot.event)
+        {
+            self.update_path(match_key(path), |s| s.writes.push_back(seq));
+        }
+        if let Some(path) = exec_path(&slot.event) {
+            self.update_path(match_key(path), |s| s.execs.push_back(seq));
+        }
+    }
+
+    /// Forget the oldest ring entry (`slot` must be it).
+    fn evict(&mut self, slot: &Slot, p: &HistoryParams) {
+        let (seq, c) = (slot.seq, slot.class);
+        if c.connect && self.connects.front() == Some(&seq) {
+            self.connects.pop_front();
+        }
+        if c.exec && self.execs.front() == Some(&seq) {
+            self.execs.pop_front();
+        }
+        if c.sensitive || c.connect {
+            self.sensitive_network.evict(seq, p.sensitive_window_ns);
+        }
+        if c.sensitive || c.exec {
+            self.sensitive_exec.evict(seq, p.sensitive_window_ns);
+        }
+        if c.burst_open {
+            self.burst_open.evict(seq, p.burst_open, p.burst_window_ns);
+        }
+        if c.burst_connect {
+            self.burst_connect
+                .evict(seq, p.burst_connect, p.burst_window_ns);
+        }
+        if c.exec {
+            self.burst_exec.evict(seq, p.burst_exec, p.burst_window_ns);
+        }
+        let pop = |q: &mut VecDeque<u64>| {
+            if q.front() == Some(&seq) {
+                q.pop_front();
+            }
+        };
+        if c.write
+            && let Some(path) = is_write_open(&slot.event)
+        {
+            self.update_path(match_key(path), |s| pop(&mut s.writes));
+        }
+        if let Some(path) = exec_path(&slot.event) {
+            self.update_path(match_key(path), |s| pop(&mut s.execs));
+        }
+    }
+
+    fn flags(&self) -> History {
+        History {
+            connect_then_exec: matches!(
+                (self.connects.front(), self.execs.back()),
+                (Some(c), Some(x)) if c < x
+            ),
+            sensitive_then_network: self.sensitive_network.close_links > 0,
+            sensitive_then_execve: self.sensitive_exec.close_links > 0,
+            burst_open: self.burst_open.short_windows > 0,
+            burst_connect: self.burst_connect.short_windows > 0,
+            burst_exec: self.burst_exec.short_windows > 0,
+            write_then_exec_same_path: self.matched_paths > 0,
+            opened_deleted_path: false,
+        }
+    }
+}
+
+/// The bounded session ring with its running history flags.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ring {
+    slots: VecDeque<Slot>,
+    next_seq: u64,
+    tracker: Tracker,
+    params: Option<HistoryParams>,
+    /// The last session clock handed out.
+    clock_ns: u64,
+}
+
+impl Ring {
+    /// The session clock for an event stamped `ktime_ns` (see module docs).
+    pub(crate) fn clock_for(&mut self, ktime_ns: u64) -> u64 {
+        self.clock_ns = self.clock_ns.max(ktime_ns);
+        self.clock_ns
+    }
+
+    /// Append `event` (whose `clock_ns` came from [`Self::clock_for`]) and evict past
+    /// `h.recent_event_limit`.
+    pub(crate) fn push(&mut self, event: RecentEvent, h: &Heuristics) {
+        self.sync_params(h);
+        let slot = Slot {
+            seq: self.next_seq,
+            class: Class::of(&event, h),
+            event,
+        };
+        self.next_seq += 1;
+        if let Some(p) = &self.params {
+            self.tracker.push(&slot, p);
+        }
+        self.slots.push_back(slot);
+        while self.slots.len() > h.recent_event_limit {
+            let Some(old) = self.slots.pop_front() else {
+                break;
+            };
+            if let Some(p) = &self.params {
+                self.tracker.evict(&old, p);
+            }
+        }
+    }
+
+    /// Remove every entry of `pid`; returns how many were removed.
+    pub(crate) fn remove_pid(&mut self, pid: u32, h: &Heuristics) -> usize {
+        let before = self.slots.len();
+        self.slots.retain(|s| s.event.pid != pid);
+        let removed = before - self.slots.len();
+        if removed > 0 {
+            self.rebuild(h);
+        }
+        removed
+    }
+
+    /// Re-derive the running state when the history knobs changed since the last push.
+    fn sync_params(&mut self, h: &Heuristics) {
+        if !self.params.as_ref().is_some_and(|p| p.matches(h)) {
+            self.rebuild(h);
+        }
+    }
+
+    fn rebuild(&mut self, h: &Heuristics) {
+        let params = HistoryParams::of(h);
+        self.tracker = Tracker::default();
+        for slot in &mut self.slots {
+            slot.class = Class::of(&slot.event, h);
+            self.tracker.push(slot, &params);
+        }
+        self.params = Some(params);
+    }
+
+    /// The ring-derived flags (`opened_deleted_path` is the caller's).
+    pub(crate) fn flags(&self) -> History {
+        self.tracker.flags()
+    }
+
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &RecentEvent> + ExactSizeIterator {
+        self.slots.iter().map(|s| &s.event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(pid: u32, tid: u32, kind: RecentKind) -> RecentEvent {
+        RecentEvent {
+            ktime_ns: 5,
+            clock_ns: 5,
+            pid,
+            tid,
+            kind,
+        }
+    }
+
+    #[test]
+    fn json_shape_per_type() {
+        let open = ev(
+            7,
+            8,
+            RecentKind::Open {
+                path: "/tmp/a".into(),
+                flags: 577,
+                mode: 438,
+                result: 3,
+            },
+        );
+        assert_eq!(
+            open.to_json("T"),
+            serde_json::json!({"timestamp":"T","type":"OPENAT","pid":7,"tid":8,
+                               "path":"/tmp/a","flags":577,"mode":438})
+        );
+        assert_eq!(
+            serde_json::to_string(&open.record("T")).unwrap(),
+            r#"{"timestamp":"T","type":"OPENAT","pid":7,"tid":8,"path":"/tmp/a","flags":577,"mode":438}"#
+        );
+        let exec = ev(
+            7,
+            0,
+            RecentKind::Exec {
+                path: "/bin/sh".into(),
+            },
+        );
+        assert_eq!(
+            serde_json::to_string(&exec.record("T")).unwrap(),
+            r#"{"timestamp":"T","type":"EXECVE","pid":7,"path":"/bin/sh"}"#
+        );
+        assert_eq!(
+            exec.to_json("T"),
+            serde_json::json!({"timestamp":"T","type":"EXECVE","pid":7,"path":"/bin/sh"})
+        );
+        let connect = ev(
+            7,
+            9,
+            RecentKind::Connect {
+                addr: "8.8.8.8".into(),
+                port: 443,
+                ip: Some("8.8.8.8".parse().unwrap()),
+            },
+        );
+        assert_eq!(
+            serde_json::to_string(&connect.record("T")).unwrap(),
+            r#"{"timestamp":"T","type":"CONNECT","pid":7,"tid":9,"addr":"8.8.8.8","port":443}"#
+        );
+        assert_eq!(
+            connect.to_json("T"),
+            serde_json::json!({"timestamp":"T","type":"CONNECT","pid":7,"tid":9,
+                               "addr":"8.8.8.8","port":443})
+        );
+        let exit = ev(7, 7, RecentKind::Exit);
+        assert_eq!(
+            serde_json::to_string(&exit.record("T")).unwrap(),
+            r#"{"timestamp":"T","type":"EXIT","pid":7,"tid":7}"#
+        );
+        assert_eq!(
+            exit.to_json("T"),
+            serde_json::json!({"timestamp":"T","type":"EXIT","pid":7,"tid":7})
+        );
+    }
+}

@@ -1,0 +1,481 @@
+//! The pipeline: the one path from a decoded [`Event`] to the logs, shared by the live daemon
+//! and replay.
+//!
+//! ```text
+//! Event ─▶ session::Tracker::observe ─▶ filter::ignore_reason ─▶ context::SessionContext::apply
+//!       ─▶ rules::RuleSet::matching ─▶ rules::Scorer::decide ─▶ sink (events/sessions/audit/alert)
+//! ```
+//!
+//! Time comes only from the events (`ktime_ns`) and from [`Pipeline::advance`], which the live
+//! daemon calls with the kernel clock when no events arrive; so a replay of the same
+//! recording produces the same bytes every time. Rules are evaluated only when a session's
+//! context changed, and only the rules the session has not triggered yet (each counts once);
+//! `PipelineOptions::naive` turns both shortcuts off, and a test checks that the outputs are
+//! identical.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use tracing::{debug, info};
+
+use crate::{
+    clock::BootClock,
+    context::{Observed, SessionContext},
+    event::{Detail, Event},
+    filter::{self, FilterPolicy, IgnoreReason},
+    rules::{Action, RuleSet, Scorer},
+    session::{
+        AgentProfile, CloseReason, Closed, SessionId, SessionKind, Timeouts, Tracker, Verdict,
+    },
+    sink::{
+        Log, LogSink,
+        records::{
+            AuditEvent, DecisionRecord, EventRecord, FullLogRecord, SessionBody, SessionLogRecord,
+            TriggeredRuleRecord,
+        },
+    },
+};
+
+/// Interval of `periodic_flush` snapshots in `sessions.log` (event time).
+pub const SESSION_FLUSH_NS: u64 = 30_000_000_000;
+
+/// Knobs of the pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    pub profiles: Vec<AgentProfile>,
+    pub timeouts: Timeouts,
+    /// Print the original's `[DECISION DEBUG]` lines (`CASA_DEBUG_EVAL`).
+    pub debug_eval: bool,
+    /// Evaluate every rule on every accepted event (reference behaviour, for tests).
+    pub naive: bool,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            profiles: vec![AgentProfile::openclaw()],
+            timeouts: Timeouts::default(),
+            debug_eval: false,
+            naive: false,
+        }
+    }
+}
+
+/// Counters of the pipeline (reported at shutdown and by `replay`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct PipelineStats {
+    pub events: u64,
+    pub accepted: u64,
+    pub ignored: BTreeMap<String, u64>,
+    pub pending_shells: u64,
+    pub sessions_started: u64,
+    pub sessions_closed: u64,
+    pub rule_evaluations: u64,
+    pub audit_records: u64,
+    pub alert_records: u64,
+}
+
+struct SessionState {
+    ctx: SessionContext,
+    scorer: Scorer,
+    /// At least one event was accepted (only such sessions get snapshots).
+    recorded: bool,
+    /// Highest action reached (ALERT > LOG > IGNORE).
+    final_action: Action,
+}
+
+/// Work the edge must do after an event (the pipeline itself touches no kernel state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EdgeAction {
+    /// Add this pid to the kernel's tracked set.
+    Track(u32),
+}
+
+/// The pipeline over one sink.
+pub struct Pipeline<S: LogSink> {
+    tracker: Tracker,
+    sessions: HashMap<SessionId, SessionState>,
+    rules: RuleSet,
+    filter: FilterPolicy,
+    clock: BootClock,
+    sink: S,
+    opts: PipelineOptions,
+    next_flush_ns: Option<u64>,
+    last_ns: u64,
+    pub stats: PipelineStats,
+}
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Ignore => "IGNORE",
+        Action::Log => "LOG",
+        Action::Alert => "ALERT",
+    }
+}
+
+fn action_rank(a: Action) -> u8 {
+    match a {
+        Action::Ignore => 1,
+        Action::Log => 2,
+        Action::Alert => 3,
+    }
+}
+
+impl<S: LogSink> Pipeline<S> {
+    pub fn new(
+        rules: RuleSet,
+        filter: FilterPolicy,
+        clock: BootClock,
+        sink: S,
+        opts: PipelineOptions,
+    ) -> Self {
+        Self {
+            tracker: Tracker::new(opts.profiles.clone(), opts.timeouts),
+            sessions: HashMap::new(),
+            rules,
+            filter,
+            clock,
+            sink,
+            opts,
+            next_flush_ns: None,
+            last_ns: 0,
+            stats: PipelineStats::default(),
+        }
+    }
+
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Sessions whose state is held (open sessions with accepted events).
+    pub fn session_states(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Swap in new rules and filter settings. Sessions keep the rules they already triggered
+    /// (by name) and their scores.
+    pub fn reload(&mut self, rules: RuleSet, filter: FilterPolicy) {
+        self.rules = rules;
+        self.filter = filter;
+        for s in self.sessions.values_mut() {
+            s.scorer.rebind(&self.rules);
+        }
+    }
+
+    /// The configured endpoints in use.
+    pub fn endpoints(&self) -> &filter::Endpoints {
+        &self.filter.endpoints
+    }
+
+    /// Replace the configured endpoints (after a DNS refresh).
+    pub fn set_endpoints(&mut self, e: filter::Endpoints) {
+        self.filter.endpoints = e;
+    }
+
+    /// Register a process found running at start-up; returns pids to track.
+    pub fn seed(
+        &mut self,
+        pid: u32,
+        ppid: u32,
+        comm: &[u8],
+        exec: &crate::event::Exec,
+        now_ns: u64,
+    ) -> Vec<u32> {
+        self.tracker.seed(pid, ppid, comm, exec, now_ns)
+    }
+
+    /// Let time pass to `now_ns` (kernel clock): close sessions, write periodic snapshots.
+    pub fn advance(&mut self, now_ns: u64) {
+        if now_ns < self.last_ns {
+            return;
+        }
+        self.last_ns = now_ns;
+        for c in self.tracker.expire(now_ns) {
+            self.close(c);
+        }
+        match self.next_flush_ns {
+            None => self.next_flush_ns = Some(now_ns + SESSION_FLUSH_NS),
+            Some(at) if now_ns >= at => {
+                let mut ids: Vec<SessionId> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.recorded)
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.sort_unstable();
+                for id in ids {
+                    self.snapshot(id, "periodic_flush", at, None);
+                }
+                self.next_flush_ns = Some(now_ns + SESSION_FLUSH_NS);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Process one event. Returns what the edge must do for the kernel.
+    pub fn process(&mut self, ev: &Event) -> Vec<EdgeAction> {
+        self.stats.events += 1;
+        self.advance(ev.ktime_ns);
+        let obs = self.tracker.observe(ev);
+        if let Some(id) = obs.started {
+            self.stats.sessions_started += 1;
+            if let Some(s) = self.tracker.session(id) {
+                let args = match &ev.detail {
+                    Detail::Exec(x) => x
+                        .argv
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    _ => String::new(),
+                };
+                info!(
+                    "[SESSION] start id={id} kind={:?} cli_pid={} root_pid={} path={} args={args}",
+                    s.kind,
+                    s.leader,
+                    s.leader_ppid,
+                    match &ev.detail {
+                        Detail::Exec(x) => x.path.to_string(),
+                        _ => String::new(),
+                    }
+                );
+            }
+        }
+        let actions = obs.track.iter().map(|&p| EdgeAction::Track(p)).collect();
+        match obs.verdict {
+            Verdict::Outside => {}
+            Verdict::PendingShellExec { .. } => self.stats.pending_shells += 1,
+            Verdict::Session {
+                session,
+                runtime,
+                pending_shell,
+            } => {
+                let reason = filter::ignore_reason(ev, &self.filter, runtime);
+                if pending_shell {
+                    if reason.is_none() && !matches!(ev.detail, Detail::Exit(_)) {
+                        self.tracker.promote(ev.pid);
+                    } else {
+                        return actions;
+                    }
+                }
+                match reason {
+                    Some(r) => self.ignore(session, ev, r),
+                    None => self.accept(session, ev),
+                }
+            }
+        }
+        actions
+    }
+
+    fn ignore(&mut self, session: SessionId, ev: &Event, reason: IgnoreReason) {
+        let name = serde_json::to_value(reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *self.stats.ignored.entry(name).or_default() += 1;
+        if reason == IgnoreReason::TransparentRoutineExec
+            && let Some(s) = self.sessions.get_mut(&session)
+        {
+            s.ctx
+                .prune_transparent_shell(ev.ppid, self.rules.heuristics());
+        }
+    }
+
+    fn accept(&mut self, id: SessionId, ev: &Event) {
+        self.stats.accepted += 1;
+        let h = self.rules.heuristics();
+        let lineage = self.tracker.lineage(ev.pid, h.lineage_max_depth);
+        let state = self.sessions.entry(id).or_insert_with(|| SessionState {
+            ctx: SessionContext::new(id),
+            scorer: Scorer::new(),
+            recorded: false,
+            final_action: Action::Ignore,
+        });
+        let first = !state.recorded;
+        state.recorded = true;
+        let changed = state.ctx.apply(
+            Observed {
+                event: ev,
+                lineage: &lineage,
+            },
+            h,
+        );
+        let ts = self.clock.rfc3339(ev.ktime_ns);
+        write_json(
+            &mut self.sink,
+            Log::Events,
+            &EventRecord::new(ev, ts.clone(), id),
+        );
+
+        if !(changed || first || self.opts.naive) {
+            return;
+        }
+        self.stats.rule_evaluations += 1;
+        let ctx = state.ctx.context();
+        let matched = if self.opts.naive {
+            self.rules.matching_all(ctx)
+        } else {
+            self.rules.matching(ctx, state.scorer.triggered())
+        };
+        let d = state.scorer.decide(&matched, &self.rules);
+        if self.opts.debug_eval {
+            debug!(
+                "[DECISION DEBUG] session={id} newly_triggered={:?} increment={} score={} action={} history={:?}",
+                d.triggered
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>(),
+                d.increment,
+                d.score,
+                action_name(d.action),
+                ctx.history
+            );
+        }
+        if d.triggered.is_empty() {
+            return;
+        }
+        if action_rank(d.action) > action_rank(state.final_action) {
+            state.final_action = d.action;
+        }
+        let (log_t, alert_t) = (d.log_threshold, d.alert_threshold);
+        if d.score < log_t {
+            return;
+        }
+        let record = FullLogRecord {
+            timestamp: ts,
+            session_id: id,
+            event: AuditEvent::new(ev),
+            decision: DecisionRecord {
+                action: action_name(d.action),
+                score: d.score,
+                log_threshold: log_t,
+                alert_threshold: alert_t,
+                triggered_rules: d
+                    .triggered
+                    .iter()
+                    .map(|t| TriggeredRuleRecord {
+                        name: t.name.clone(),
+                        expr: t.expr.clone(),
+                        weight: t.weight,
+                    })
+                    .collect(),
+            },
+        };
+        write_json(&mut self.sink, Log::Audit, &record);
+        self.stats.audit_records += 1;
+        if d.score >= alert_t {
+            write_json(&mut self.sink, Log::Alert, &record);
+            self.stats.alert_records += 1;
+            info!(
+                "ALERT session={id} score={} rules={:?} pid={} comm={}",
+                d.score,
+                record
+                    .decision
+                    .triggered_rules
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>(),
+                ev.pid,
+                ev.comm
+            );
+        }
+    }
+
+    fn snapshot(
+        &mut self,
+        id: SessionId,
+        reason: &'static str,
+        at_ns: u64,
+        closed: Option<&Closed>,
+    ) {
+        let Some(state) = self.sessions.get(&id) else {
+            return;
+        };
+        let (kind, leader, midway) = match self.tracker.session(id) {
+            Some(s) => (s.kind, s.leader, s.joined_midway),
+            None => (SessionKind::Cli, 0, false),
+        };
+        let created = state.ctx.created_ns().unwrap_or(at_ns);
+        let updated = state.ctx.updated_ns().unwrap_or(at_ns);
+        let record = SessionLogRecord {
+            timestamp: self.clock.rfc3339(at_ns),
+            session_id: id,
+            reason,
+            session: SessionBody {
+                created_at: self.clock.rfc3339(created),
+                updated_at: self.clock.rfc3339(updated),
+                closed_at: closed.map(|c| self.clock.rfc3339(c.closed_ns)),
+                recent_events: state
+                    .ctx
+                    .recent()
+                    .map(|r| r.to_json(&self.clock.rfc3339(r.ktime_ns)))
+                    .collect(),
+                kind: match kind {
+                    SessionKind::Cli => "cli",
+                    SessionKind::Gateway => "gateway",
+                },
+                leader_pid: leader,
+                close_reason: closed.map(|c| match c.reason {
+                    CloseReason::LeaderExit => "leader_exit",
+                    CloseReason::Quiet => "quiet",
+                    CloseReason::Idle => "idle",
+                    CloseReason::MaxAge => "max_age",
+                    CloseReason::Shutdown => "shutdown",
+                }),
+                joined_midway: midway,
+                final_score: state.scorer.score(),
+                final_action: action_name(state.final_action),
+            },
+        };
+        write_json(&mut self.sink, Log::Sessions, &record);
+    }
+
+    fn close(&mut self, c: Closed) {
+        self.stats.sessions_closed += 1;
+        info!(
+            "[SESSION] end id={} closed_at={} reason={:?}",
+            c.id,
+            self.clock.rfc3339(c.closed_ns),
+            c.reason
+        );
+        let reason = if c.reason == CloseReason::Shutdown {
+            "shutdown"
+        } else {
+            "session_closed"
+        };
+        self.snapshot(c.id, reason, c.closed_ns, Some(&c));
+        self.sessions.remove(&c.id);
+    }
+
+    /// End of input (shutdown or end of replay) at `now_ns`: close every session, flush.
+    pub fn finish(&mut self, now_ns: u64) {
+        self.advance(now_ns);
+        for c in self.tracker.close_all(now_ns.max(self.last_ns)) {
+            self.close(c);
+        }
+        self.sink.flush();
+    }
+
+    pub fn flush(&mut self) {
+        self.sink.flush();
+    }
+}
+
+fn write_json<S: LogSink, T: Serialize>(sink: &mut S, log: Log, value: &T) {
+    match serde_json::to_vec(value) {
+        Ok(line) => sink.write_line(log, &line),
+        Err(e) => tracing::error!("serialising a {} record: {e}", log.name()),
+    }
+}

@@ -1,0 +1,282 @@
+//! Which processes belong to the agent runtime, and which exec starts an agent session.
+//!
+//! This is configuration, not code: [`AgentProfile`] describes one runtime (OpenClaw by
+//! default, [`AgentProfile::openclaw`]); another runtime is added with a JSON file
+//! (`--agents FILE`) holding a list of profiles. See README "Agent profiles".
+
+use serde::Deserialize;
+
+use crate::event::{Bytes, Exec};
+
+/// One agent runtime.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentProfile {
+    /// Name shown in logs.
+    pub name: String,
+    /// A process whose comm, executable path or command line contains one of these
+    /// (case-insensitive) is part of the runtime (e.g. the long-lived `openclaw-gateway`).
+    pub root_markers: Vec<String>,
+    /// The exec that starts a session.
+    pub invocation: Invocation,
+}
+
+/// How a session-starting invocation looks, e.g. `node /x/bin/openclaw agent --agent main -m hi`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Invocation {
+    /// Basenames of the interpreter executed (`node`).
+    pub interpreters: Vec<String>,
+    /// Basename of the launcher script passed to the interpreter (`openclaw`).
+    pub launcher: String,
+    /// Arguments that must all be present as exact tokens (`agent`, `--agent`).
+    pub required_args: Vec<String>,
+    /// At least one of these must be present (`-m`, `--message`).
+    pub message_flags: Vec<String>,
+    /// The original's rule: the interpreter and the launcher sit in the same directory (the
+    /// nvm layout). Launchers matching `other_launcher_paths` are accepted in any directory.
+    #[serde(default = "yes")]
+    pub same_dir: bool,
+    /// Path suffixes of launchers accepted wherever they are (project-local installs).
+    #[serde(default)]
+    pub other_launcher_paths: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn basename(p: &[u8]) -> &[u8] {
+    p.rsplit(|&c| c == b'/').next().unwrap_or(p)
+}
+
+fn dirname(p: &[u8]) -> &[u8] {
+    match p.iter().rposition(|&c| c == b'/') {
+        Some(0) => b"/",
+        Some(i) => &p[..i],
+        None => b".",
+    }
+}
+
+fn contains_ci(hay: &[u8], needle: &str) -> bool {
+    let n = needle.as_bytes();
+    !n.is_empty() && hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
+impl AgentProfile {
+    /// The built-in OpenClaw profile (reference §3.5, §11).
+    pub fn openclaw() -> Self {
+        Self {
+            name: "openclaw".into(),
+            root_markers: vec!["openclaw".into()],
+            invocation: Invocation {
+                interpreters: vec!["node".into()],
+                launcher: "openclaw".into(),
+                required_args: vec!["agent".into(), "--agent".into()],
+                message_flags: vec!["-m".into(), "--message".into()],
+                same_dir: true,
+                other_launcher_paths: vec![
+                    "/node_modules/.bin/openclaw".into(),
+                    "/node_modules/openclaw/openclaw.mjs".into(),
+                ],
+            },
+        }
+    }
+
+    /// True when a process with this comm / executable / argv is part of the runtime: its
+    /// comm or executable names a marker, or it is one of the profile's interpreters running
+    /// a script whose path names one (`node /x/openclaw/dist/worker.js`). An argument that
+    /// merely mentions the runtime (`cat ~/.openclaw/openclaw.json`) does not count: tools
+    /// must never be mistaken for the runtime, whose own connections are exempted.
+    pub fn is_runtime(&self, comm: &[u8], exe: &[u8], argv: &[Bytes]) -> bool {
+        let marked = |b: &[u8]| self.root_markers.iter().any(|m| contains_ci(b, m));
+        if marked(comm) || marked(exe) {
+            return true;
+        }
+        let interp = basename(exe);
+        if !self
+            .invocation
+            .interpreters
+            .iter()
+            .any(|i| i.as_bytes() == interp)
+        {
+            return false;
+        }
+        argv.iter()
+            .skip(1)
+            .find(|a| !a.as_bytes().starts_with(b"-"))
+            .is_some_and(|script| marked(script.as_bytes()))
+    }
+
+    /// True when this exec starts an agent session (the original's `isOpenClawCLIInvocation`).
+    pub fn is_invocation(&self, exec: &Exec) -> bool {
+        if exec.result != 0 {
+            return false;
+        }
+        let inv = &self.invocation;
+        // The name the caller executed (the symlink-level path, as the original saw it).
+        let interp = exec.filename.as_bytes();
+        let interp_name = basename(interp);
+        if !inv.interpreters.iter().any(|i| i.as_bytes() == interp_name)
+            && !inv
+                .interpreters
+                .iter()
+                .any(|i| i.as_bytes() == basename(exec.path.as_bytes()))
+        {
+            return false;
+        }
+        let args: Vec<&[u8]> = exec.argv.iter().map(Bytes::as_bytes).collect();
+        let Some(launcher) = args
+            .iter()
+            .skip(1)
+            .find(|a| !a.starts_with(b"-") && basename(a) == inv.launcher.as_bytes())
+        else {
+            return false;
+        };
+        let has = |t: &str| args.contains(&t.as_bytes());
+        if !inv.required_args.iter().all(|t| has(t)) {
+            return false;
+        }
+        if !inv.message_flags.is_empty() && !inv.message_flags.iter().any(|t| has(t)) {
+            return false;
+        }
+        if inv
+            .other_launcher_paths
+            .iter()
+            .any(|s| launcher.ends_with(s.as_bytes()))
+        {
+            return true;
+        }
+        !inv.same_dir || (interp.contains(&b'/') && dirname(interp) == dirname(launcher))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(filename: &str, argv: &[&str]) -> Exec {
+        Exec {
+            result: 0,
+            path: Bytes::from(filename),
+            path_resolved: true,
+            script: false,
+            path_truncated: false,
+            filename: Bytes::from(filename),
+            argv: argv.iter().map(|a| Bytes::from(*a)).collect(),
+            argv_truncated: false,
+            argv_unreadable: false,
+            via_execveat: false,
+            old_tid: 1,
+            cap_effective: Some(0),
+            seccomp_mode: Some(0),
+            no_new_privs: false,
+        }
+    }
+
+    const BIN: &str = "/home/u/.nvm/versions/node/v24.14.1/bin";
+
+    #[test]
+    fn original_positive_example() {
+        let p = AgentProfile::openclaw();
+        let e = exec(
+            &format!("{BIN}/node"),
+            &[
+                "node",
+                &format!("{BIN}/openclaw"),
+                "agent",
+                "--agent",
+                "main",
+                "-m",
+                "hey",
+            ],
+        );
+        assert!(p.is_invocation(&e));
+        let re = exec(
+            &format!("{BIN}/node"),
+            &[
+                "node",
+                "--disable-warning=ExperimentalWarning",
+                &format!("{BIN}/openclaw"),
+                "agent",
+                "--agent",
+                "main",
+                "--message",
+                "hey",
+            ],
+        );
+        assert!(
+            p.is_invocation(&re),
+            "the re-exec also matches; the tracker dedups it"
+        );
+    }
+
+    #[test]
+    fn dir_mismatch_and_missing_flags_rejected() {
+        let p = AgentProfile::openclaw();
+        let e = exec(
+            "/home/u/.pyenv/bin/node",
+            &[
+                "node",
+                &format!("{BIN}/openclaw"),
+                "agent",
+                "--agent",
+                "main",
+                "-m",
+                "hey",
+            ],
+        );
+        assert!(!p.is_invocation(&e));
+        let e = exec(
+            &format!("{BIN}/node"),
+            &["node", &format!("{BIN}/openclaw"), "agent", "-m", "x"],
+        );
+        assert!(!p.is_invocation(&e), "--agent is required");
+        let e = exec(
+            &format!("{BIN}/node"),
+            &["node", &format!("{BIN}/openclaw"), "gateway", "run"],
+        );
+        assert!(!p.is_invocation(&e));
+    }
+
+    #[test]
+    fn project_local_layout_accepted() {
+        let p = AgentProfile::openclaw();
+        let e = exec(
+            "/usr/bin/node",
+            &[
+                "node",
+                "/srv/app/node_modules/.bin/openclaw",
+                "agent",
+                "--agent",
+                "main",
+                "-m",
+                "x",
+            ],
+        );
+        assert!(p.is_invocation(&e));
+    }
+
+    #[test]
+    fn runtime_markers() {
+        let p = AgentProfile::openclaw();
+        assert!(p.is_runtime(b"openclaw-gatewa", b"/usr/bin/node", &[]));
+        assert!(p.is_runtime(
+            b"node",
+            b"/usr/bin/node",
+            &[
+                Bytes::from("node"),
+                Bytes::from("/x/openclaw/dist/worker.js")
+            ]
+        ));
+        assert!(!p.is_runtime(b"bash", b"/usr/bin/bash", &[Bytes::from("bash")]));
+        let cat = [
+            Bytes::from("cat"),
+            Bytes::from("/root/.openclaw/openclaw.json"),
+        ];
+        assert!(
+            !p.is_runtime(b"cat", b"/usr/bin/cat", &cat),
+            "a tool mentioning it is not the runtime"
+        );
+    }
+}

@@ -1,0 +1,593 @@
+//! Agent sessions: which events belong to which agent session.
+//!
+//! Sits right after decoding: every [`Event`] passes through [`Tracker::observe`], which keeps
+//! the process table (lineage from fork/exec/exit), recognises the agent runtime's processes and
+//! session-starting invocations ([`agent::AgentProfile`]), and says whether the event belongs to
+//! a session. It is a pure state machine driven by event timestamps: the same events give the
+//! same sessions, live or replayed.
+//!
+//! Beyond the original CASA (one global time window):
+//! * several sessions at once, each owning the events of its own process subtree;
+//! * a CLI invocation's own subtree is in its session (with `--local`, OpenClaw runs tools as
+//!   its own descendants);
+//! * through a gateway, a tool process started by the runtime joins the newest open CLI session,
+//!   or, when none is open, starts a `gateway` session (channel-driven turns are evaluated too);
+//! * a CLI session closes `grace` after its leader exits; a gateway session `gateway_quiet`
+//!   after its last process exits; any session after `idle` without events or at `max_age`, so
+//!   a lost exit never keeps a session open forever; all per-session state is freed on close.
+
+pub mod agent;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::{
+    context::LineageNode,
+    event::{Bytes, Detail, Event, Exec},
+};
+pub use agent::AgentProfile;
+
+/// Session identifier (1, 2, …) in order of creation.
+pub type SessionId = u64;
+
+/// How a session started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// An agent CLI invocation (`openclaw agent … -m …`).
+    Cli,
+    /// Tool activity of the runtime with no CLI invocation (gateway / chat channels).
+    Gateway,
+}
+
+/// Why a session closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The CLI leader exited and the grace period passed.
+    LeaderExit,
+    /// A gateway session's processes all exited and the quiet period passed.
+    Quiet,
+    /// No event for the idle limit.
+    Idle,
+    /// The session reached its maximum age.
+    MaxAge,
+    /// casa stopped (or the replay ended) with the session still open.
+    Shutdown,
+}
+
+/// Time limits, nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub grace_ns: u64,
+    pub gateway_quiet_ns: u64,
+    pub idle_ns: u64,
+    pub max_age_ns: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            grace_ns: 2_000_000_000,
+            gateway_quiet_ns: 10_000_000_000,
+            idle_ns: 15 * 60 * 1_000_000_000,
+            max_age_ns: 6 * 3600 * 1_000_000_000,
+        }
+    }
+}
+
+/// One open session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub kind: SessionKind,
+    /// The invocation's pid (CLI) or the first tool process (gateway).
+    pub leader: u32,
+    pub leader_ppid: u32,
+    pub created_ns: u64,
+    pub last_event_ns: u64,
+    /// When the close countdown started and when it ends.
+    pub closing: Option<(u64, u64)>,
+    /// casa started (or restarted) while this session was already running.
+    pub joined_midway: bool,
+    /// Live processes of the session.
+    live: HashSet<u32>,
+}
+
+/// A session that just closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Closed {
+    pub id: SessionId,
+    pub closed_ns: u64,
+    pub reason: CloseReason,
+}
+
+#[derive(Clone, Debug)]
+struct Proc {
+    ppid: u32,
+    /// Basename of the executable (or comm until an exec is seen).
+    name: String,
+    /// Part of the agent runtime (not a tool it runs).
+    runtime: bool,
+    /// Hidden from lineage (a bare shell wrapper).
+    transparent: bool,
+    /// A bare shell held back until it does something meaningful.
+    pending_shell: bool,
+    session: Option<SessionId>,
+}
+
+/// What the tracker says about one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not part of any session (or not an analysed kind: fork, thread exit).
+    Outside,
+    /// The exec of a bare shell (`sh` with no arguments): held back, dropped unless the shell
+    /// itself later does something meaningful.
+    PendingShellExec { session: SessionId },
+    /// Belongs to `session`. `runtime`: the acting process is the agent runtime itself.
+    /// `pending_shell`: the process is a held-back bare shell (the caller promotes it with
+    /// [`Tracker::promote`] when the event is meaningful, or drops the event).
+    Session {
+        session: SessionId,
+        runtime: bool,
+        pending_shell: bool,
+    },
+}
+
+/// The result of [`Tracker::observe`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub verdict: Verdict,
+    /// A session this event started.
+    pub started: Option<SessionId>,
+    /// Processes that the kernel must now track (new runtime roots and session leaders).
+    pub track: Vec<u32>,
+}
+
+/// The process table and the open sessions.
+pub struct Tracker {
+    profiles: Vec<AgentProfile>,
+    timeouts: Timeouts,
+    procs: HashMap<u32, Proc>,
+    sessions: BTreeMap<SessionId, Session>,
+    next_id: SessionId,
+}
+
+fn basename(p: &[u8]) -> String {
+    let b = p.rsplit(|&c| c == b'/').next().unwrap_or(p);
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Shells whose bare exec (no arguments) is held back (the original's pending shells).
+const PENDING_SHELLS: [&str; 4] = ["sh", "bash", "dash", "zsh"];
+
+fn is_bare_shell(x: &Exec) -> bool {
+    let name = basename(x.path.as_bytes());
+    PENDING_SHELLS.contains(&name.as_str()) && x.argv.len() <= 1
+}
+
+impl Tracker {
+    pub fn new(profiles: Vec<AgentProfile>, timeouts: Timeouts) -> Self {
+        Self {
+            profiles,
+            timeouts,
+            procs: HashMap::new(),
+            sessions: BTreeMap::new(),
+            next_id: 1,
+        }
+    }
+
+    fn is_runtime(&self, comm: &[u8], exe: &[u8], argv: &[Bytes]) -> bool {
+        self.profiles.iter().any(|p| p.is_runtime(comm, exe, argv))
+    }
+
+    fn is_invocation(&self, x: &Exec) -> bool {
+        self.profiles.iter().any(|p| p.is_invocation(x))
+    }
+
+    /// Register a process found running at start-up (parents before children). Runtime
+    /// processes become roots; a running invocation starts a session marked as joined
+    /// mid-way; descendants of session members join their session. Returns pids to track.
+    pub fn seed(&mut self, pid: u32, ppid: u32, comm: &[u8], exec: &Exec, now_ns: u64) -> Vec<u32> {
+        let parent_session = self.procs.get(&ppid).and_then(|p| p.session);
+        let runtime = self.is_runtime(comm, exec.path.as_bytes(), &exec.argv);
+        let mut session = parent_session;
+        let mut track = Vec::new();
+        if session.is_none() && self.is_invocation(exec) {
+            let id = self.open_session(SessionKind::Cli, pid, ppid, now_ns, true);
+            session = Some(id);
+            track.push(pid);
+        } else if runtime && session.is_none() {
+            track.push(pid);
+        }
+        if session.is_none() && !runtime && !self.procs.contains_key(&ppid) {
+            return track;
+        }
+        if let Some(id) = session
+            && let Some(s) = self.sessions.get_mut(&id)
+        {
+            s.live.insert(pid);
+        }
+        self.procs.insert(
+            pid,
+            Proc {
+                ppid,
+                name: basename(exec.path.as_bytes()),
+                runtime,
+                transparent: false,
+                pending_shell: false,
+                session,
+            },
+        );
+        track
+    }
+
+    fn open_session(
+        &mut self,
+        kind: SessionKind,
+        leader: u32,
+        ppid: u32,
+        now_ns: u64,
+        midway: bool,
+    ) -> SessionId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut live = HashSet::new();
+        live.insert(leader);
+        self.sessions.insert(
+            id,
+            Session {
+                id,
+                kind,
+                leader,
+                leader_ppid: ppid,
+                created_ns: now_ns,
+                last_event_ns: now_ns,
+                closing: None,
+                joined_midway: midway,
+                live,
+            },
+        );
+        id
+    }
+
+    /// The newest CLI session that is still open (for gateway-mode tool processes).
+    fn newest_open_cli(&self) -> Option<SessionId> {
+        self.sessions
+            .values()
+            .rev()
+            .find(|s| s.kind == SessionKind::Cli && s.closing.is_none())
+            .map(|s| s.id)
+    }
+
+    /// Observe one event (call [`Tracker::expire`] with its time first).
+    pub fn observe(&mut self, ev: &Event) -> Observation {
+        let mut obs = Observation {
+            verdict: Verdict::Outside,
+            started: None,
+            track: Vec::new(),
+        };
+        match &ev.detail {
+            Detail::Fork(f) => {
+                if let Some(parent) = self.procs.get(&ev.pid).cloned() {
+                    if let Some(id) = parent.session
+                        && let Some(s) = self.sessions.get_mut(&id)
+                    {
+                        s.live.insert(f.child_pid);
+                        s.closing = s.closing.filter(|_| s.kind == SessionKind::Cli);
+                    }
+                    self.procs.insert(
+                        f.child_pid,
+                        Proc {
+                            ppid: ev.pid,
+                            name: parent.name.clone(),
+                            runtime: parent.runtime,
+                            transparent: false,
+                            pending_shell: false,
+                            session: parent.session,
+                        },
+                    );
+                }
+            }
+            Detail::Exec(x) if x.result == 0 => self.observe_exec(ev, x, &mut obs),
+            Detail::Exec(_) => {
+                obs.verdict = self.membership(ev);
+            }
+            Detail::Exit(x) => {
+                let verdict = if x.leader {
+                    self.membership(ev)
+                } else {
+                    Verdict::Outside
+                };
+                if x.leader || x.process_gone {
+                    self.observe_exit(ev, x.leader, x.process_gone);
+                }
+                obs.verdict = verdict;
+            }
+            Detail::Open(_) | Detail::Connect(_) => {
+                obs.verdict = self.membership(ev);
+            }
+        }
+        if let Verdict::Session { session, .. } | Verdict::PendingShellExec { session } =
+            obs.verdict
+            && let Some(s) = self.sessions.get_mut(&session)
+        {
+            s.last_event_ns = s.last_event_ns.max(ev.ktime_ns);
+        }
+        obs
+    }
+
+    /// Session membership of the acting process, adopting it from its parent when its fork
+    /// was not seen.
+    fn membership(&mut self, ev: &Event) -> Verdict {
+        if !self.procs.contains_key(&ev.pid)
+            && let Some(parent) = self.procs.get(&ev.ppid).cloned()
+            && parent.session.is_some()
+        {
+            self.procs.insert(
+                ev.pid,
+                Proc {
+                    ppid: ev.ppid,
+                    name: String::from_utf8_lossy(ev.comm.as_bytes()).into_owned(),
+                    runtime: false,
+                    transparent: false,
+                    pending_shell: false,
+                    session: parent.session,
+                },
+            );
+            if let Some(s) = parent.session.and_then(|id| self.sessions.get_mut(&id)) {
+                s.live.insert(ev.pid);
+            }
+        }
+        match self.procs.get(&ev.pid) {
+            Some(p) => match p.session {
+                Some(session) if self.sessions.contains_key(&session) => Verdict::Session {
+                    session,
+                    runtime: p.runtime,
+                    pending_shell: p.pending_shell,
+                },
+                _ => Verdict::Outside,
+            },
+            None => Verdict::Outside,
+        }
+    }
+
+    fn observe_exec(&mut self, ev: &Event, x: &Exec, obs: &mut Observation) {
+        let runtime = self.is_runtime(ev.comm.as_bytes(), x.path.as_bytes(), &x.argv);
+        let invocation = self.is_invocation(x);
+        let known = self.procs.get(&ev.pid).cloned();
+        let in_session = known
+            .as_ref()
+            .and_then(|p| p.session)
+            .filter(|id| self.sessions.contains_key(id));
+        let parent_known = known.is_some() || self.procs.contains_key(&ev.ppid);
+
+        let session = match in_session {
+            Some(id) => Some(id),
+            None if invocation => {
+                let id = self.open_session(SessionKind::Cli, ev.pid, ev.ppid, ev.ktime_ns, false);
+                obs.started = Some(id);
+                obs.track.push(ev.pid);
+                Some(id)
+            }
+            None if runtime => {
+                if !known.as_ref().is_some_and(|p| p.runtime) {
+                    obs.track.push(ev.pid);
+                }
+                None
+            }
+            // A tool process started by the runtime outside any session.
+            None if known.as_ref().is_some_and(|p| p.runtime) => match self.newest_open_cli() {
+                Some(id) => {
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.live.insert(ev.pid);
+                    }
+                    Some(id)
+                }
+                None => {
+                    let reopen = self
+                        .sessions
+                        .values()
+                        .rev()
+                        .find(|s| s.kind == SessionKind::Gateway && s.leader_ppid == ev.ppid)
+                        .map(|s| s.id);
+                    let id = match reopen {
+                        Some(id) => id,
+                        None => {
+                            let id = self.open_session(
+                                SessionKind::Gateway,
+                                ev.pid,
+                                ev.ppid,
+                                ev.ktime_ns,
+                                false,
+                            );
+                            obs.started = Some(id);
+                            id
+                        }
+                    };
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.live.insert(ev.pid);
+                        s.closing = None;
+                    }
+                    Some(id)
+                }
+            },
+            None => None,
+        };
+        if session.is_none() && !runtime && !parent_known {
+            return;
+        }
+        let pending = session.is_some() && !invocation && !runtime && is_bare_shell(x);
+        self.procs.insert(
+            ev.pid,
+            Proc {
+                ppid: known.as_ref().map_or(ev.ppid, |p| p.ppid),
+                name: basename(x.path.as_bytes()),
+                runtime,
+                transparent: pending,
+                pending_shell: pending,
+                session,
+            },
+        );
+        obs.verdict = match session {
+            Some(id) if pending => Verdict::PendingShellExec { session: id },
+            Some(id) => Verdict::Session {
+                session: id,
+                runtime,
+                pending_shell: false,
+            },
+            None => Verdict::Outside,
+        };
+    }
+
+    fn observe_exit(&mut self, ev: &Event, leader: bool, gone: bool) {
+        let Some(p) = self.procs.get(&ev.pid) else {
+            return;
+        };
+        if let Some(id) = p.session
+            && let Some(s) = self.sessions.get_mut(&id)
+        {
+            if gone {
+                s.live.remove(&ev.pid);
+            }
+            match s.kind {
+                SessionKind::Cli if leader && ev.pid == s.leader && s.closing.is_none() => {
+                    s.closing = Some((ev.ktime_ns, ev.ktime_ns + self.timeouts.grace_ns));
+                }
+                SessionKind::Gateway if s.live.is_empty() && s.closing.is_none() => {
+                    s.closing = Some((ev.ktime_ns, ev.ktime_ns + self.timeouts.gateway_quiet_ns));
+                }
+                _ => {}
+            }
+        }
+        if gone {
+            self.procs.remove(&ev.pid);
+        }
+    }
+
+    /// Un-hide a pending shell that did something meaningful.
+    pub fn promote(&mut self, pid: u32) {
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.pending_shell = false;
+            p.transparent = false;
+        }
+    }
+
+    /// The visible lineage of `pid`, itself first, at most `max_depth + 1` nodes.
+    pub fn lineage(&self, pid: u32, max_depth: usize) -> Vec<LineageNode> {
+        let mut out = Vec::new();
+        let mut cur = pid;
+        for _ in 0..=max_depth {
+            let Some(p) = self.procs.get(&cur) else {
+                break;
+            };
+            if !p.transparent {
+                out.push(LineageNode {
+                    pid: cur,
+                    name: p.name.clone(),
+                });
+            }
+            if p.ppid == cur || p.ppid == 0 {
+                break;
+            }
+            cur = p.ppid;
+        }
+        out
+    }
+
+    /// Close every session whose time is up at `now_ns`, oldest close first.
+    pub fn expire(&mut self, now_ns: u64) -> Vec<Closed> {
+        let t = self.timeouts;
+        let mut closed: Vec<Closed> = self
+            .sessions
+            .values()
+            .filter_map(|s| {
+                if let Some((_, until)) = s.closing
+                    && now_ns > until
+                {
+                    let reason = match s.kind {
+                        SessionKind::Cli => CloseReason::LeaderExit,
+                        SessionKind::Gateway => CloseReason::Quiet,
+                    };
+                    return Some(Closed {
+                        id: s.id,
+                        closed_ns: until,
+                        reason,
+                    });
+                }
+                let idle_at = s.last_event_ns.saturating_add(t.idle_ns);
+                let max_at = s.created_ns.saturating_add(t.max_age_ns);
+                let (at, reason) = if idle_at <= max_at {
+                    (idle_at, CloseReason::Idle)
+                } else {
+                    (max_at, CloseReason::MaxAge)
+                };
+                (now_ns > at).then_some(Closed {
+                    id: s.id,
+                    closed_ns: at,
+                    reason,
+                })
+            })
+            .collect();
+        closed.sort_by_key(|c| (c.closed_ns, c.id));
+        for c in &closed {
+            self.forget(c.id);
+        }
+        closed
+    }
+
+    /// Close every open session (casa stopping, or the end of a replay).
+    pub fn close_all(&mut self, now_ns: u64) -> Vec<Closed> {
+        let mut closed: Vec<Closed> = self
+            .sessions
+            .values()
+            .map(|s| match s.closing {
+                Some((_, until)) if until <= now_ns => Closed {
+                    id: s.id,
+                    closed_ns: until,
+                    reason: match s.kind {
+                        SessionKind::Cli => CloseReason::LeaderExit,
+                        SessionKind::Gateway => CloseReason::Quiet,
+                    },
+                },
+                _ => Closed {
+                    id: s.id,
+                    closed_ns: now_ns.max(s.last_event_ns),
+                    reason: CloseReason::Shutdown,
+                },
+            })
+            .collect();
+        closed.sort_by_key(|c| (c.closed_ns, c.id));
+        for c in &closed {
+            self.forget(c.id);
+        }
+        closed
+    }
+
+    fn forget(&mut self, id: SessionId) {
+        if self.sessions.remove(&id).is_some() {
+            for p in self.procs.values_mut() {
+                if p.session == Some(id) {
+                    p.session = None;
+                }
+            }
+        }
+    }
+
+    pub fn session(&self, id: SessionId) -> Option<&Session> {
+        self.sessions.get(&id)
+    }
+
+    pub fn open_sessions(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values()
+    }
+
+    /// Processes in the table (bounded by the live processes of interest).
+    pub fn process_count(&self) -> usize {
+        self.procs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,337 @@
+use super::*;
+use crate::event::{Connect, Exit, Fork, SockAddr};
+
+const BIN: &str = "/opt/node/bin";
+const S: u64 = 1_000_000_000;
+
+fn ev(t: u64, pid: u32, ppid: u32, detail: Detail) -> Event {
+    Event {
+        ktime_ns: t,
+        pid,
+        tid: pid,
+        ppid,
+        uid: 0,
+        gid: 0,
+        cgroup_id: 1,
+        comm: Bytes::from("x"),
+        detail,
+    }
+}
+
+fn exec(path: &str, argv: &[&str]) -> Detail {
+    Detail::Exec(Exec {
+        result: 0,
+        path: Bytes::from(path),
+        path_resolved: true,
+        script: false,
+        path_truncated: false,
+        filename: Bytes::from(path),
+        argv: argv.iter().map(|a| Bytes::from(*a)).collect(),
+        argv_truncated: false,
+        argv_unreadable: false,
+        via_execveat: false,
+        old_tid: 0,
+        cap_effective: Some(0),
+        seccomp_mode: Some(0),
+        no_new_privs: false,
+    })
+}
+
+fn invocation() -> Detail {
+    let launcher = format!("{BIN}/openclaw");
+    exec(
+        &format!("{BIN}/node"),
+        &["node", &launcher, "agent", "--agent", "main", "-m", "hi"],
+    )
+}
+
+fn fork(child: u32) -> Detail {
+    Detail::Fork(Fork {
+        child_pid: child,
+        child_tid: child,
+    })
+}
+
+fn exit(gone: bool) -> Detail {
+    Detail::Exit(Exit {
+        exit_code: 0,
+        status: Some(0),
+        signal: None,
+        core_dumped: false,
+        leader: true,
+        process_gone: gone,
+    })
+}
+
+fn connect() -> Detail {
+    Detail::Connect(Connect {
+        result: 0,
+        fd: 3,
+        addr: SockAddr::Inet {
+            addr: "10.0.0.1".parse().unwrap(),
+            port: 80,
+            v4_mapped: false,
+        },
+    })
+}
+
+fn tracker() -> Tracker {
+    Tracker::new(vec![AgentProfile::openclaw()], Timeouts::default())
+}
+
+fn session_of(o: &Observation) -> Option<SessionId> {
+    match o.verdict {
+        Verdict::Session { session, .. } | Verdict::PendingShellExec { session } => Some(session),
+        Verdict::Outside => None,
+    }
+}
+
+#[test]
+fn invocation_starts_one_session_and_the_reexec_does_not_start_another() {
+    let mut t = tracker();
+    let o = t.observe(&ev(S, 100, 1, invocation()));
+    assert_eq!(o.started, Some(1));
+    assert_eq!(o.track, vec![100]);
+    t.observe(&ev(S + 1, 100, 1, fork(101)));
+    let launcher = format!("{BIN}/openclaw");
+    let re = exec(
+        &format!("{BIN}/node"),
+        &[
+            "node",
+            "--disable-warning=ExperimentalWarning",
+            &launcher,
+            "agent",
+            "--agent",
+            "main",
+            "-m",
+            "hi",
+        ],
+    );
+    let o = t.observe(&ev(S + 2, 101, 100, re));
+    assert_eq!(
+        o.started, None,
+        "the node re-exec must not start a second session"
+    );
+    assert_eq!(session_of(&o), Some(1));
+    assert_eq!(
+        t.session(1).unwrap().leader,
+        100,
+        "the first pid owns the session"
+    );
+}
+
+#[test]
+fn session_closes_grace_after_leader_exit() {
+    let mut t = tracker();
+    t.observe(&ev(S, 100, 1, invocation()));
+    t.observe(&ev(5 * S, 100, 1, exit(true)));
+    assert!(t.expire(6 * S).is_empty());
+    assert!(
+        t.expire(7 * S).is_empty(),
+        "exactly at grace end it is still open"
+    );
+    let closed = t.expire(7 * S + 1);
+    assert_eq!(
+        closed,
+        vec![Closed {
+            id: 1,
+            closed_ns: 7 * S,
+            reason: CloseReason::LeaderExit
+        }]
+    );
+    assert!(t.session(1).is_none());
+}
+
+#[test]
+fn descendants_belong_to_their_own_session_concurrently() {
+    let mut t = tracker();
+    t.observe(&ev(S, 100, 1, invocation()));
+    t.observe(&ev(S, 200, 1, invocation()));
+    t.observe(&ev(2 * S, 100, 1, fork(110)));
+    t.observe(&ev(2 * S, 200, 1, fork(210)));
+    t.observe(&ev(
+        2 * S,
+        110,
+        100,
+        exec("/usr/bin/bash", &["bash", "-c", "curl x"]),
+    ));
+    assert_eq!(
+        session_of(&t.observe(&ev(3 * S, 110, 100, connect()))),
+        Some(1)
+    );
+    assert_eq!(
+        session_of(&t.observe(&ev(3 * S, 210, 200, connect()))),
+        Some(2)
+    );
+    // An unrelated process is outside both.
+    assert_eq!(session_of(&t.observe(&ev(3 * S, 999, 1, connect()))), None);
+}
+
+#[test]
+fn gateway_tool_joins_open_cli_session_or_starts_a_gateway_session() {
+    let mut t = tracker();
+    let gw = exec(
+        &format!("{BIN}/node"),
+        &["node", &format!("{BIN}/openclaw"), "gateway", "run"],
+    );
+    let track = t.seed(
+        50,
+        1,
+        b"openclaw-gatewa",
+        match &gw {
+            Detail::Exec(x) => x,
+            _ => unreachable!(),
+        },
+        0,
+    );
+    assert_eq!(track, vec![50]);
+    // No CLI session: a tool process under the gateway starts a gateway session.
+    t.observe(&ev(S, 50, 1, fork(60)));
+    let o = t.observe(&ev(S, 60, 50, exec("/bin/sh", &["/bin/sh", "-c", "id"])));
+    assert_eq!(o.started, Some(1));
+    assert_eq!(t.session(1).unwrap().kind, SessionKind::Gateway);
+    t.observe(&ev(2 * S, 60, 50, exit(true)));
+    assert_eq!(
+        t.expire(13 * S).len(),
+        1,
+        "gateway session closes after the quiet period"
+    );
+    // With a CLI session open, gateway tools join it.
+    t.observe(&ev(20 * S, 300, 1, invocation()));
+    t.observe(&ev(21 * S, 50, 1, fork(61)));
+    let o = t.observe(&ev(
+        21 * S,
+        61,
+        50,
+        exec("/bin/sh", &["/bin/sh", "-c", "curl x"]),
+    ));
+    assert_eq!(session_of(&o), Some(2));
+    assert_eq!(o.started, None);
+}
+
+#[test]
+fn runtime_helpers_are_not_tool_sessions() {
+    let mut t = tracker();
+    let gw = exec(
+        &format!("{BIN}/node"),
+        &["node", &format!("{BIN}/openclaw"), "gateway", "run"],
+    );
+    let Detail::Exec(gwx) = &gw else {
+        unreachable!()
+    };
+    t.seed(50, 1, b"openclaw-gatewa", gwx, 0);
+    t.observe(&ev(S, 50, 1, fork(51)));
+    let o = t.observe(&ev(
+        S,
+        51,
+        50,
+        exec(
+            &format!("{BIN}/node"),
+            &[
+                "node",
+                "/opt/lib/openclaw/dist/process/spawn-broker/worker.js",
+            ],
+        ),
+    ));
+    assert_eq!(
+        o.started, None,
+        "the runtime's own worker is not tool activity"
+    );
+    assert_eq!(o.verdict, Verdict::Outside);
+}
+
+#[test]
+fn lost_exit_cannot_keep_a_session_open() {
+    let mut t = Tracker::new(
+        vec![AgentProfile::openclaw()],
+        Timeouts {
+            idle_ns: 60 * S,
+            ..Timeouts::default()
+        },
+    );
+    t.observe(&ev(S, 100, 1, invocation()));
+    assert!(t.expire(60 * S).is_empty());
+    let c = t.expire(62 * S);
+    assert_eq!(
+        c,
+        vec![Closed {
+            id: 1,
+            closed_ns: 61 * S,
+            reason: CloseReason::Idle
+        }]
+    );
+}
+
+#[test]
+fn bare_shell_is_pending_and_transparent_until_promoted() {
+    let mut t = tracker();
+    t.observe(&ev(S, 100, 1, invocation()));
+    t.observe(&ev(S, 100, 1, fork(110)));
+    let o = t.observe(&ev(S, 110, 100, exec("/bin/sh", &["/bin/sh"])));
+    assert_eq!(o.verdict, Verdict::PendingShellExec { session: 1 });
+    t.observe(&ev(S, 110, 100, fork(120)));
+    t.observe(&ev(S, 120, 110, exec("/usr/bin/curl", &["curl", "x"])));
+    let names: Vec<String> = t.lineage(120, 6).into_iter().map(|n| n.name).collect();
+    assert_eq!(
+        names,
+        vec!["curl", "node"],
+        "the pending shell is skipped in lineage"
+    );
+    let o = t.observe(&ev(S, 110, 100, connect()));
+    assert_eq!(
+        o.verdict,
+        Verdict::Session {
+            session: 1,
+            runtime: false,
+            pending_shell: true
+        }
+    );
+    t.promote(110);
+    let names: Vec<String> = t.lineage(120, 6).into_iter().map(|n| n.name).collect();
+    assert_eq!(names, vec!["curl", "sh", "node"]);
+}
+
+#[test]
+fn lineage_skips_transparent_nodes_and_respects_depth() {
+    // The original's test: {10 root, 20 transparent child of 10, 30 child of 20} → [30, 10].
+    let mut t = tracker();
+    t.observe(&ev(S, 10, 1, invocation()));
+    t.observe(&ev(S, 10, 1, fork(20)));
+    t.observe(&ev(S, 20, 10, exec("/bin/bash", &["bash"])));
+    t.observe(&ev(S, 20, 10, fork(30)));
+    t.observe(&ev(S, 30, 20, exec("/bin/ls", &["ls"])));
+    let pids: Vec<u32> = t.lineage(30, 4).into_iter().map(|n| n.pid).collect();
+    assert_eq!(pids, vec![30, 10]);
+    assert_eq!(t.lineage(30, 0).len(), 1);
+}
+
+#[test]
+fn state_is_freed_when_processes_exit_and_sessions_close() {
+    let mut t = tracker();
+    t.observe(&ev(S, 100, 1, invocation()));
+    for i in 0..50u32 {
+        t.observe(&ev(S, 100, 1, fork(1000 + i)));
+        t.observe(&ev(S, 1000 + i, 100, exec("/bin/true", &["true"])));
+        t.observe(&ev(S, 1000 + i, 100, exit(true)));
+    }
+    t.observe(&ev(2 * S, 100, 1, exit(true)));
+    assert_eq!(t.expire(10 * S).len(), 1);
+    assert_eq!(t.process_count(), 0);
+    assert_eq!(t.open_sessions().count(), 0);
+}
+
+#[test]
+fn close_all_uses_event_time() {
+    let mut t = tracker();
+    t.observe(&ev(S, 100, 1, invocation()));
+    t.observe(&ev(3 * S, 100, 1, connect()));
+    let c = t.close_all(3 * S);
+    assert_eq!(
+        c,
+        vec![Closed {
+            id: 1,
+            closed_ns: 3 * S,
+            reason: CloseReason::Shutdown
+        }]
+    );
+}
