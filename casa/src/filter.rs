@@ -176,10 +176,14 @@ fn basename(p: &[u8]) -> &[u8] {
     p.rsplit(|&c| c == b'/').next().unwrap_or(p)
 }
 
-/// `path` is loader or runtime noise (§4.2 "runtime loader noise").
+/// `path` is loader or runtime noise (§4.2 "runtime loader noise"), plus locale data: with a
+/// `C.UTF-8` locale every program opens a dozen `/usr/lib/locale/C.utf8/LC_*` files, which
+/// would push an agent's real actions out of the session's recent-event ring.
 fn loader_noise(path: &str) -> bool {
     let p = path.trim().to_ascii_lowercase();
-    p == "/etc/ld.so.cache"
+    p.starts_with("/usr/lib/locale/")
+        || p.starts_with("/usr/share/locale/")
+        || p == "/etc/ld.so.cache"
         || ((p.starts_with("/lib/") || p.starts_with("/usr/lib/") || p.starts_with("/lib64/"))
             && p.contains(".so"))
         || p == "/proc"

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::{
     clock::BootClock,
@@ -331,7 +331,7 @@ impl<S: LogSink> Pipeline<S> {
         };
         let d = state.scorer.decide(&matched, &self.rules);
         if self.opts.debug_eval {
-            debug!(
+            info!(
                 "[DECISION DEBUG] session={id} newly_triggered={:?} increment={} score={} action={} history={:?}",
                 d.triggered
                     .iter()
@@ -477,5 +477,192 @@ fn write_json<S: LogSink, T: Serialize>(sink: &mut S, log: Log, value: &T) {
     match serde_json::to_vec(value) {
         Ok(line) => sink.write_line(log, &line),
         Err(e) => tracing::error!("serialising a {} record: {e}", log.name()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        event::{Bytes, Exec, Exit, Fork, Open},
+        sink::MemorySink,
+    };
+
+    const S: u64 = 1_000_000_000;
+    const BIN: &str = "/opt/node/bin";
+
+    fn ev(t: u64, pid: u32, tid: u32, ppid: u32, detail: Detail) -> Event {
+        Event {
+            ktime_ns: t,
+            pid,
+            tid,
+            ppid,
+            uid: 1000,
+            gid: 1000,
+            cgroup_id: 1,
+            comm: Bytes::from("x"),
+            detail,
+        }
+    }
+
+    fn exec(path: &str, argv: &[&str]) -> Detail {
+        Detail::Exec(Exec {
+            result: 0,
+            path: Bytes::from(path),
+            path_resolved: true,
+            script: false,
+            path_truncated: false,
+            filename: Bytes::from(path),
+            argv: argv.iter().map(|a| Bytes::from(*a)).collect(),
+            argv_truncated: false,
+            argv_unreadable: false,
+            via_execveat: false,
+            old_tid: 0,
+            cap_effective: Some(0),
+            seccomp_mode: Some(2),
+            no_new_privs: false,
+        })
+    }
+
+    fn open(path: &str) -> Detail {
+        Detail::Open(Open {
+            syscall: "openat",
+            result: 3,
+            flags: 0,
+            mode: 0,
+            dfd: -100,
+            raw_path: Bytes::from(path),
+            path: Some(Bytes::from(path)),
+            path_truncated: false,
+            raw_unreadable: false,
+        })
+    }
+
+    fn exit(leader: bool, gone: bool) -> Detail {
+        Detail::Exit(Exit {
+            exit_code: 0,
+            status: Some(0),
+            signal: None,
+            core_dumped: false,
+            leader,
+            process_gone: gone,
+        })
+    }
+
+    fn pipeline() -> Pipeline<MemorySink> {
+        let rules =
+            RuleSet::parse(include_str!("../../rules.json"), "rules.json").expect("shipped rules");
+        Pipeline::new(
+            rules,
+            FilterPolicy::default(),
+            BootClock { offset_ns: 0 },
+            MemorySink::default(),
+            PipelineOptions::default(),
+        )
+    }
+
+    fn start(p: &mut Pipeline<MemorySink>, t: u64) {
+        let launcher = format!("{BIN}/openclaw");
+        p.process(&ev(
+            t,
+            100,
+            100,
+            1,
+            exec(
+                &format!("{BIN}/node"),
+                &["node", &launcher, "agent", "--agent", "main", "-m", "x"],
+            ),
+        ));
+        p.process(&ev(
+            t,
+            100,
+            100,
+            1,
+            Detail::Fork(Fork {
+                child_pid: 110,
+                child_tid: 110,
+            }),
+        ));
+        p.process(&ev(
+            t,
+            110,
+            110,
+            100,
+            exec("/usr/bin/cat", &["cat", "/etc/os-release"]),
+        ));
+    }
+
+    #[test]
+    fn periodic_flush_every_30s_of_event_time() {
+        let mut p = pipeline();
+        start(&mut p, S);
+        p.process(&ev(10 * S, 110, 110, 100, open("/etc/os-release")));
+        assert!(p.sink().of(Log::Sessions).is_empty());
+        p.advance(31 * S + 1);
+        let s = p.sink().of(Log::Sessions);
+        assert_eq!(s.len(), 1);
+        assert!(s[0].contains("\"periodic_flush\""), "{}", s[0]);
+        p.advance(45 * S);
+        assert_eq!(
+            p.sink().of(Log::Sessions).len(),
+            1,
+            "no second flush before 30 s more"
+        );
+    }
+
+    #[test]
+    fn non_leader_thread_exit_does_not_close_the_session() {
+        let mut p = pipeline();
+        start(&mut p, S);
+        p.process(&ev(2 * S, 100, 101, 1, exit(false, false)));
+        p.advance(10 * S);
+        assert!(
+            p.sink().of(Log::Sessions).is_empty(),
+            "a thread exit closed the session"
+        );
+        p.process(&ev(11 * S, 100, 100, 1, exit(true, true)));
+        p.advance(13 * S + 1);
+        let s = p.sink().of(Log::Sessions);
+        assert_eq!(s.len(), 1);
+        assert!(s[0].contains("\"session_closed\""));
+        assert_eq!(p.session_states(), 0, "session state is freed on close");
+    }
+
+    #[test]
+    fn noise_does_not_promote_a_pending_shell_but_a_real_open_does() {
+        let mut p = pipeline();
+        start(&mut p, S);
+        p.process(&ev(
+            2 * S,
+            110,
+            110,
+            100,
+            Detail::Fork(Fork {
+                child_pid: 120,
+                child_tid: 120,
+            }),
+        ));
+        p.process(&ev(2 * S, 120, 120, 110, exec("/bin/sh", &["sh"])));
+        let before = p.stats.accepted;
+        p.process(&ev(3 * S, 120, 120, 110, open("/etc/hosts")));
+        assert_eq!(
+            p.stats.accepted, before,
+            "an /etc/hosts open must not promote the shell"
+        );
+        p.process(&ev(4 * S, 120, 120, 110, open("/home/u/.ssh/id_rsa")));
+        assert_eq!(
+            p.stats.accepted,
+            before + 1,
+            "a meaningful open promotes and is accepted"
+        );
+    }
+
+    #[test]
+    fn events_outside_sessions_write_nothing() {
+        let mut p = pipeline();
+        p.process(&ev(S, 500, 500, 1, exec("/usr/bin/curl", &["curl", "x"])));
+        p.process(&ev(S, 500, 500, 1, open("/etc/shadow")));
+        p.finish(2 * S);
+        assert!(p.sink().lines.is_empty());
     }
 }

@@ -537,13 +537,16 @@ impl Tracker {
         closed
     }
 
-    /// Close every open session (casa stopping, or the end of a replay).
+    /// Close every open session (casa stopping, or the end of a replay): a session whose
+    /// close countdown was running closes as it would have (at the countdown's end); any
+    /// other one closes with [`CloseReason::Shutdown`] at `now_ns`.
     pub fn close_all(&mut self, now_ns: u64) -> Vec<Closed> {
         let mut closed: Vec<Closed> = self
             .sessions
             .values()
             .map(|s| match s.closing {
-                Some((_, until)) if until <= now_ns => Closed {
+                // Its countdown was running: nothing can arrive any more to stop it.
+                Some((_, until)) => Closed {
                     id: s.id,
                     closed_ns: until,
                     reason: match s.kind {

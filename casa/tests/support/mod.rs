@@ -2,6 +2,8 @@
 //! read back what it recorded with the library, and print everything on failure.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod daemon;
+
 use std::{
     fmt::Write as _,
     path::{Path, PathBuf},

@@ -1,0 +1,190 @@
+//! Live end-to-end tests (root): `casa run` with its eBPF sensor, an agent-shaped process tree
+//! driven through it, and assertions on the four logs.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::daemon::{Daemon, shipped_rules};
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("a log line is valid JSON"))
+        .collect()
+}
+
+fn rule_names(record: &Value) -> Vec<String> {
+    record["decision"]["triggered_rules"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r["name"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn write_then_exec_of_a_tmp_script_alerts_with_score_9_and_the_session_closes() {
+    let mut casa = Daemon::start("live-write-exec", &shipped_rules());
+    let work = casa.workdir("oc-eval");
+    let helper = work.join("helper.sh");
+    let message = format!(
+        "write a helper and run it\n[exec] printf '#!/bin/sh\\necho helper-ran\\n' > {h} && chmod +x {h} && {h}",
+        h = helper.display()
+    );
+    let st = casa.agent(&message);
+    assert!(st.success(), "agent run failed: {st}\n{}", casa.dump());
+    casa.wait(Duration::from_secs(15), "an alert", || {
+        !casa.log("alert.log").is_empty()
+    });
+    casa.wait(Duration::from_secs(15), "the session to close", || {
+        casa.log("sessions.log").contains("\"session_closed\"")
+    });
+    let status = casa.stop();
+    let dump = casa.dump();
+    assert!(status.success(), "casa exited with {status}\n{dump}");
+
+    let alerts = lines(&casa.log("alert.log"));
+    assert_eq!(alerts.len(), 1, "expected one alert\n{dump}");
+    let a = &alerts[0];
+    let mut names = rule_names(a);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "write_then_exec_from_suspicious_path",
+            "write_then_exec_same_path"
+        ],
+        "\n{dump}"
+    );
+    assert_eq!(a["decision"]["score"], 9, "\n{dump}");
+    assert_eq!(a["decision"]["action"], "ALERT", "\n{dump}");
+    assert_eq!(a["event"]["type"], "EXECVE", "\n{dump}");
+    assert_eq!(a["event"]["path"], helper.display().to_string(), "\n{dump}");
+    // The alert is in audit.log too (an alert is an audit record that crossed the threshold).
+    let audits = lines(&casa.log("audit.log"));
+    assert!(
+        audits.iter().any(|r| r == a),
+        "alert record missing from audit.log\n{dump}"
+    );
+
+    let sessions = lines(&casa.log("sessions.log"));
+    let closed: Vec<&Value> = sessions
+        .iter()
+        .filter(|s| s["reason"] == "session_closed")
+        .collect();
+    assert_eq!(closed.len(), 1, "\n{dump}");
+    let s = closed[0];
+    assert_eq!(s["session_id"], a["session_id"], "\n{dump}");
+    assert!(s["session"]["closed_at"].is_string(), "\n{dump}");
+    assert_eq!(s["session"]["close_reason"], "leader_exit", "\n{dump}");
+    assert_eq!(s["session"]["final_action"], "ALERT", "\n{dump}");
+    assert!(
+        s["session"]["recent_events"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|e| e["path"] == helper.display().to_string())),
+        "the helper's exec is not among the session's recent events\n{dump}"
+    );
+    let stderr = casa.stderr();
+    assert!(
+        stderr.contains("kernel: no loss"),
+        "kernel lost events\n{dump}"
+    );
+}
+
+#[test]
+fn benign_session_is_logged_without_alert() {
+    let mut casa = Daemon::start("live-benign", &shipped_rules());
+    let st = casa.agent("read os-release\n[exec] head -n 2 /etc/os-release");
+    assert!(st.success(), "{st}\n{}", casa.dump());
+    casa.wait(Duration::from_secs(15), "the session to close", || {
+        casa.log("sessions.log").contains("\"session_closed\"")
+    });
+    let status = casa.stop();
+    assert!(status.success());
+    let dump = casa.dump();
+    assert!(
+        casa.log("alert.log").is_empty(),
+        "benign session alerted\n{dump}"
+    );
+    let events = lines(&casa.log("events.log"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "EXECVE" && e["path"] == "/usr/bin/head"),
+        "the tool's exec is not in events.log\n{dump}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "OPENAT" && e["path"] == "/etc/os-release"
+                || e["path"] == "/usr/lib/os-release"),
+        "the tool's open is not in events.log\n{dump}"
+    );
+}
+
+#[test]
+fn sighup_reload_applies_valid_rules_and_keeps_them_on_a_broken_file() {
+    let dir = support::tempdir("live-reload-rules");
+    let rules = dir.join("rules.json");
+    std::fs::copy(shipped_rules(), &rules).unwrap();
+    let mut casa = Daemon::start("live-reload", &rules);
+    let work = casa.workdir("w");
+
+    // 1. Before the reload: an `id` call alerts nothing under the shipped rules.
+    casa.agent("[exec] id -u > /dev/null");
+    casa.wait(Duration::from_secs(15), "session 1 to close", || {
+        casa.log("sessions.log").matches("session_closed").count() >= 1
+    });
+    assert!(casa.log("alert.log").is_empty(), "{}", casa.dump());
+
+    // 2. A valid new file with an extra rule: it takes effect after SIGHUP.
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&rules).unwrap()).unwrap();
+    doc["rules"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "reload_marker", "description": "added by the reload test",
+            "expr": "execution.shell_in_chain", "weight": 9, "enabled": true
+        }));
+    std::fs::write(&rules, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    casa.signal(libc::SIGHUP);
+    casa.wait_stderr("rule config reloaded", Duration::from_secs(10));
+    casa.agent(&format!("[exec] touch {}/after-reload", work.display()));
+    casa.wait(Duration::from_secs(15), "the new rule to alert", || {
+        casa.log("alert.log").contains("reload_marker")
+    });
+
+    // 3. A broken file: the reload fails with a located error and the old set stays.
+    std::fs::write(
+        &rules,
+        "{ \"analysis\": { \"lineage_max_depth\": 6 },\n  \"rules\": [ oops ] }\n",
+    )
+    .unwrap();
+    casa.signal(libc::SIGHUP);
+    casa.wait_stderr("rule reload failed", Duration::from_secs(10));
+    let stderr = casa.stderr();
+    let want = format!("{}:2:", rules.display());
+    assert!(
+        stderr.contains(&want),
+        "the error does not name file and line ({want})\n{}",
+        casa.dump()
+    );
+    let before = casa.log("alert.log").matches("reload_marker").count();
+    casa.agent(&format!("[exec] touch {}/after-broken", work.display()));
+    casa.wait(
+        Duration::from_secs(15),
+        "the kept rule to alert again",
+        || casa.log("alert.log").matches("reload_marker").count() > before,
+    );
+    let status = casa.stop();
+    assert!(status.success());
+    let stderr = casa.stderr();
+    assert!(
+        stderr.contains("kernel: no loss") && stderr.contains(" 0 undecodable"),
+        "events were lost\n{}",
+        casa.dump()
+    );
+}

@@ -1,0 +1,199 @@
+//! A `casa run` daemon started by a test, with its own logs, pid file and rules, and a
+//! stand-in OpenClaw to drive agent sessions through it.
+
+use std::{
+    io::{BufRead, BufReader},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use super::{casa_bin, require_root, tempdir};
+
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub logs: PathBuf,
+    child: Option<Child>,
+    stderr: Arc<Mutex<String>>,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The shipped rules file.
+pub fn shipped_rules() -> PathBuf {
+    repo_root().join("rules.json")
+}
+
+impl Daemon {
+    /// Start `casa run` with `rules`, and wait until its pipeline runs.
+    pub fn start(name: &str, rules: &Path) -> Self {
+        require_root();
+        let dir = tempdir(name);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let logs = dir.join("logs");
+        let mut child = Command::new(casa_bin())
+            .current_dir(&dir)
+            .env("RUST_LOG", "info")
+            .arg("run")
+            .arg("--rules")
+            .arg(rules)
+            .arg("--events-log")
+            .arg(logs.join("events.log"))
+            .arg("--sessions-log")
+            .arg(logs.join("sessions.log"))
+            .arg("--audit-log")
+            .arg(logs.join("audit.log"))
+            .arg("--alert-log")
+            .arg(logs.join("alert.log"))
+            .arg("--pid-file")
+            .arg(dir.join("casa.pid"))
+            .arg("--stats-interval")
+            .arg("3600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start casa run");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let d = Self {
+            dir,
+            logs,
+            child: Some(child),
+            stderr,
+        };
+        d.wait_stderr("CASA pipeline is running", Duration::from_secs(30));
+        d
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.logs.join(name)).unwrap_or_default()
+    }
+
+    /// Everything collected, for failure messages.
+    pub fn dump(&self) -> String {
+        let mut s = format!("--- casa stderr ---\n{}", self.stderr());
+        for l in ["events.log", "sessions.log", "audit.log", "alert.log"] {
+            s.push_str(&format!("--- {l} ---\n{}\n", self.log(l)));
+        }
+        s
+    }
+
+    /// Wait until stderr has `needle` (panics with everything collected after `timeout`).
+    pub fn wait_stderr(&self, needle: &str, timeout: Duration) {
+        self.wait(timeout, &format!("stderr to contain {needle:?}"), || {
+            self.stderr().contains(needle)
+        });
+    }
+
+    pub fn wait(&self, timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n{}",
+                    self.dump()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().unwrap().id();
+        // SAFETY: signalling the daemon this test started.
+        unsafe { libc::kill(pid as i32, sig) };
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                return st;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("casa did not stop within 20 s of SIGTERM\n{}", self.dump());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Run one agent invocation through the stand-in OpenClaw, unprivileged (uid/gid 65534),
+    /// with the nvm-style layout (`node` and `openclaw` in one `bin/`). Each `[exec] ` part of
+    /// `message` is one tool call. Returns its exit status.
+    pub fn agent(&self, message: &str) -> ExitStatus {
+        let bin = self.dir.join("bin");
+        if !bin.exists() {
+            std::fs::create_dir_all(&bin).unwrap();
+            let node = String::from_utf8(
+                Command::new("sh")
+                    .args(["-c", "command -v node"])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .unwrap();
+            assert!(!node.trim().is_empty(), "node is needed for the live tests");
+            std::os::unix::fs::symlink(node.trim(), bin.join("node")).unwrap();
+            std::os::unix::fs::symlink(
+                repo_root().join("casa/tests/fixtures/fake-openclaw/openclaw"),
+                bin.join("openclaw"),
+            )
+            .unwrap();
+        }
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(bin.join("node"))
+            .arg(bin.join("openclaw"))
+            .args(["agent", "--agent", "main", "-m", message])
+            .current_dir("/")
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", "/tmp")
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null())
+            .status()
+            .expect("run the stand-in openclaw")
+    }
+
+    /// A fresh directory under /tmp writable by the unprivileged agent.
+    pub fn workdir(&self, name: &str) -> PathBuf {
+        let w = self.dir.join(name);
+        std::fs::create_dir_all(&w).unwrap();
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o777)).unwrap();
+        w
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
