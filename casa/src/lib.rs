@@ -26,3 +26,4 @@ pub mod sensor;
 pub mod session;
 pub mod settings;
 pub mod sink;
+pub mod telemetry;

@@ -34,6 +34,7 @@ use crate::{
             TriggeredRuleRecord,
         },
     },
+    telemetry::span::{DecisionInfo, FinalState, SpanBuilder, SpanSink, hex, span_ids},
 };
 
 /// Interval of `periodic_flush` snapshots in `sessions.log` (event time).
@@ -77,6 +78,16 @@ pub struct PipelineStats {
 
 struct SessionState {
     ctx: SessionContext,
+    /// The session span's ids (always computed: audit/alert records carry them).
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    /// The span being built, when telemetry is on.
+    span: Option<SpanBuilder>,
+    /// What the tracker knew when the state was created (it forgets a session on close).
+    kind: SessionKind,
+    leader: u32,
+    started_ns: u64,
+    joined_midway: bool,
     scorer: Scorer,
     /// At least one event was accepted (only such sessions get snapshots).
     recorded: bool,
@@ -102,6 +113,7 @@ pub struct Pipeline<S: LogSink> {
     opts: PipelineOptions,
     next_flush_ns: Option<u64>,
     last_ns: u64,
+    spans: Option<Box<dyn SpanSink>>,
     pub stats: PipelineStats,
 }
 
@@ -139,8 +151,15 @@ impl<S: LogSink> Pipeline<S> {
             opts,
             next_flush_ns: None,
             last_ns: 0,
+            spans: None,
             stats: PipelineStats::default(),
         }
+    }
+
+    /// Export one span per session to `spans` (telemetry on).
+    pub fn with_spans(mut self, spans: Box<dyn SpanSink>) -> Self {
+        self.spans = Some(spans);
+        self
     }
 
     pub fn sink(&self) -> &S {
@@ -297,11 +316,30 @@ impl<S: LogSink> Pipeline<S> {
         self.stats.accepted += 1;
         let h = self.rules.heuristics();
         let lineage = self.tracker.lineage(ev.pid, h.lineage_max_depth);
-        let state = self.sessions.entry(id).or_insert_with(|| SessionState {
-            ctx: SessionContext::new(id),
-            scorer: Scorer::new(),
-            recorded: false,
-            final_action: Action::Ignore,
+        let (created, leader, kind, midway) = self
+            .tracker
+            .session(id)
+            .map_or((ev.ktime_ns, ev.pid, SessionKind::Cli, false), |s| {
+                (s.created_ns, s.leader, s.kind, s.joined_midway)
+            });
+        let (clock, spans_on) = (self.clock, self.spans.is_some());
+        let state = self.sessions.entry(id).or_insert_with(|| {
+            let (trace_id, span_id) = span_ids(clock.offset_ns, id, created, leader);
+            SessionState {
+                trace_id,
+                span_id,
+                kind,
+                leader,
+                started_ns: created,
+                joined_midway: midway,
+                span: spans_on.then(|| {
+                    SpanBuilder::new(trace_id, span_id, id, leader, clock.unix_ns(created))
+                }),
+                ctx: SessionContext::new(id),
+                scorer: Scorer::new(),
+                recorded: false,
+                final_action: Action::Ignore,
+            }
         });
         let first = !state.recorded;
         state.recorded = true;
@@ -318,6 +356,9 @@ impl<S: LogSink> Pipeline<S> {
             Log::Events,
             &EventRecord::new(ev, ts.clone(), id),
         );
+        if let Some(span) = &mut state.span {
+            span.event(ev, self.clock.unix_ns(ev.ktime_ns), &ts);
+        }
 
         if !(changed || first || self.opts.naive) {
             return;
@@ -350,12 +391,37 @@ impl<S: LogSink> Pipeline<S> {
             state.final_action = d.action;
         }
         let (log_t, alert_t) = (d.log_threshold, d.alert_threshold);
-        if d.score < log_t {
+        let (audit, alert) = (d.score >= log_t, d.score >= alert_t);
+        if let Some(span) = &mut state.span {
+            let triggered: Vec<(String, String, i64)> = d
+                .triggered
+                .iter()
+                .map(|t| (t.name.clone(), t.expr.clone(), t.weight))
+                .collect();
+            let info = DecisionInfo {
+                score: d.score,
+                action: action_name(d.action),
+                log_threshold: log_t,
+                alert_threshold: alert_t,
+                triggered: &triggered,
+            };
+            span.decision(
+                ev,
+                self.clock.unix_ns(ev.ktime_ns),
+                &ts,
+                &info,
+                audit,
+                alert,
+            );
+        }
+        if !audit {
             return;
         }
         let record = FullLogRecord {
             timestamp: ts,
             session_id: id,
+            trace_id: hex(&state.trace_id),
+            span_id: hex(&state.span_id),
             event: AuditEvent::new(ev),
             decision: DecisionRecord {
                 action: action_name(d.action),
@@ -375,7 +441,7 @@ impl<S: LogSink> Pipeline<S> {
         };
         write_json(&mut self.sink, Log::Audit, &record);
         self.stats.audit_records += 1;
-        if d.score >= alert_t {
+        if alert {
             write_json(&mut self.sink, Log::Alert, &record);
             self.stats.alert_records += 1;
             info!(
@@ -403,10 +469,12 @@ impl<S: LogSink> Pipeline<S> {
         let Some(state) = self.sessions.get(&id) else {
             return;
         };
-        let (kind, leader, midway) = match self.tracker.session(id) {
-            Some(s) => (s.kind, s.leader, s.joined_midway),
-            None => (SessionKind::Cli, 0, false),
-        };
+        let (kind, leader, midway, started) = (
+            state.kind,
+            state.leader,
+            state.joined_midway,
+            state.started_ns,
+        );
         let created = state.ctx.created_ns().unwrap_or(at_ns);
         let updated = state.ctx.updated_ns().unwrap_or(at_ns);
         let record = SessionLogRecord {
@@ -415,6 +483,7 @@ impl<S: LogSink> Pipeline<S> {
             reason,
             session: SessionBody {
                 created_at: self.clock.rfc3339(created),
+                started_at: self.clock.rfc3339(started),
                 updated_at: self.clock.rfc3339(updated),
                 closed_at: closed.map(|c| self.clock.rfc3339(c.closed_ns)),
                 recent_events: state
@@ -456,7 +525,23 @@ impl<S: LogSink> Pipeline<S> {
             "session_closed"
         };
         self.snapshot(c.id, reason, c.closed_ns, Some(&c));
-        self.sessions.remove(&c.id);
+        if let Some(state) = self.sessions.remove(&c.id)
+            && let (Some(span), Some(sink)) = (state.span, self.spans.as_mut())
+        {
+            let created = state.ctx.created_ns().unwrap_or(c.closed_ns);
+            let (created_at, closed_at) =
+                (self.clock.rfc3339(created), self.clock.rfc3339(c.closed_ns));
+            let span = span.finish(&FinalState {
+                end_unix_ns: self.clock.unix_ns(c.closed_ns),
+                created_at: &created_at,
+                closed_at: &closed_at,
+                final_score: state.scorer.score(),
+                final_action: action_name(state.final_action),
+                kind: c.kind,
+                ctx: state.ctx.context(),
+            });
+            sink.export(span);
+        }
     }
 
     /// End of input (shutdown or end of replay) at `now_ns`: close every session, flush.
@@ -466,6 +551,9 @@ impl<S: LogSink> Pipeline<S> {
             self.close(c);
         }
         self.sink.flush();
+        if let Some(spans) = &mut self.spans {
+            spans.shutdown();
+        }
     }
 
     pub fn flush(&mut self) {

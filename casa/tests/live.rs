@@ -6,7 +6,10 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::daemon::{Daemon, shipped_rules};
+use support::{
+    daemon::{Daemon, shipped_rules},
+    otlp::{Receiver, attr},
+};
 
 fn lines(text: &str) -> Vec<Value> {
     text.lines()
@@ -187,4 +190,43 @@ fn sighup_reload_applies_valid_rules_and_keeps_them_on_a_broken_file() {
         "events were lost\n{}",
         casa.dump()
     );
+}
+
+#[test]
+fn live_session_span_is_exported_over_otlp() {
+    let rx = Receiver::start(false);
+    let endpoint = rx.endpoint();
+    let mut casa = Daemon::start_with_env(
+        "live-otlp",
+        &shipped_rules(),
+        &[("CASA_OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+    );
+    casa.wait_stderr("telemetry on", Duration::from_secs(5));
+    let st = casa.agent("[exec] head -n 1 /etc/os-release");
+    assert!(st.success(), "{}", casa.dump());
+    casa.wait(Duration::from_secs(20), "the span to arrive", || {
+        !rx.spans().is_empty()
+    });
+    let status = casa.stop();
+    assert!(status.success());
+    let spans = rx.spans();
+    let dump = format!(
+        "{}\nspans: {:?}",
+        casa.dump(),
+        spans.iter().map(|(_, s)| &s.name).collect::<Vec<_>>()
+    );
+    assert_eq!(spans.len(), 1, "{dump}");
+    let (_, span) = &spans[0];
+    assert_eq!(span.name, "session 1", "{dump}");
+    assert!(
+        span.events.iter().any(|e| e.name == "process"
+            && attr(&e.attributes, "process.executable.path").as_deref() == Some("/usr/bin/head")),
+        "the tool's exec is not a span event\n{dump}"
+    );
+    assert_eq!(
+        attr(&span.attributes, "casa.session.final_action").as_deref(),
+        Some("IGNORE"),
+        "{dump}"
+    );
+    assert!(casa.stderr().contains("exported 1"), "{dump}");
 }

@@ -79,6 +79,28 @@ pub fn load_pipeline_config(args: &crate::cli::PipelineArgs) -> anyhow::Result<P
     })
 }
 
+/// The OTLP exporter, when an endpoint is configured (`None`: telemetry off). Blocking: call
+/// outside the async runtime.
+pub fn span_exporter(
+    env: &crate::settings::Env,
+) -> anyhow::Result<Option<crate::telemetry::export::OtlpSpans>> {
+    let cfg = crate::telemetry::TelemetryConfig::from_env(env);
+    if cfg.endpoint.is_none() {
+        return Ok(None);
+    }
+    if let Some(p) = cfg.problem() {
+        anyhow::bail!("initialize telemetry: {p}");
+    }
+    let spans = crate::telemetry::export::OtlpSpans::new(&cfg)
+        .map_err(|e| anyhow::anyhow!("initialize telemetry: {e}"))?;
+    tracing::info!(
+        "telemetry on: one span per session to {} (service {})",
+        cfg.endpoint.as_deref().unwrap_or_default(),
+        cfg.service_name
+    );
+    Ok(Some(spans))
+}
+
 /// The filter policy of a rule set, with configured endpoints taken from literal IPs and
 /// CIDRs only (no DNS: replay must not depend on the network).
 pub fn policy_offline(rules: &crate::rules::RuleSet) -> crate::filter::FilterPolicy {

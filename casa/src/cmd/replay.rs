@@ -67,6 +67,11 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     let sinks = FileSinks::open(&paths)?;
     let mut pipeline = Pipeline::new(cfg.rules, policy, clock, sinks, cfg.options);
+    let spans = super::span_exporter(&crate::settings::Env::load())?;
+    let export_stats = spans.as_ref().map(|s| s.stats.clone());
+    if let Some(spans) = spans {
+        pipeline = pipeline.with_spans(Box::new(spans));
+    }
     let mut decode_errors = 0u64;
     let mut last = 0;
     for raw in &records {
@@ -97,6 +102,9 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         decode_errors,
         args.out_dir.display()
     );
+    if let Some(st) = export_stats {
+        eprintln!("casa replay: telemetry: {}", st.describe());
+    }
     if failed.iter().any(|&n| n > 0) {
         anyhow::bail!("could not write {failed:?} lines (events, sessions, audit, alert)");
     }

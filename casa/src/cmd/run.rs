@@ -198,6 +198,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     policy.endpoints = endpoints;
     let refresh = cfg.rules.filters().configured_connect_refresh_seconds;
     let mut pipeline = Pipeline::new(cfg.rules, policy, clock, sinks, cfg.options);
+    let env2 = env.clone();
+    let spans = tokio::task::spawn_blocking(move || super::span_exporter(&env2)).await??;
+    let export_stats = spans.as_ref().map(|s| s.stats.clone());
+    if let Some(spans) = spans {
+        pipeline = pipeline.with_spans(Box::new(spans));
+    }
     write_pid_file(&pid_path)?;
 
     let now = BootClock::boottime_now_ns();
@@ -321,11 +327,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     warn!("kernel lost {} events since the last report", k.lost() - last_lost);
                     last_lost = k.lost();
                 }
+                if let Some(st) = &export_stats {
+                    info!("telemetry: {}", st.describe());
+                }
             }
         }
     }
     ring.drain_now(|raw| handle(raw, &mut pipeline, &mut sensor, &mut decode_errors));
-    pipeline.finish(BootClock::boottime_now_ns());
+    // Finishing flushes spans (bounded, blocking HTTP): off the async runtime.
+    let now = BootClock::boottime_now_ns();
+    let pipeline = tokio::task::spawn_blocking(move || {
+        pipeline.finish(now);
+        pipeline
+    })
+    .await?;
     let k = sensor.kernel_stats()?;
     let s = pipeline.stats.clone();
     info!(
@@ -339,7 +354,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pipeline.sink().failed(),
         k.describe()
     );
-    drop(pipeline);
+    if let Some(st) = &export_stats {
+        info!("telemetry: {}", st.describe());
+    }
+    tokio::task::spawn_blocking(move || drop(pipeline)).await?;
     let _ = fs::remove_file(&pid_path);
     Ok(ExitCode::SUCCESS)
 }

@@ -101,6 +101,15 @@ pub struct Closed {
     pub id: SessionId,
     pub closed_ns: u64,
     pub reason: CloseReason,
+    /// `cli` or `gateway`.
+    pub kind: &'static str,
+}
+
+fn kind_name(k: SessionKind) -> &'static str {
+    match k {
+        SessionKind::Cli => "cli",
+        SessionKind::Gateway => "gateway",
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -512,6 +521,7 @@ impl Tracker {
                     };
                     return Some(Closed {
                         id: s.id,
+                        kind: kind_name(s.kind),
                         closed_ns: until,
                         reason,
                     });
@@ -525,6 +535,7 @@ impl Tracker {
                 };
                 (now_ns > at).then_some(Closed {
                     id: s.id,
+                    kind: kind_name(s.kind),
                     closed_ns: at,
                     reason,
                 })
@@ -548,6 +559,7 @@ impl Tracker {
                 // Its countdown was running: nothing can arrive any more to stop it.
                 Some((_, until)) => Closed {
                     id: s.id,
+                    kind: kind_name(s.kind),
                     closed_ns: until,
                     reason: match s.kind {
                         SessionKind::Cli => CloseReason::LeaderExit,
@@ -556,6 +568,7 @@ impl Tracker {
                 },
                 _ => Closed {
                     id: s.id,
+                    kind: kind_name(s.kind),
                     closed_ns: now_ns.max(s.last_event_ns),
                     reason: CloseReason::Shutdown,
                 },

@@ -135,6 +135,7 @@ fn session_closes_grace_after_leader_exit() {
         closed,
         vec![Closed {
             id: 1,
+            kind: "cli",
             closed_ns: 7 * S,
             reason: CloseReason::LeaderExit
         }]
@@ -256,6 +257,7 @@ fn lost_exit_cannot_keep_a_session_open() {
         c,
         vec![Closed {
             id: 1,
+            kind: "cli",
             closed_ns: 61 * S,
             reason: CloseReason::Idle
         }]
@@ -330,6 +332,7 @@ fn close_all_uses_event_time() {
         c,
         vec![Closed {
             id: 1,
+            kind: "cli",
             closed_ns: 3 * S,
             reason: CloseReason::Shutdown
         }]

@@ -9,10 +9,11 @@
 //! * `audit.log`, `alert.log` — [`FullLogRecord`]: `timestamp, session_id, event{type, pid,
 //!   ppid, uid, comm, …}, decision{action, score, log_threshold, alert_threshold,
 //!   triggered_rules[{name, expr, weight}]}`; `triggered_rules` lists only the rules this event
-//!   newly triggered, `score` is the session's running total.
+//!   newly triggered, `score` is the session's running total; added: `trace_id`, `span_id` of
+//!   the session's span.
 //! * `sessions.log` — [`SessionLogRecord`]: `timestamp, session_id, reason
 //!   (periodic_flush|session_closed|shutdown), session{created_at, updated_at, closed_at,
-//!   recent_events[…]}`; added: `session.kind`, `session.leader_pid`, `session.close_reason`,
+//!   recent_events[…]}`; added: `session.started_at`, `session.kind`, `session.leader_pid`, `session.close_reason`,
 //!   `session.joined_midway`, `session.final_score`, `session.final_action`.
 
 use serde::Serialize;
@@ -189,6 +190,10 @@ pub struct DecisionRecord {
 pub struct FullLogRecord {
     pub timestamp: String,
     pub session_id: u64,
+    /// casa: the session's OpenTelemetry trace id and span id (hex), linking the record to its
+    /// trace in Jaeger.
+    pub trace_id: String,
+    pub span_id: String,
     pub event: AuditEvent,
     pub decision: DecisionRecord,
 }
@@ -197,6 +202,8 @@ pub struct FullLogRecord {
 #[derive(Serialize)]
 pub struct SessionBody {
     pub created_at: String,
+    /// casa: when the session started (the invocation's exec; the span's start time).
+    pub started_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<String>,

@@ -34,6 +34,11 @@ pub fn shipped_rules() -> PathBuf {
 impl Daemon {
     /// Start `casa run` with `rules`, and wait until its pipeline runs.
     pub fn start(name: &str, rules: &Path) -> Self {
+        Self::start_with_env(name, rules, &[])
+    }
+
+    /// As [`Daemon::start`], with extra environment variables.
+    pub fn start_with_env(name: &str, rules: &Path, env: &[(&str, &str)]) -> Self {
         require_root();
         let dir = tempdir(name);
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -41,6 +46,10 @@ impl Daemon {
         let mut child = Command::new(casa_bin())
             .current_dir(&dir)
             .env("RUST_LOG", "info")
+            .env_remove("CASA_OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .envs(env.iter().copied())
             .arg("run")
             .arg("--rules")
             .arg(rules)
