@@ -230,3 +230,46 @@ fn live_session_span_is_exported_over_otlp() {
     );
     assert!(casa.stderr().contains("exported 1"), "{dump}");
 }
+
+#[test]
+fn memfd_exec_and_deleted_open_really_fire() {
+    // CASA's M08 and M09, which the original could not see: a file read back through the fd
+    // of its unlinked path, and a binary executed from a memfd.
+    let mut casa = Daemon::start("live-memfd", &shipped_rules());
+    let work = casa.workdir("m");
+    let py = format!(
+        "import os\np = '{w}/ghost.txt'\nfd = os.open(p, os.O_CREAT | os.O_RDWR)\nos.write(fd, b'x')\nos.unlink(p)\nopen('/proc/self/fd/%d' % fd).read()\nm = os.memfd_create('payload', 0)\nos.write(m, open('/bin/true', 'rb').read())\nos.execve(m, ['payload'], {{}})\n",
+        w = work.display()
+    );
+    let script = work.join("m.py");
+    std::fs::write(&script, py).unwrap();
+    let st = casa.agent(&format!("[exec] python3 {}", script.display()));
+    assert!(st.success(), "{}", casa.dump());
+    casa.wait(Duration::from_secs(15), "the session to close", || {
+        casa.log("sessions.log").contains("\"session_closed\"")
+    });
+    let status = casa.stop();
+    assert!(status.success());
+    let dump = casa.dump();
+    let audit = lines(&casa.log("audit.log"));
+    let fired: Vec<String> = audit.iter().flat_map(rule_names).collect();
+    assert!(
+        fired.contains(&"opened_deleted_path".to_owned()),
+        "opened_deleted_path did not fire: {fired:?}\n{dump}"
+    );
+    assert!(
+        fired.contains(&"memfd_or_deleted_exec".to_owned()),
+        "memfd_or_deleted_exec did not fire: {fired:?}\n{dump}"
+    );
+    let alerts = lines(&casa.log("alert.log"));
+    let memfd = alerts
+        .iter()
+        .find(|a| rule_names(a).contains(&"memfd_or_deleted_exec".to_owned()));
+    let Some(memfd) = memfd else {
+        panic!("no alert for the memfd exec\n{dump}")
+    };
+    assert_eq!(
+        memfd["event"]["path"], "/memfd:payload (deleted)",
+        "\n{dump}"
+    );
+}
