@@ -599,6 +599,10 @@ impl Ring {
         let removed = before - self.slots.len();
         if removed > 0 {
             self.rebuild(h);
+        } else {
+            // Nothing of `pid` left in the ring, but the knobs may have changed since the
+            // last push (a reload): the flags must reflect `h` either way.
+            self.sync_params(h);
         }
         removed
     }
