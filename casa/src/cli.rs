@@ -40,6 +40,10 @@ pub struct PipelineArgs {
     /// Print `[DECISION DEBUG]` lines [env: CASA_DEBUG_EVAL].
     #[arg(long)]
     pub debug_eval: bool,
+    /// Keep secrets found in argv (`--token=…`, `Bearer …`, `sk-…` keys) in the outputs
+    /// instead of replacing them with `[REDACTED len=N sha256=…]`.
+    #[arg(long)]
+    pub no_redact: bool,
 }
 
 #[derive(Debug, Args)]

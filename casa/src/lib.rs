@@ -21,6 +21,7 @@ pub mod event;
 pub mod filter;
 pub mod pipeline;
 pub mod recording;
+pub mod redact;
 pub mod rules;
 pub mod sensor;
 pub mod session;

@@ -49,6 +49,8 @@ pub struct PipelineOptions {
     pub debug_eval: bool,
     /// Evaluate every rule on every accepted event (reference behaviour, for tests).
     pub naive: bool,
+    /// Redact secrets in argv before anything else sees the event (`crate::redact`).
+    pub redact: bool,
 }
 
 impl Default for PipelineOptions {
@@ -58,6 +60,7 @@ impl Default for PipelineOptions {
             timeouts: Timeouts::default(),
             debug_eval: false,
             naive: false,
+            redact: true,
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct PipelineStats {
     pub rule_evaluations: u64,
     pub audit_records: u64,
     pub alert_records: u64,
+    /// Events whose argv had secrets redacted.
+    pub redacted: u64,
 }
 
 struct SessionState {
@@ -245,6 +250,19 @@ impl<S: LogSink> Pipeline<S> {
 
     /// Process one event. Returns what the edge must do for the kernel.
     pub fn process(&mut self, ev: &Event) -> Vec<EdgeAction> {
+        if self.opts.redact
+            && let Detail::Exec(_) = ev.detail
+        {
+            let mut owned = ev.clone();
+            if crate::redact::redact_event(&mut owned) {
+                self.stats.redacted += 1;
+                return self.process_inner(&owned);
+            }
+        }
+        self.process_inner(ev)
+    }
+
+    fn process_inner(&mut self, ev: &Event) -> Vec<EdgeAction> {
         self.stats.events += 1;
         self.advance(ev.ktime_ns);
         let obs = self.tracker.observe(ev);

@@ -273,3 +273,92 @@ fn memfd_exec_and_deleted_open_really_fire() {
         "\n{dump}"
     );
 }
+
+#[test]
+fn hostile_argv_gives_valid_json_no_raw_escapes_and_no_key_anywhere() {
+    const KEY: &str = "sk-proj-CASAtestFAKEkey0123456789abcdefXYZ";
+    let rx = Receiver::start(false);
+    let endpoint = rx.endpoint();
+    let mut casa = Daemon::start_with_env(
+        "live-hostile",
+        &shipped_rules(),
+        &[("CASA_OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+    );
+    let work = casa.workdir("h");
+    // A 4 KiB argv: ANSI escapes, newlines, control bytes, invalid UTF-8, and the key twice.
+    let py = format!(
+        "import os\nnasty = [b'\\x1b[31mred\\x1b[0m\\n\\r\\x07' * 40, bytes(range(1, 32)) * 20, b'\\xff\\xfe\\xc3(' * 100, b'--api-key={k}', b'Authorization: Bearer {k}']\nos.execv('/bin/true', [b'true'] + nasty + [b'x' * 600])\n",
+        k = KEY
+    );
+    let script = work.join("hostile.py");
+    std::fs::write(&script, py).unwrap();
+    let st = casa.agent(&format!("[exec] python3 {}", script.display()));
+    assert!(st.success(), "{}", casa.dump());
+    casa.wait(Duration::from_secs(15), "the session to close", || {
+        casa.log("sessions.log").contains("\"session_closed\"")
+    });
+    casa.wait(Duration::from_secs(15), "the span", || {
+        !rx.spans().is_empty()
+    });
+    let status = casa.stop();
+    assert!(status.success());
+    let dump = casa.dump();
+    let mut outputs: Vec<(String, Vec<u8>)> = Vec::new();
+    for log in ["events.log", "sessions.log", "audit.log", "alert.log"] {
+        outputs.push((
+            log.to_owned(),
+            std::fs::read(casa.logs.join(log)).unwrap_or_default(),
+        ));
+    }
+    outputs.push(("stderr".to_owned(), casa.stderr().into_bytes()));
+    let spans = format!("{:?}", rx.spans());
+    outputs.push(("spans".to_owned(), spans.into_bytes()));
+    for (name, bytes) in &outputs {
+        assert!(
+            !bytes.contains(&0x1b),
+            "{name} contains a raw ESC byte\n{dump}"
+        );
+        assert!(
+            !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+            "{name} contains the API key\n{dump}"
+        );
+        if name.ends_with(".log") {
+            let text =
+                String::from_utf8(bytes.clone()).unwrap_or_else(|_| panic!("{name} is not UTF-8"));
+            for line in text.lines() {
+                serde_json::from_str::<Value>(line)
+                    .unwrap_or_else(|e| panic!("{name}: invalid JSON ({e}): {line}"));
+            }
+        }
+    }
+    let events = lines(&casa.log("events.log"));
+    let hostile = events
+        .iter()
+        .find(|e| e["type"] == "EXECVE" && e["path"] == "/usr/bin/true")
+        .unwrap_or_else(|| panic!("the hostile exec is not in events.log\n{dump}"));
+    let args: Vec<&str> = hostile["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args[1].starts_with("\u{1b}[31mred"),
+        "escapes are kept as data (JSON-escaped on disk)"
+    );
+    assert!(
+        args[3].contains("\\xff\\xfe"),
+        "invalid UTF-8 shown as \\x escapes: {:?}",
+        args[3]
+    );
+    assert!(
+        args[4].starts_with("--api-key=[REDACTED len=42 sha256="),
+        "{}",
+        args[4]
+    );
+    assert!(
+        args[5].starts_with("Authorization: Bearer [REDACTED len=42"),
+        "{}",
+        args[5]
+    );
+}

@@ -74,6 +74,7 @@ pub fn load_pipeline_config(args: &crate::cli::PipelineArgs) -> anyhow::Result<P
         options: crate::pipeline::PipelineOptions {
             profiles,
             debug_eval: args.debug_eval || env.flag("CASA_DEBUG_EVAL"),
+            redact: !args.no_redact,
             ..Default::default()
         },
     })
