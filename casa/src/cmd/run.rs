@@ -39,20 +39,81 @@ use crate::{
 
 const DEFAULT_PID_FILE: &str = "/var/run/casa.pid";
 
-fn write_pid_file(path: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+/// The pid file, locked for the daemon's lifetime: a second casa on the same pid file or the
+/// same logs is refused instead of interleaving writes.
+struct Instance {
+    pid_file: fs::File,
+    _log_locks: Vec<fs::File>,
+}
+
+fn lock(f: &fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Take the single-instance locks and write the pid file. A pid file that is a symlink is
+/// refused (never followed), and files are created `0644` (pid) with `O_NOFOLLOW`.
+fn claim_instance(pid_path: &Path, logs: &LogPaths) -> anyhow::Result<Instance> {
+    if let Ok(meta) = fs::symlink_metadata(pid_path)
+        && meta.file_type().is_symlink()
+    {
+        anyhow::bail!(
+            "write pid file: refusing {}: it is a symbolic link",
+            pid_path.display()
+        );
+    }
+    if let Some(dir) = pid_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut f = OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .with_context(|| format!("writing pid file {}", path.display()))?;
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(pid_path)
+        .with_context(|| format!("write pid file {}", pid_path.display()))?;
+    if lock(&f).is_err() {
+        let other = fs::read_to_string(pid_path).unwrap_or_default();
+        anyhow::bail!(
+            "another casa is running (pid {}) with pid file {}",
+            other.trim(),
+            pid_path.display()
+        );
+    }
+    let mut log_locks = Vec::new();
+    for log in crate::sink::Log::ALL {
+        let p = logs.get(log);
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let lf = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(p)
+            .with_context(|| format!("opening {}", p.display()))?;
+        if lock(&lf).is_err() {
+            anyhow::bail!("another casa is writing {}", p.display());
+        }
+        log_locks.push(lf);
+    }
+    f.set_len(0)
+        .with_context(|| format!("write pid file {}", pid_path.display()))?;
     writeln!(f, "{}", std::process::id())
-        .with_context(|| format!("writing pid file {}", path.display()))
+        .with_context(|| format!("write pid file {}", pid_path.display()))?;
+    Ok(Instance {
+        pid_file: f,
+        _log_locks: log_locks,
+    })
 }
 
 /// A process read from `/proc`.
@@ -84,6 +145,13 @@ fn read_proc(pid: u32) -> Option<ProcInfo> {
         .map(Bytes::from)
         .collect();
     let exe = Bytes(exe);
+    // The name the program was started as (what the kernel's exec event calls `filename`):
+    // argv[0] when it is a path, so the invocation rule sees the symlink-level directory.
+    let filename = argv
+        .first()
+        .filter(|a| a.as_bytes().contains(&b'/'))
+        .cloned()
+        .unwrap_or_else(|| exe.clone());
     Some(ProcInfo {
         pid,
         ppid,
@@ -91,11 +159,11 @@ fn read_proc(pid: u32) -> Option<ProcInfo> {
         comm,
         exec: Exec {
             result: 0,
-            path: exe.clone(),
+            path: exe,
             path_resolved: true,
             script: false,
             path_truncated: false,
-            filename: exe,
+            filename,
             argv,
             argv_truncated: false,
             argv_unreadable: false,
@@ -182,6 +250,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let pid_path: PathBuf = env.path(args.pid_file, &["CASA_PID_PATH"], DEFAULT_PID_FILE);
     let rules_path = cfg.rules_path.clone();
     let clock = BootClock::measure();
+    let instance = claim_instance(&pid_path, &paths)?;
     let mut sensor = Sensor::load(&sensor_options(&args.sensor)).context("attach eBPF probes")?;
     if sensor.mounted_tracefs {
         info!("tracefs was not mounted: mounted it on /sys/kernel/tracing");
@@ -204,7 +273,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(spans) = spans {
         pipeline = pipeline.with_spans(Box::new(spans));
     }
-    write_pid_file(&pid_path)?;
 
     let now = BootClock::boottime_now_ns();
     let mut seeded = 0;
@@ -359,6 +427,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     tokio::task::spawn_blocking(move || drop(pipeline)).await?;
     let _ = fs::remove_file(&pid_path);
+    drop(instance.pid_file);
     Ok(ExitCode::SUCCESS)
 }
 

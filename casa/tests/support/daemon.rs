@@ -42,6 +42,15 @@ impl Daemon {
         require_root();
         let dir = tempdir(name);
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self::spawn_in(dir, rules, env)
+    }
+
+    /// A new daemon on the files of an earlier one (after it was killed).
+    pub fn restart_in(dir: &Path, rules: &Path) -> Self {
+        Self::spawn_in(dir.to_owned(), rules, &[])
+    }
+
+    fn spawn_in(dir: PathBuf, rules: &Path, env: &[(&str, &str)]) -> Self {
         let logs = dir.join("logs");
         let mut child = Command::new(casa_bin())
             .current_dir(&dir)
@@ -133,6 +142,12 @@ impl Daemon {
         unsafe { libc::kill(pid as i32, sig) };
     }
 
+    /// Reap a daemon that was sent SIGKILL.
+    pub fn stop_killed(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        child.wait().ok()
+    }
+
     /// SIGTERM and wait for the exit status.
     pub fn stop(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
@@ -155,38 +170,7 @@ impl Daemon {
     /// with the nvm-style layout (`node` and `openclaw` in one `bin/`). Each `[exec] ` part of
     /// `message` is one tool call. Returns its exit status.
     pub fn agent(&self, message: &str) -> ExitStatus {
-        let bin = self.dir.join("bin");
-        if !bin.exists() {
-            std::fs::create_dir_all(&bin).unwrap();
-            let node = String::from_utf8(
-                Command::new("sh")
-                    .args(["-c", "command -v node"])
-                    .output()
-                    .unwrap()
-                    .stdout,
-            )
-            .unwrap();
-            assert!(!node.trim().is_empty(), "node is needed for the live tests");
-            std::os::unix::fs::symlink(node.trim(), bin.join("node")).unwrap();
-            std::os::unix::fs::symlink(
-                repo_root().join("casa/tests/fixtures/fake-openclaw/openclaw"),
-                bin.join("openclaw"),
-            )
-            .unwrap();
-        }
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(bin.join("node"))
-            .arg(bin.join("openclaw"))
-            .args(["agent", "--agent", "main", "-m", message])
-            .current_dir("/")
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", "/tmp")
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::null())
-            .status()
-            .expect("run the stand-in openclaw")
+        run_agent(&self.dir, message)
     }
 
     /// A fresh directory under /tmp writable by the unprivileged agent.
@@ -205,4 +189,40 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// Run one agent invocation (see [`Daemon::agent`]) with the stand-in launcher in `dir/bin`.
+pub fn run_agent(dir: &Path, message: &str) -> ExitStatus {
+    let bin = dir.join("bin");
+    if !bin.exists() {
+        std::fs::create_dir_all(&bin).unwrap();
+        let node = String::from_utf8(
+            Command::new("sh")
+                .args(["-c", "command -v node"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        assert!(!node.trim().is_empty(), "node is needed for the live tests");
+        std::os::unix::fs::symlink(node.trim(), bin.join("node")).unwrap();
+        std::os::unix::fs::symlink(
+            repo_root().join("casa/tests/fixtures/fake-openclaw/openclaw"),
+            bin.join("openclaw"),
+        )
+        .unwrap();
+    }
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin.join("node"))
+        .arg(bin.join("openclaw"))
+        .args(["agent", "--agent", "main", "-m", message])
+        .current_dir("/")
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", "/tmp")
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::null())
+        .status()
+        .expect("run the stand-in openclaw")
 }
