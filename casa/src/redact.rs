@@ -76,8 +76,11 @@ fn token_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/' | b'+' | b'=' | b'~')
 }
 
-/// `(prefix, minimum length of what follows, allowed chars)` of known key shapes.
-fn key_shapes() -> [(&'static [u8], usize, fn(u8) -> bool); 11] {
+/// A known key shape: prefix, minimum length of what follows, the characters it may contain.
+type KeyShape = (&'static [u8], usize, fn(u8) -> bool);
+
+/// The key shapes recognised anywhere in an argument.
+fn key_shapes() -> [KeyShape; 11] {
     fn alnum(c: u8) -> bool {
         c.is_ascii_alphanumeric()
     }
