@@ -142,3 +142,122 @@ fn killed_and_restarted_casa_rejoins_the_running_session_midway() {
     );
     assert!(second.stderr().contains("kernel: no loss"), "{dump}");
 }
+
+/// A tmpfs mounted by the test, unmounted when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_is_counted_and_writing_resumes_when_space_returns() {
+    support::require_root();
+    let dir = support::tempdir("fault-enospc");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(&logs)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cannot mount a tmpfs for the test");
+    let _m = Mount(logs.clone());
+    let mut casa = Daemon::start_in(&dir, &shipped_rules());
+    // Fill the filesystem.
+    let filler = logs.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![b'x'; 4096];
+        while f.write_all(&block).and_then(|()| f.flush()).is_ok() {}
+    }
+    casa.agent("[exec] head -n 3 /etc/os-release");
+    casa.wait_stderr("write failed", Duration::from_secs(15));
+    // Space returns: writing resumes with the next lines.
+    std::fs::remove_file(&filler).unwrap();
+    casa.agent("[exec] head -n 1 /etc/os-release");
+    casa.wait(
+        Duration::from_secs(20),
+        "a session_closed snapshot after recovery",
+        || casa.log("sessions.log").contains("\"session_closed\""),
+    );
+    assert!(casa.stop().success());
+    let stderr = casa.stderr();
+    let dump = casa.dump();
+    let last = stderr
+        .lines()
+        .find(|l| l.contains("pipeline exited"))
+        .unwrap_or_else(|| panic!("{dump}"));
+    let nums = |key: &str| -> Vec<u64> {
+        let after = last
+            .split(key)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no `{key}` in {last}"));
+        let list = &after[after.find('[').unwrap() + 1..after.find(']').unwrap()];
+        list.split(',').map(|n| n.trim().parse().unwrap()).collect()
+    };
+    let accepted: u64 = last
+        .split(" accepted")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (written, failed) = (nums("written"), nums("failed"));
+    assert!(
+        failed[0] > 0,
+        "no events.log line was counted as failed: {last}\n{dump}"
+    );
+    assert_eq!(
+        written[0] + failed[0],
+        accepted,
+        "every accepted event is written or counted: {last}"
+    );
+    let on_disk = casa
+        .log("events.log")
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok())
+        .count() as u64;
+    assert_eq!(
+        on_disk, written[0],
+        "complete lines on disk vs written count: {last}\n{dump}"
+    );
+}
+
+#[test]
+fn rotated_or_removed_logs_are_reopened() {
+    let mut casa = Daemon::start("fault-rotate", &shipped_rules());
+    casa.agent("[exec] head -n 1 /etc/os-release");
+    casa.wait(Duration::from_secs(15), "session 1 closed", || {
+        casa.log("sessions.log").contains("session_closed")
+    });
+    // logrotate-style rename, and an outright removal.
+    std::fs::rename(casa.logs.join("events.log"), casa.logs.join("events.log.1")).unwrap();
+    std::fs::remove_file(casa.logs.join("sessions.log")).unwrap();
+    casa.wait_stderr("reopened (rotated or removed)", Duration::from_secs(5));
+    casa.agent("[exec] head -n 2 /etc/os-release");
+    casa.wait(
+        Duration::from_secs(15),
+        "session 2 closed in the new sessions.log",
+        || casa.log("sessions.log").contains("session_closed"),
+    );
+    assert!(casa.stop().success());
+    let dump = casa.dump();
+    let rotated = std::fs::read_to_string(casa.logs.join("events.log.1")).unwrap();
+    let fresh = casa.log("events.log");
+    assert!(!rotated.is_empty() && !fresh.is_empty(), "{dump}");
+    assert!(
+        rotated.contains("\"session_id\":1") && fresh.contains("\"session_id\":2"),
+        "{dump}"
+    );
+    assert!(
+        !fresh.contains("\"session_id\":1,"),
+        "session 1 events leaked into the new file\n{dump}"
+    );
+}

@@ -339,6 +339,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             _ = tick.tick() => {
                 pipeline.advance(BootClock::boottime_now_ns());
                 pipeline.flush();
+                pipeline.sink_mut().follow_rotation();
             }
             _ = sigint.recv() => { info!("shutdown signal received (SIGINT)"); break; }
             _ = sigterm.recv() => { info!("shutdown signal received (SIGTERM)"); break; }
@@ -412,13 +413,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let k = sensor.kernel_stats()?;
     let s = pipeline.stats.clone();
     info!(
-        "pipeline exited: {} events, {} accepted, {} sessions, {} audit and {} alert records, {} undecodable, log write failures {:?}; kernel: {}",
+        "pipeline exited: {} events, {} accepted, {} sessions, {} audit and {} alert records, {} undecodable, log lines written {:?} failed {:?} (events, sessions, audit, alert); kernel: {}",
         s.events,
         s.accepted,
         s.sessions_started,
         s.audit_records,
         s.alert_records,
         decode_errors,
+        pipeline.sink().written(),
         pipeline.sink().failed(),
         k.describe()
     );

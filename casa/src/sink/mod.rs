@@ -3,9 +3,12 @@
 //! The last stage of the pipeline. Record builders ([`records`]) produce the original CASA's
 //! field names and meanings (reference §9), with fields only ever added. A [`LogSink`] takes
 //! finished lines: [`FileSinks`] appends them to the four files, [`MemorySink`] keeps them
-//! for tests. A write that fails is counted and reported, and writing resumes when the fault
-//! clears (the original stopped writing for good after its first error).
+//! for tests. Every line is either on disk or counted as failed: a failed write or flush counts
+//! all the lines it lost, the file is reopened on the next line (its torn tail ended first),
+//! so writing resumes when the fault clears (the original stopped writing for good after its
+//! first error). Files whose path was rotated or removed are reopened.
 
+pub mod chain;
 pub mod records;
 
 use std::{
@@ -106,6 +109,11 @@ impl LogPaths {
 struct OpenLog {
     path: PathBuf,
     out: Option<BufWriter<File>>,
+    /// (device, inode) of the open file, to notice rotation or removal.
+    id: Option<(u64, u64)>,
+    /// Lines in the buffer, not yet known to be on disk.
+    pending: u64,
+    written: u64,
     failed: u64,
     last_error: Option<String>,
 }
@@ -115,11 +123,131 @@ fn open_append(path: &Path) -> io::Result<File> {
         fs::create_dir_all(dir)?;
     }
     OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
+}
+
+fn file_id(f: &File) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata().ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// After a failed write the file may end in a torn line: end it, so the next record starts on
+/// a line of its own (the torn one is among the lines counted as failed).
+fn terminate_torn_tail(f: &mut File) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        f.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+impl OpenLog {
+    fn open(path: PathBuf) -> io::Result<Self> {
+        let f = open_append(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(Self {
+            path,
+            id: file_id(&f),
+            out: Some(BufWriter::with_capacity(64 << 10, f)),
+            pending: 0,
+            written: 0,
+            failed: 0,
+            last_error: None,
+        })
+    }
+
+    /// Count every buffered line as lost and drop the writer (reopened on the next line).
+    fn fail(&mut self, e: &io::Error, extra: u64) {
+        self.failed += self.pending + extra;
+        self.pending = 0;
+        if self.last_error.is_none() {
+            tracing::error!(
+                "{}: write failed: {e}; lines are counted until it recovers",
+                self.path.display()
+            );
+        }
+        self.last_error = Some(format!("{}: {e}", self.path.display()));
+        if let Some(w) = self.out.take() {
+            // The buffer's content is lost (and counted); do not try to write it again.
+            let _ = w.into_parts();
+        }
+    }
+
+    fn reopen(&mut self) -> bool {
+        match open_append(&self.path).and_then(|mut f| terminate_torn_tail(&mut f).map(|()| f)) {
+            Ok(f) => {
+                if self.last_error.take().is_some() {
+                    tracing::info!("{}: writing again", self.path.display());
+                }
+                self.id = file_id(&f);
+                self.out = Some(BufWriter::with_capacity(64 << 10, f));
+                true
+            }
+            Err(e) => {
+                self.last_error = Some(format!("{}: {e}", self.path.display()));
+                false
+            }
+        }
+    }
+
+    fn write(&mut self, line: &[u8], sync: bool) {
+        if self.out.is_none() && !self.reopen() {
+            self.failed += 1;
+            return;
+        }
+        let Some(out) = &mut self.out else { return };
+        match out.write_all(line).and_then(|()| out.write_all(b"\n")) {
+            Ok(()) => self.pending += 1,
+            Err(e) => return self.fail(&e, 1),
+        }
+        if sync {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(out) = &mut self.out {
+            match out.flush() {
+                Ok(()) => {
+                    self.written += self.pending;
+                    self.pending = 0;
+                }
+                Err(e) => self.fail(&e, 0),
+            }
+        }
+    }
+
+    /// Reopen when the path now names another file (rotated) or nothing (removed).
+    fn follow_rotation(&mut self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let now = fs::symlink_metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if self.out.is_some() && now.is_some() && now == self.id {
+            return false;
+        }
+        self.flush();
+        if let Some(w) = self.out.take() {
+            let _ = w.into_parts();
+        }
+        let ok = self.reopen();
+        if ok {
+            tracing::info!("{}: reopened (rotated or removed)", self.path.display());
+        }
+        ok
+    }
 }
 
 /// Appends to the four log files.
@@ -128,34 +256,32 @@ pub struct FileSinks {
 }
 
 impl FileSinks {
-    /// Open (creating) the four logs for appending.
+    /// Open (creating, `0600`, never following a symlink) the four logs for appending.
     pub fn open(paths: &LogPaths) -> io::Result<Self> {
         let mut logs = Vec::new();
         for log in Log::ALL {
-            let path = paths.get(log).to_owned();
-            let f = open_append(&path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-            logs.push(OpenLog {
-                path,
-                out: Some(BufWriter::with_capacity(64 << 10, f)),
-                failed: 0,
-                last_error: None,
-            });
+            logs.push(OpenLog::open(paths.get(log).to_owned())?);
         }
         Ok(Self { logs })
     }
 
-    /// Reopen every file (after `logrotate` or a SIGHUP).
+    /// Reopen every file (SIGHUP: after `logrotate`).
     pub fn reopen(&mut self) {
         for l in &mut self.logs {
-            if let Some(mut out) = l.out.take() {
-                let _ = out.flush();
+            l.flush();
+            if let Some(w) = l.out.take() {
+                let _ = w.into_parts();
             }
-            match open_append(&l.path) {
-                Ok(f) => l.out = Some(BufWriter::with_capacity(64 << 10, f)),
-                Err(e) => l.last_error = Some(format!("{}: {e}", l.path.display())),
-            }
+            l.reopen();
         }
+    }
+
+    /// Reopen the files whose path was rotated or removed; returns how many.
+    pub fn follow_rotation(&mut self) -> usize {
+        self.logs
+            .iter_mut()
+            .filter_map(|l| l.follow_rotation().then_some(()))
+            .count()
     }
 
     /// The last error per log, if any (for reports).
@@ -165,45 +291,27 @@ impl FileSinks {
             .filter_map(|l| l.last_error.clone())
             .collect()
     }
+
+    /// Lines known to be on disk, per log.
+    pub fn written(&self) -> [u64; 4] {
+        [
+            self.logs[0].written,
+            self.logs[1].written,
+            self.logs[2].written,
+            self.logs[3].written,
+        ]
+    }
 }
 
 impl LogSink for FileSinks {
     fn write_line(&mut self, log: Log, line: &[u8]) {
-        let l = &mut self.logs[log as usize];
-        if l.out.is_none() {
-            // Try to come back after an earlier failure.
-            if let Ok(f) = open_append(&l.path) {
-                l.out = Some(BufWriter::with_capacity(64 << 10, f));
-            }
-        }
-        let ok = match &mut l.out {
-            Some(out) => out.write_all(line).and_then(|()| out.write_all(b"\n")),
-            None => Err(io::Error::other("log file is not open")),
-        };
-        if let Err(e) = ok {
-            l.failed += 1;
-            l.last_error = Some(format!("{}: {e}", l.path.display()));
-            l.out = None;
-        }
-        if matches!(log, Log::Audit | Log::Alert)
-            && let Some(out) = &mut l.out
-            && let Err(e) = out.flush()
-        {
-            l.failed += 1;
-            l.last_error = Some(format!("{}: {e}", l.path.display()));
-            l.out = None;
-        }
+        let sync = matches!(log, Log::Audit | Log::Alert);
+        self.logs[log as usize].write(line, sync);
     }
 
     fn flush(&mut self) {
         for l in &mut self.logs {
-            if let Some(out) = &mut l.out
-                && let Err(e) = out.flush()
-            {
-                l.failed += 1;
-                l.last_error = Some(format!("{}: {e}", l.path.display()));
-                l.out = None;
-            }
+            l.flush();
         }
     }
 

@@ -45,6 +45,12 @@ impl Daemon {
         Self::spawn_in(dir, rules, env)
     }
 
+    /// A daemon in a directory the test prepared (e.g. with a filesystem mounted on `logs/`).
+    pub fn start_in(dir: &Path, rules: &Path) -> Self {
+        require_root();
+        Self::spawn_in(dir.to_owned(), rules, &[])
+    }
+
     /// A new daemon on the files of an earlier one (after it was killed).
     pub fn restart_in(dir: &Path, rules: &Path) -> Self {
         Self::spawn_in(dir.to_owned(), rules, &[])
