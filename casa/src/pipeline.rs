@@ -93,6 +93,8 @@ struct SessionState {
     leader: u32,
     started_ns: u64,
     joined_midway: bool,
+    /// The kernel lost events while this session was open.
+    incomplete: bool,
     scorer: Scorer,
     /// At least one event was accepted (only such sessions get snapshots).
     recorded: bool,
@@ -206,6 +208,13 @@ impl<S: LogSink> Pipeline<S> {
     /// Replace the configured endpoints (after a DNS refresh).
     pub fn set_endpoints(&mut self, e: filter::Endpoints) {
         self.filter.endpoints = e;
+    }
+
+    /// The kernel lost events: every session open now may miss some of its own.
+    pub fn mark_incomplete(&mut self) {
+        for s in self.sessions.values_mut() {
+            s.incomplete = true;
+        }
     }
 
     /// Register a process found running at start-up; returns pids to track.
@@ -350,6 +359,7 @@ impl<S: LogSink> Pipeline<S> {
                 leader,
                 started_ns: created,
                 joined_midway: midway,
+                incomplete: false,
                 span: spans_on.then(|| {
                     SpanBuilder::new(trace_id, span_id, id, leader, clock.unix_ns(created))
                 }),
@@ -522,6 +532,7 @@ impl<S: LogSink> Pipeline<S> {
                     CloseReason::Shutdown => "shutdown",
                 }),
                 joined_midway: midway,
+                incomplete: state.incomplete,
                 final_score: state.scorer.score(),
                 final_action: action_name(state.final_action),
             },

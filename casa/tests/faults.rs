@@ -261,3 +261,27 @@ fn rotated_or_removed_logs_are_reopened() {
         "session 1 events leaked into the new file\n{dump}"
     );
 }
+
+#[test]
+fn ring_overflow_is_counted_and_marks_the_session_incomplete() {
+    support::require_root();
+    let dir = support::tempdir("fault-overflow");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut casa = Daemon::start_in_with_args(&dir, &shipped_rules(), &["--ring-size", "8K"]);
+    casa.agent("[exec] python3 -c 'import os\nfor _ in range(200000): os.close(os.open(\"/etc/hostname\", 0))'");
+    casa.wait(Duration::from_secs(30), "the session to close", || {
+        casa.log("sessions.log").contains("session_closed")
+    });
+    assert!(casa.stop().success());
+    let dump = casa.dump();
+    let stderr = casa.stderr();
+    assert!(stderr.contains("lost_open="), "loss not reported\n{dump}");
+    let closed: Vec<Value> = lines(&casa.log("sessions.log"))
+        .into_iter()
+        .filter(|s| s["reason"] == "session_closed")
+        .collect();
+    assert!(
+        closed.iter().any(|s| s["session"]["incomplete"] == true),
+        "session not marked incomplete\n{dump}"
+    );
+}

@@ -311,6 +311,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (ep_tx, mut ep_rx) = tokio::sync::mpsc::channel::<Endpoints>(2);
     let mut decode_errors = 0u64;
     let mut last_lost = 0u64;
+    let mut tick_lost = 0u64;
 
     let handle = |raw: &[u8],
                   pipeline: &mut Pipeline<FileSinks>,
@@ -340,6 +341,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 pipeline.advance(BootClock::boottime_now_ns());
                 pipeline.flush();
                 pipeline.sink_mut().follow_rotation();
+                let lost = sensor.kernel_stats()?.lost();
+                if lost > tick_lost {
+                    warn!("kernel lost {} events (ring buffer full): open sessions are marked incomplete", lost - tick_lost);
+                    pipeline.mark_incomplete();
+                    tick_lost = lost;
+                }
             }
             _ = sigint.recv() => { info!("shutdown signal received (SIGINT)"); break; }
             _ = sigterm.recv() => { info!("shutdown signal received (SIGTERM)"); break; }

@@ -14,7 +14,7 @@
 //! * `sessions.log` — [`SessionLogRecord`]: `timestamp, session_id, reason
 //!   (periodic_flush|session_closed|shutdown), session{created_at, updated_at, closed_at,
 //!   recent_events[…]}`; added: `session.started_at`, `session.kind`, `session.leader_pid`, `session.close_reason`,
-//!   `session.joined_midway`, `session.final_score`, `session.final_action`.
+//!   `session.joined_midway`, `session.incomplete`, `session.final_score`, `session.final_action`.
 
 use serde::Serialize;
 
@@ -215,6 +215,9 @@ pub struct SessionBody {
     pub close_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub joined_midway: bool,
+    /// casa: the kernel lost events while the session was open (ring buffer full).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
     pub final_score: i64,
     pub final_action: &'static str,
 }

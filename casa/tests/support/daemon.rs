@@ -51,12 +51,22 @@ impl Daemon {
         Self::spawn_in(dir.to_owned(), rules, &[])
     }
 
+    /// As [`Daemon::start_in`], with extra `casa run` arguments.
+    pub fn start_in_with_args(dir: &Path, rules: &Path, args: &[&str]) -> Self {
+        require_root();
+        Self::spawn_full(dir.to_owned(), rules, &[], args)
+    }
+
     /// A new daemon on the files of an earlier one (after it was killed).
     pub fn restart_in(dir: &Path, rules: &Path) -> Self {
         Self::spawn_in(dir.to_owned(), rules, &[])
     }
 
     fn spawn_in(dir: PathBuf, rules: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn_full(dir, rules, env, &[])
+    }
+
+    fn spawn_full(dir: PathBuf, rules: &Path, env: &[(&str, &str)], extra: &[&str]) -> Self {
         let logs = dir.join("logs");
         let mut child = Command::new(casa_bin())
             .current_dir(&dir)
@@ -80,6 +90,7 @@ impl Daemon {
             .arg(dir.join("casa.pid"))
             .arg("--stats-interval")
             .arg("3600")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
