@@ -4,10 +4,23 @@ use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The short threat model printed by `casa --help` (README "Threat model" has the long form).
+pub const THREAT_MODEL: &str = "\
+Threat model:
+  Sees: every exec, fork and exit on the host; opens (openat, openat2) and connects of the
+  agent's process trees, with paths resolved in the kernel, results, argv (4 KiB), and the
+  credentials and seccomp state at exec time.
+  Does not see: reads, writes, renames, unlinks, chmod, setuid, packet contents, UDP sendto
+  without connect, io_uring submissions, the legacy open/creat syscalls.
+  An attacker with the agent's (unprivileged) rights cannot stop, blind or unload casa, write
+  its logs (root-owned, 0600) or edit them undetected (hash chain, `casa verify-log`); floods
+  are counted and mark sessions incomplete; argv is bounds-checked, escaped and redacted, and
+  casa never runs a shell with agent data. Root on the host can defeat any local monitor.";
+
 /// casa watches what AI agents do on a Linux host (eBPF) and says, with evidence, when a
 /// session turns into an attack.
 #[derive(Debug, Parser)]
-#[command(name = "casa", version, about, long_about = None)]
+#[command(name = "casa", version, about, long_about = None, after_help = THREAT_MODEL)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
