@@ -248,3 +248,27 @@ pub struct Connect {
     pub fd: i32,
     pub addr: SockAddr,
 }
+
+#[cfg(test)]
+impl Exec {
+    /// A successful exec of `path` (also the name passed) with `argv`, no capabilities and
+    /// seccomp disabled: the common shape of test fixtures.
+    pub(crate) fn test(path: &str, argv: &[&str]) -> Self {
+        Self {
+            result: 0,
+            path: Bytes::from(path),
+            path_resolved: true,
+            script: false,
+            path_truncated: false,
+            filename: Bytes::from(path),
+            argv: argv.iter().map(|a| Bytes::from(*a)).collect(),
+            argv_truncated: false,
+            argv_unreadable: false,
+            via_execveat: false,
+            old_tid: 0,
+            cap_effective: Some(0),
+            seccomp_mode: Some(0),
+            no_new_privs: false,
+        }
+    }
+}

@@ -433,20 +433,9 @@ mod tests {
     #[test]
     fn routine_probes() {
         let x = |path: &str, argv: &[&str]| Exec {
-            result: 0,
-            path: Bytes::from(path),
-            path_resolved: true,
-            script: false,
-            path_truncated: false,
-            filename: Bytes::from(path),
-            argv: argv.iter().map(|a| Bytes::from(*a)).collect(),
-            argv_truncated: false,
-            argv_unreadable: false,
-            via_execveat: false,
-            old_tid: 0,
             cap_effective: None,
             seccomp_mode: None,
-            no_new_privs: false,
+            ..Exec::test(path, argv)
         };
         assert!(is_transparent_routine_exec(&x(
             "/usr/bin/uname",

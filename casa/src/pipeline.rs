@@ -624,20 +624,8 @@ mod tests {
 
     fn exec(path: &str, argv: &[&str]) -> Detail {
         Detail::Exec(Exec {
-            result: 0,
-            path: Bytes::from(path),
-            path_resolved: true,
-            script: false,
-            path_truncated: false,
-            filename: Bytes::from(path),
-            argv: argv.iter().map(|a| Bytes::from(*a)).collect(),
-            argv_truncated: false,
-            argv_unreadable: false,
-            via_execveat: false,
-            old_tid: 0,
-            cap_effective: Some(0),
             seccomp_mode: Some(2),
-            no_new_privs: false,
+            ..Exec::test(path, argv)
         })
     }
 

@@ -28,20 +28,8 @@ fn event(t: u64, pid: u32, comm: &str, detail: Detail) -> Event {
 
 fn exec_detail(path: &str) -> Exec {
     Exec {
-        result: 0,
-        path: Bytes::from(path),
-        path_resolved: true,
-        script: false,
-        path_truncated: false,
-        filename: Bytes::from(path),
-        argv: vec![Bytes::from(path)],
-        argv_truncated: false,
-        argv_unreadable: false,
-        via_execveat: false,
-        old_tid: 0,
-        cap_effective: Some(0),
         seccomp_mode: Some(2),
-        no_new_privs: false,
+        ..Exec::test(path, &[path])
     }
 }
 

@@ -156,22 +156,7 @@ mod tests {
     use super::*;
 
     fn exec(filename: &str, argv: &[&str]) -> Exec {
-        Exec {
-            result: 0,
-            path: Bytes::from(filename),
-            path_resolved: true,
-            script: false,
-            path_truncated: false,
-            filename: Bytes::from(filename),
-            argv: argv.iter().map(|a| Bytes::from(*a)).collect(),
-            argv_truncated: false,
-            argv_unreadable: false,
-            via_execveat: false,
-            old_tid: 1,
-            cap_effective: Some(0),
-            seccomp_mode: Some(0),
-            no_new_privs: false,
-        }
+        Exec::test(filename, argv)
     }
 
     const BIN: &str = "/home/u/.nvm/versions/node/v24.14.1/bin";

@@ -19,22 +19,7 @@ fn ev(t: u64, pid: u32, ppid: u32, detail: Detail) -> Event {
 }
 
 fn exec(path: &str, argv: &[&str]) -> Detail {
-    Detail::Exec(Exec {
-        result: 0,
-        path: Bytes::from(path),
-        path_resolved: true,
-        script: false,
-        path_truncated: false,
-        filename: Bytes::from(path),
-        argv: argv.iter().map(|a| Bytes::from(*a)).collect(),
-        argv_truncated: false,
-        argv_unreadable: false,
-        via_execveat: false,
-        old_tid: 0,
-        cap_effective: Some(0),
-        seccomp_mode: Some(0),
-        no_new_privs: false,
-    })
+    Detail::Exec(Exec::test(path, argv))
 }
 
 fn invocation() -> Detail {
