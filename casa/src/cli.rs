@@ -39,6 +39,9 @@ pub enum Command {
     /// Validate or self-test a rules file.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Verify a hash-chained log (audit.log, alert.log) against its head file; exit 0 ok,
+    /// 1 chain broken, 2 truncated or rolled back, 3 unreadable.
+    VerifyLog(crate::cmd::verify::VerifyArgs),
 }
 
 /// Paths and switches shared by `run` and `replay`.

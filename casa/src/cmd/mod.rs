@@ -6,6 +6,7 @@ mod record;
 mod replay;
 mod rules;
 mod run;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => runtime()?.block_on(run::run(args)),
         Command::Replay(args) => replay::replay(&args),
         Command::Rules(cmd) => rules::rules(&cmd),
+        Command::VerifyLog(args) => verify::verify_log(&args),
     }
 }
 

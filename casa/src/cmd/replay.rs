@@ -64,6 +64,10 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         if p.exists() {
             fs::remove_file(p).with_context(|| format!("replacing {}", p.display()))?;
         }
+        let head = crate::sink::chain::head_path(p);
+        if head.exists() {
+            fs::remove_file(&head).with_context(|| format!("replacing {}", head.display()))?;
+        }
     }
     let sinks = FileSinks::open(&paths)?;
     let mut pipeline = Pipeline::new(cfg.rules, policy, clock, sinks, cfg.options);

@@ -116,6 +116,8 @@ struct OpenLog {
     written: u64,
     failed: u64,
     last_error: Option<String>,
+    /// The hash chain of `audit.log` / `alert.log` (`chain`).
+    chain: Option<chain::Chain>,
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -165,11 +167,15 @@ impl OpenLog {
             written: 0,
             failed: 0,
             last_error: None,
+            chain: None,
         })
     }
 
     /// Count every buffered line as lost and drop the writer (reopened on the next line).
     fn fail(&mut self, e: &io::Error, extra: u64) {
+        if let Some(c) = &mut self.chain {
+            c.mark_stale();
+        }
         self.failed += self.pending + extra;
         self.pending = 0;
         if self.last_error.is_none() {
@@ -193,6 +199,9 @@ impl OpenLog {
                 }
                 self.id = file_id(&f);
                 self.out = Some(BufWriter::with_capacity(64 << 10, f));
+                if let Some(c) = &mut self.chain {
+                    c.mark_stale();
+                }
                 true
             }
             Err(e) => {
@@ -207,6 +216,26 @@ impl OpenLog {
             self.failed += 1;
             return;
         }
+        let sealed;
+        let line = match &mut self.chain {
+            Some(c) => {
+                let r = c.seal_line(line);
+                for note in c.take_notes() {
+                    tracing::warn!("{note}");
+                }
+                match r {
+                    Ok(s) => {
+                        sealed = s;
+                        &sealed[..]
+                    }
+                    Err(e) => {
+                        tracing::error!("{}: {e}", self.path.display());
+                        line
+                    }
+                }
+            }
+            None => line,
+        };
         let Some(out) = &mut self.out else { return };
         match out.write_all(line).and_then(|()| out.write_all(b"\n")) {
             Ok(()) => self.pending += 1,
@@ -214,6 +243,12 @@ impl OpenLog {
         }
         if sync {
             self.flush();
+        }
+        if self.out.is_some()
+            && let Some(c) = &mut self.chain
+            && let Err(e) = c.commit_head()
+        {
+            tracing::warn!("{e}");
         }
     }
 
@@ -260,7 +295,15 @@ impl FileSinks {
     pub fn open(paths: &LogPaths) -> io::Result<Self> {
         let mut logs = Vec::new();
         for log in Log::ALL {
-            logs.push(OpenLog::open(paths.get(log).to_owned())?);
+            let mut l = OpenLog::open(paths.get(log).to_owned())?;
+            if matches!(log, Log::Audit | Log::Alert) {
+                let mut c = chain::Chain::open(&l.path);
+                for note in c.take_notes() {
+                    tracing::warn!("{note}");
+                }
+                l.chain = Some(c);
+            }
+            logs.push(l);
         }
         Ok(Self { logs })
     }
