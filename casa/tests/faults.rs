@@ -16,6 +16,7 @@ fn lines(text: &str) -> Vec<Value> {
 
 #[test]
 fn a_second_daemon_on_the_same_files_is_refused() {
+    let _serial = support::daemon::serial();
     let mut first = Daemon::start("fault-second", &shipped_rules());
     let o = Command::new(support::casa_bin())
         .current_dir(&first.dir)
@@ -43,6 +44,7 @@ fn a_second_daemon_on_the_same_files_is_refused() {
 
 #[test]
 fn a_pid_file_symlink_is_refused_not_followed() {
+    let _serial = support::daemon::serial();
     support::require_root();
     let dir = support::tempdir("fault-symlink");
     let target = dir.join("victim");
@@ -67,6 +69,7 @@ fn a_pid_file_symlink_is_refused_not_followed() {
 
 #[test]
 fn rules_file_deleted_before_sighup_keeps_the_last_good_rules() {
+    let _serial = support::daemon::serial();
     let dir = support::tempdir("fault-rules-gone");
     let rules = dir.join("rules.json");
     std::fs::copy(shipped_rules(), &rules).unwrap();
@@ -96,6 +99,7 @@ fn rules_file_deleted_before_sighup_keeps_the_last_good_rules() {
 
 #[test]
 fn killed_and_restarted_casa_rejoins_the_running_session_midway() {
+    let _serial = support::daemon::serial();
     let mut first = Daemon::start("fault-sigkill", &shipped_rules());
     let dir = first.dir.clone();
     let work = first.workdir("w");
@@ -154,6 +158,7 @@ impl Drop for Mount {
 
 #[test]
 fn full_disk_is_counted_and_writing_resumes_when_space_returns() {
+    let _serial = support::daemon::serial();
     support::require_root();
     let dir = support::tempdir("fault-enospc");
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -232,6 +237,7 @@ fn full_disk_is_counted_and_writing_resumes_when_space_returns() {
 
 #[test]
 fn rotated_or_removed_logs_are_reopened() {
+    let _serial = support::daemon::serial();
     let mut casa = Daemon::start("fault-rotate", &shipped_rules());
     casa.agent("[exec] head -n 1 /etc/os-release");
     casa.wait(Duration::from_secs(15), "session 1 closed", || {
@@ -264,6 +270,7 @@ fn rotated_or_removed_logs_are_reopened() {
 
 #[test]
 fn ring_overflow_is_counted_and_marks_the_session_incomplete() {
+    let _serial = support::daemon::serial();
     support::require_root();
     let dir = support::tempdir("fault-overflow");
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();

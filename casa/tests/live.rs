@@ -30,6 +30,7 @@ fn rule_names(record: &Value) -> Vec<String> {
 
 #[test]
 fn write_then_exec_of_a_tmp_script_alerts_with_score_9_and_the_session_closes() {
+    let _serial = support::daemon::serial();
     let mut casa = Daemon::start("live-write-exec", &shipped_rules());
     let work = casa.workdir("oc-eval");
     let helper = work.join("helper.sh");
@@ -99,6 +100,7 @@ fn write_then_exec_of_a_tmp_script_alerts_with_score_9_and_the_session_closes() 
 
 #[test]
 fn benign_session_is_logged_without_alert() {
+    let _serial = support::daemon::serial();
     let mut casa = Daemon::start("live-benign", &shipped_rules());
     let st = casa.agent("read os-release\n[exec] head -n 2 /etc/os-release");
     assert!(st.success(), "{st}\n{}", casa.dump());
@@ -130,6 +132,7 @@ fn benign_session_is_logged_without_alert() {
 
 #[test]
 fn sighup_reload_applies_valid_rules_and_keeps_them_on_a_broken_file() {
+    let _serial = support::daemon::serial();
     let dir = support::tempdir("live-reload-rules");
     let rules = dir.join("rules.json");
     std::fs::copy(shipped_rules(), &rules).unwrap();
@@ -194,6 +197,7 @@ fn sighup_reload_applies_valid_rules_and_keeps_them_on_a_broken_file() {
 
 #[test]
 fn live_session_span_is_exported_over_otlp() {
+    let _serial = support::daemon::serial();
     let rx = Receiver::start(false);
     let endpoint = rx.endpoint();
     let mut casa = Daemon::start_with_env(
@@ -233,6 +237,7 @@ fn live_session_span_is_exported_over_otlp() {
 
 #[test]
 fn memfd_exec_and_deleted_open_really_fire() {
+    let _serial = support::daemon::serial();
     // CASA's M08 and M09, which the original could not see: a file read back through the fd
     // of its unlinked path, and a binary executed from a memfd.
     let mut casa = Daemon::start("live-memfd", &shipped_rules());
@@ -276,6 +281,7 @@ fn memfd_exec_and_deleted_open_really_fire() {
 
 #[test]
 fn hostile_argv_gives_valid_json_no_raw_escapes_and_no_key_anywhere() {
+    let _serial = support::daemon::serial();
     const KEY: &str = "sk-proj-CASAtestFAKEkey0123456789abcdefXYZ";
     let rx = Receiver::start(false);
     let endpoint = rx.endpoint();

@@ -12,6 +12,16 @@ use std::{
 
 use super::{casa_bin, require_root, tempdir};
 
+/// Serialises the tests that drive agents through a daemon: every daemon sees every exec on
+/// the host, so two such tests running at once would each see the other's agent sessions.
+/// Hold the guard for the whole test (`let _serial = serial();`).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 pub struct Daemon {
     pub dir: PathBuf,
     pub logs: PathBuf,
