@@ -67,6 +67,17 @@ pub enum RulesError {
         name: String,
         first: usize,
     },
+    /// The expression has more operators than casa evaluates safely (the CEL parser and
+    /// interpreter recurse once per operator: a long chain would overflow the stack).
+    #[error(
+        "{loc}: compile rule {rule:?}: expression too complex: {operators} operators (at most {limit})"
+    )]
+    TooComplex {
+        loc: Location,
+        rule: String,
+        operators: usize,
+        limit: usize,
+    },
     /// The expression is not valid CEL.
     #[error("{loc}: compile rule {rule:?}: {message}")]
     CelSyntax {
@@ -133,6 +144,7 @@ impl RulesError {
             | Self::InvalidMatchMode { loc, .. }
             | Self::DuplicateName { loc, .. }
             | Self::CelSyntax { loc, .. }
+            | Self::TooComplex { loc, .. }
             | Self::UnknownField { loc, .. }
             | Self::NonBoolean { loc, .. }
             | Self::Evaluation { loc, .. }

@@ -307,12 +307,68 @@ fn char_index_of(expr: &str, line: isize, col: isize) -> usize {
 
 /// Compiles one rule and proves it usable: every reference exists, and on an all-default
 /// context it evaluates, to a bool.
+/// Most operators one rule expression may have. The `cel` parser and interpreter recurse once
+/// per binary operator, so a long chain (`1+1+…`, a few hundred operands) overflows the stack
+/// and aborts the process — a panic handler cannot catch that. Real rules use fewer than ten.
+pub const MAX_OPERATORS: usize = 64;
+
+/// Count operator tokens (`+ - * / % ! == != < <= > >= && || ? :` and `in`) outside string
+/// literals: an upper bound on the expression's nesting depth.
+pub fn count_operators(expr: &str) -> usize {
+    let b = expr.as_bytes();
+    let mut n = 0;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'&' | b'|' | b'=' if b.get(i + 1) == Some(&b[i]) => {
+                n += 1;
+                i += 1;
+            }
+            b'<' | b'>' | b'!' if b.get(i + 1) == Some(&b'=') => {
+                n += 1;
+                i += 1;
+            }
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'<' | b'>' | b'!' | b'?' | b':' => n += 1,
+            b'i' if b.get(i + 1) == Some(&b'n')
+                && (i == 0
+                    || !(b[i - 1].is_ascii_alphanumeric()
+                        || b[i - 1] == b'_'
+                        || b[i - 1] == b'.'))
+                && !b
+                    .get(i + 2)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') =>
+            {
+                n += 1;
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    n
+}
+
 fn compile_rule(
     env: &Arc<Env>,
     c: &Checked,
     src: &Source<'_>,
     default_act: &cel::Context<'_, '_>,
 ) -> Result<Rule, RulesError> {
+    let operators = count_operators(&c.expr);
+    if operators > MAX_OPERATORS {
+        return Err(RulesError::TooComplex {
+            loc: expr_loc(src, c, 0),
+            rule: c.name.clone(),
+            operators,
+            limit: MAX_OPERATORS,
+        });
+    }
     let program = eval::compile(env, &c.expr).map_err(|e| {
         let first = e.errors.first();
         let (line, col) = first.map_or((1, 1), |f| f.pos);

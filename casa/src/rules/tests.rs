@@ -1091,3 +1091,31 @@ mod props {
         }
     }
 }
+
+#[test]
+fn long_operator_chains_are_rejected_before_they_can_overflow_the_stack() {
+    // Found by the `rules` fuzz target: `1+1+…` with ~1,000 operands aborted casa.
+    let chain = vec!["1"; 1000].join("+") + " > 0";
+    let doc = format!(
+        "{{\"analysis\": {{\"lineage_max_depth\": 6}},\n \"rules\": [{{\"name\": \"deep\", \"expr\": \"{chain}\", \"weight\": 1, \"enabled\": true}}]}}"
+    );
+    match RuleSet::parse(&doc, "deep.json") {
+        Err(RulesError::TooComplex {
+            operators,
+            limit,
+            loc,
+            ..
+        }) => {
+            assert_eq!(operators, 1000);
+            assert_eq!(limit, MAX_OPERATORS);
+            assert_eq!(loc.line, 2);
+        }
+        other => panic!("expected TooComplex, got {other:?}"),
+    }
+    // The shipped rules are far below the limit.
+    let shipped = RuleSet::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules.json")).unwrap();
+    for r in shipped.rules() {
+        assert!(count_operators(&r.expr) <= 8, "{}: {}", r.name, r.expr);
+    }
+    assert_eq!(count_operators("a.b in ['x+y', \"z-w\"] && !c"), 3);
+}
