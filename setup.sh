@@ -67,6 +67,15 @@ else
   linker_ok || die "bpf-linker was built but does not run against $soname"
 fi
 
+# --- cargo-fuzz (casa/fuzz/run.sh: the fuzz targets, built with the nightly) ---
+if cargo fuzz --version >/dev/null 2>&1; then
+  say "cargo-fuzz ok ($(cargo fuzz --version 2>&1 | head -n1))"
+else
+  say "installing cargo-fuzz (about two minutes)"
+  cargo install --locked cargo-fuzz
+  cargo fuzz --version >/dev/null 2>&1 || die "cargo-fuzz was installed but 'cargo fuzz --version' fails"
+fi
+
 # --- Debian packages ---------------------------------------------------------
 # iproute2: network namespaces for tests; procps: ps/pgrep in scripts.
 pkgs=(iproute2 procps)
