@@ -22,10 +22,13 @@ run: build
 	@./setup.sh
 	$(CASA) run $(RUN_ARGS)
 
-# Unit tests, golden tests and the kernel integration tests (root; loads eBPF for real).
+# Unit tests, golden tests, the kernel and live integration tests (root; loads eBPF for
+# real), then every fuzz target for FUZZ_SECONDS each on its committed corpus.
+FUZZ_SECONDS ?= 15
 test:
 	@./setup.sh
 	$(CARGO) test --workspace --exclude casa-ebpf --locked
+	bash casa/fuzz/run.sh $(FUZZ_SECONDS)
 
 # Formatting and clippy -D warnings on every crate, the eBPF crate included.
 check:

@@ -70,7 +70,7 @@ pub enum RulesError {
     /// The expression has more operators than casa evaluates safely (the CEL parser and
     /// interpreter recurse once per operator: a long chain would overflow the stack).
     #[error(
-        "{loc}: compile rule {rule:?}: expression too complex: {operators} operators (at most {limit})"
+        "{loc}: compile rule {rule:?}: expression too complex: {operators} operators and accessors (at most {limit})"
     )]
     TooComplex {
         loc: Location,

@@ -307,13 +307,15 @@ fn char_index_of(expr: &str, line: isize, col: isize) -> usize {
 
 /// Compiles one rule and proves it usable: every reference exists, and on an all-default
 /// context it evaluates, to a bool.
-/// Most operators one rule expression may have. The `cel` parser and interpreter recurse once
-/// per binary operator, so a long chain (`1+1+…`, a few hundred operands) overflows the stack
-/// and aborts the process — a panic handler cannot catch that. Real rules use fewer than ten.
+/// Most operators and accessors one rule expression may have. The `cel` parser and
+/// interpreter recurse once per binary operator, member access, index and call, so a long
+/// chain (`1+1+…`, `a.a.a…`, `x[0][0]…`, `f().f()…`; a few hundred links) overflows the stack
+/// and aborts the process — a panic handler cannot catch that. The shipped rules use at most
+/// ten.
 pub const MAX_OPERATORS: usize = 64;
 
-/// Count operator tokens (`+ - * / % ! == != < <= > >= && || ? :` and `in`) outside string
-/// literals: an upper bound on the expression's nesting depth.
+/// Count operator and accessor tokens (`+ - * / % ! == != < <= > >= && || ? :`, `in`, `.`,
+/// `[`, `(`) outside string literals: an upper bound on the expression's nesting depth.
 pub fn count_operators(expr: &str) -> usize {
     let b = expr.as_bytes();
     let mut n = 0;
@@ -334,7 +336,8 @@ pub fn count_operators(expr: &str) -> usize {
                 n += 1;
                 i += 1;
             }
-            b'+' | b'-' | b'*' | b'/' | b'%' | b'<' | b'>' | b'!' | b'?' | b':' => n += 1,
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'<' | b'>' | b'!' | b'?' | b':' | b'.' | b'['
+            | b'(' => n += 1,
             b'i' if b.get(i + 1) == Some(&b'n')
                 && (i == 0
                     || !(b[i - 1].is_ascii_alphanumeric()

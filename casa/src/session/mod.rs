@@ -461,11 +461,15 @@ impl Tracker {
                 s.live.remove(&ev.pid);
             }
             match s.kind {
+                // An exit stamped before the session began (events out of order) counts from
+                // the session's start: a session never closes before it was created.
                 SessionKind::Cli if leader && ev.pid == s.leader && s.closing.is_none() => {
-                    s.closing = Some((ev.ktime_ns, ev.ktime_ns + self.timeouts.grace_ns));
+                    let at = ev.ktime_ns.max(s.created_ns);
+                    s.closing = Some((at, at.saturating_add(self.timeouts.grace_ns)));
                 }
                 SessionKind::Gateway if s.live.is_empty() && s.closing.is_none() => {
-                    s.closing = Some((ev.ktime_ns, ev.ktime_ns + self.timeouts.gateway_quiet_ns));
+                    let at = ev.ktime_ns.max(s.created_ns);
+                    s.closing = Some((at, at.saturating_add(self.timeouts.gateway_quiet_ns)));
                 }
                 _ => {}
             }
@@ -486,8 +490,14 @@ impl Tracker {
     /// The visible lineage of `pid`, itself first, at most `max_depth + 1` nodes.
     pub fn lineage(&self, pid: u32, max_depth: usize) -> Vec<LineageNode> {
         let mut out = Vec::new();
+        let mut seen: Vec<u32> = Vec::new();
         let mut cur = pid;
-        for _ in 0..=max_depth {
+        for _ in 0..=max_depth.min(self.procs.len()) {
+            // Pid reuse can make a parent chain loop: each process counts once.
+            if seen.contains(&cur) {
+                break;
+            }
+            seen.push(cur);
             let Some(p) = self.procs.get(&cur) else {
                 break;
             };
@@ -605,5 +615,7 @@ impl Tracker {
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
