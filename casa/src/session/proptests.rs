@@ -16,39 +16,17 @@
 //!   [`lineage_terminates_on_ppid_cycles`]);
 //! * every session is reported closed exactly once across all `expire` / `close_all` calls,
 //!   with the kind it was opened with;
-//! * `closed_ns` is not before the session's creation — when events are reordered by less
-//!   than the shortest close delay only (known issue 1 below);
+//! * `closed_ns` is not before the session's creation;
 //! * after a `process_gone` exit of every pid the table is empty, and `expire(u64::MAX / 2)`
 //!   (or `close_all`) leaves no session open.
 //!
-//! # Known issues found by these tests
+//! # Issues these tests found (fixed)
 //!
-//! The tracker is not changed here. Where these issues would fail a property, the property is
-//! narrowed, and its comment names the issue.
-//!
-//! 1. **Closed before created.** A leader `Exit` stamped more than `grace_ns` earlier than its
-//!    session's invocation starts the close countdown at the exit's own time
-//!    (`observe_exit`: `closing = (ev.ktime_ns, ev.ktime_ns + grace_ns)`). The session is then
-//!    reported closed before it was created. Gateway sessions do the same with
-//!    `gateway_quiet_ns`. Minimal case, default timeouts: pid 10 runs the invocation at 100 s;
-//!    its `process_gone` leader exit is stamped 90 s; `expire(100 s + 1)` returns
-//!    `Closed { closed_ns: 92 s, reason: LeaderExit }`. Events reordered by more than the
-//!    grace period cause it: a spliced or crafted recording, or a late exit of the pid's
-//!    previous owner. Clamping the countdown start to `created_ns` (or `last_event_ns`) would
-//!    fix it.
-//! 2. **Close deadline overflow.** A leader exit stamped within `grace_ns` (gateway:
-//!    `gateway_quiet_ns`) of `u64::MAX` overflows `ev.ktime_ns + grace_ns` in `observe_exit`.
-//!    Debug builds panic ("attempt to add with overflow", `session/mod.rs`, the two `closing
-//!    = Some(..)` lines). Release builds wrap, so the session closes at once with a tiny
-//!    `closed_ns`. Only a corrupt or crafted recording has such timestamps (`casa replay`).
-//!    `saturating_add` would fix it, as `expire` already does for idle and max age.
-//! 3. **Lineage on ppid cycles.** `lineage` is bounded by `max_depth`, so it ends. But pid
-//!    reuse can make a ppid cycle (A forks B, A is gone, B forks a child that gets pid A). On
-//!    a cycle, the lineage repeats the cycle's pids up to the limit (`[c, a, b, a, b, a]`), so
-//!    a two-process chain looks `lineage_max_depth` deep to `execution.deep_chain`. And
-//!    `analysis.lineage_max_depth` accepts any positive i64, so with a huge value `lineage`
-//!    loops and allocates that many nodes: in effect a hang. Stopping at a pid already
-//!    visited would fix both.
+//! 1. A leader exit stamped before its session's invocation closed the session before it was
+//!    created; the countdown now starts no earlier than the session.
+//! 2. A close deadline within the grace period of `u64::MAX` overflowed; it saturates.
+//! 3. `lineage` repeated the pids of a ppid cycle (pid reuse) up to the depth limit; it stops
+//!    at a revisited pid.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -671,20 +649,17 @@ proptest! {
     }
 
     /// Backward steps of up to an hour, unbounded in total (a lost clock, a spliced
-    /// recording). Narrowed: `closed_ns >= created_ns` is not checked here (known issue 1 in
-    /// the module docs).
+    /// recording).
     #[test]
     fn random_streams_with_long_backward_steps(
         timeouts in timeouts(),
         stream in prop::collection::vec((step(3600 * S), op()), 0..160),
         with_close_all in any::<bool>(),
     ) {
-        run_stream(timeouts, &stream, with_close_all, None)?;
+        run_stream(timeouts, &stream, with_close_all, Some(u64::MAX))?;
     }
 
-    /// Timestamps anywhere in `u64`, jumping back and forth, many near the top. Narrowed: not
-    /// above `u64::MAX - gateway_quiet_ns`, where a leader exit overflows computing the close
-    /// deadline (known issue 2 in the module docs).
+    /// Timestamps anywhere in `u64`, jumping back and forth, many near the top.
     #[test]
     fn extreme_timestamps_do_not_panic(
         stream in prop::collection::vec((extreme_time(), op()), 1..80),
@@ -724,10 +699,9 @@ proptest! {
     }
 }
 
-/// Event times anywhere up to the highest the tracker handles (known issue 2): the largest
-/// default close delay below `u64::MAX`.
+/// Event times anywhere in `u64`, many near the top (close deadlines saturate).
 fn extreme_time() -> impl Strategy<Value = u64> {
-    let top = u64::MAX - Timeouts::default().gateway_quiet_ns;
+    let top = u64::MAX;
     prop_oneof![Just(0), 0..=top, (top - 3600 * S)..=top, Just(top)]
 }
 
@@ -785,8 +759,14 @@ fn lineage_terminates_on_ppid_cycles() {
             assert_eq!(l[0].pid, pid);
         }
     }
-    // Narrowed: the lineage repeats the cycle's pids up to the depth limit (`lineage(c, 5)` is
-    // [c, a, b, a, b, a]); no check that pids are distinct (known issue 3 in the module docs).
+    // Each process of the cycle appears once.
+    for pid in [a, b, c] {
+        let l = t.lineage(pid, 100);
+        let mut pids: Vec<u32> = l.iter().map(|n| n.pid).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        assert_eq!(pids.len(), l.len(), "lineage({pid}) repeats a pid: {l:?}");
+    }
 
     // A process that is its own parent (a fork record naming itself as the child).
     let mut t = tracker();
