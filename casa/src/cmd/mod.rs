@@ -104,20 +104,30 @@ pub fn span_exporter(
     Ok(Some(spans))
 }
 
+/// The configured LLM-provider and channel URLs of a rule set, and its known CIDRs.
+pub fn endpoint_config(
+    rules: &crate::rules::RuleSet,
+) -> (Vec<String>, Vec<(std::net::IpAddr, u8)>) {
+    let f = rules.filters();
+    (
+        f.llm_provider_urls
+            .iter()
+            .chain(&f.channel_urls)
+            .cloned()
+            .collect(),
+        f.known_cidrs.clone(),
+    )
+}
+
 /// The filter policy of a rule set, with configured endpoints taken from literal IPs and
 /// CIDRs only (no DNS: replay must not depend on the network).
 pub fn policy_offline(rules: &crate::rules::RuleSet) -> crate::filter::FilterPolicy {
     let f = rules.filters();
-    let urls: Vec<String> = f
-        .llm_provider_urls
-        .iter()
-        .chain(&f.channel_urls)
-        .cloned()
-        .collect();
+    let (urls, cidrs) = endpoint_config(rules);
     crate::filter::FilterPolicy {
         allowed_loopback_ports: f.allowed_loopback_ports.iter().copied().collect(),
         ignored_connect_ips: f.ignored_connect_ips.iter().copied().collect(),
-        endpoints: crate::filter::Endpoints::offline(&urls, &f.known_cidrs),
+        endpoints: crate::filter::Endpoints::offline(&urls, &cidrs),
     }
 }
 
@@ -126,14 +136,8 @@ pub fn policy_offline(rules: &crate::rules::RuleSet) -> crate::filter::FilterPol
 pub fn policy_resolved(
     rules: &crate::rules::RuleSet,
 ) -> (crate::filter::FilterPolicy, Vec<String>) {
-    let f = rules.filters();
-    let urls: Vec<String> = f
-        .llm_provider_urls
-        .iter()
-        .chain(&f.channel_urls)
-        .cloned()
-        .collect();
-    let (endpoints, errors) = crate::filter::Endpoints::resolve(&urls, &f.known_cidrs);
+    let (urls, cidrs) = endpoint_config(rules);
+    let (endpoints, errors) = crate::filter::Endpoints::resolve(&urls, &cidrs);
     let mut policy = policy_offline(rules);
     policy.endpoints = endpoints;
     (policy, errors)

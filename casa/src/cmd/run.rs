@@ -218,18 +218,6 @@ fn track_tree(sensor: &mut Sensor, pid: u32) {
     }
 }
 
-fn resolve_endpoints(rules: &RuleSet) -> (Vec<String>, Vec<(std::net::IpAddr, u8)>) {
-    let f = rules.filters();
-    (
-        f.llm_provider_urls
-            .iter()
-            .chain(&f.channel_urls)
-            .cloned()
-            .collect(),
-        f.known_cidrs.clone(),
-    )
-}
-
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let env = Env::load();
     let cfg = load_pipeline_config(&args.pipeline).context("load rule config")?;
@@ -258,7 +246,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut ring = sensor.take_ring()?;
     let sinks = FileSinks::open(&paths).context("initialize audit monitor")?;
     let mut policy = policy_offline(&cfg.rules);
-    let (urls, cidrs) = resolve_endpoints(&cfg.rules);
+    let (urls, cidrs) = super::endpoint_config(&cfg.rules);
     let (endpoints, problems) =
         tokio::task::spawn_blocking(move || Endpoints::resolve(&urls, &cidrs)).await?;
     for p in &problems {
@@ -359,7 +347,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                         }
                         let changes = new.describe_changes_from(pipeline.rules());
                         let mut policy = policy_offline(&new);
-                        let (urls, cidrs) = resolve_endpoints(&new);
+                        let (urls, cidrs) = super::endpoint_config(&new);
                         policy.endpoints = pipeline_endpoints(&pipeline);
                         pipeline.reload(new, policy);
                         info!("rule config reloaded from {} in {:?}: {changes}", rules_path.display(), started.elapsed());
@@ -381,7 +369,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 info!("configured connect endpoints refreshed");
             }
             _ = refresh_tick.tick() => {
-                let (urls, cidrs) = resolve_endpoints(pipeline.rules());
+                let (urls, cidrs) = super::endpoint_config(pipeline.rules());
                 let tx = ep_tx.clone();
                 tokio::task::spawn_blocking(move || {
                     let (e, problems) = Endpoints::resolve(&urls, &cidrs);
