@@ -38,6 +38,23 @@ pub enum IgnoreReason {
     AgentRuntimeExec,
 }
 
+impl IgnoreReason {
+    /// The reason's name in reports (the same as its serialised form).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MissingStructuredFields => "missing_structured_fields",
+            Self::RuntimeLoaderNoise => "runtime_loader_noise",
+            Self::RoutineSessionFileNoise => "routine_session_file_noise",
+            Self::TransparentRoutineExec => "transparent_routine_exec",
+            Self::IgnorableConnectNoise => "ignorable_connect_noise",
+            Self::ConfiguredConnect => "configured_connect",
+            Self::FailedExec => "failed_exec",
+            Self::UnixSocketConnect => "unix_socket_connect",
+            Self::AgentRuntimeExec => "agent_runtime_exec",
+        }
+    }
+}
+
 /// Resolved LLM-provider / channel endpoints and known CIDRs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Endpoints {
@@ -311,6 +328,24 @@ mod tests {
             },
         });
         e
+    }
+
+    #[test]
+    fn reason_names_match_their_serialised_form() {
+        use IgnoreReason::*;
+        for r in [
+            MissingStructuredFields,
+            RuntimeLoaderNoise,
+            RoutineSessionFileNoise,
+            TransparentRoutineExec,
+            IgnorableConnectNoise,
+            ConfiguredConnect,
+            FailedExec,
+            UnixSocketConnect,
+            AgentRuntimeExec,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.name());
+        }
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl Default for PipelineOptions {
 pub struct PipelineStats {
     pub events: u64,
     pub accepted: u64,
-    pub ignored: BTreeMap<String, u64>,
+    pub ignored: BTreeMap<&'static str, u64>,
     pub pending_shells: u64,
     pub sessions_started: u64,
     pub sessions_closed: u64,
@@ -179,10 +179,6 @@ impl<S: LogSink> Pipeline<S> {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
-    }
-
-    pub fn tracker(&self) -> &Tracker {
-        &self.tracker
     }
 
     /// Sessions whose state is held (open sessions with accepted events).
@@ -326,11 +322,7 @@ impl<S: LogSink> Pipeline<S> {
     }
 
     fn ignore(&mut self, session: SessionId, ev: &Event, reason: IgnoreReason) {
-        let name = serde_json::to_value(reason)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        *self.stats.ignored.entry(name).or_default() += 1;
+        *self.stats.ignored.entry(reason.name()).or_default() += 1;
         if reason == IgnoreReason::TransparentRoutineExec
             && let Some(s) = self.sessions.get_mut(&session)
         {
