@@ -6,7 +6,6 @@
 //! does not decode is counted, never dropped silently (in a recording it is kept as is).
 
 use std::{
-    collections::BTreeMap,
     ffi::{CString, OsStr, OsString},
     fs::File,
     io::{self, BufWriter, Write},
@@ -396,9 +395,4 @@ pub fn shell_exit_code(status: i32) -> i32 {
     } else {
         1
     }
-}
-
-/// Counts by kind in a summary, for tests and reports.
-pub fn counts(summary: &Summary) -> &BTreeMap<String, u64> {
-    &summary.events
 }

@@ -348,7 +348,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                         let changes = new.describe_changes_from(pipeline.rules());
                         let mut policy = policy_offline(&new);
                         let (urls, cidrs) = super::endpoint_config(&new);
-                        policy.endpoints = pipeline_endpoints(&pipeline);
+                        policy.endpoints = pipeline.endpoints().clone();
                         pipeline.reload(new, policy);
                         info!("rule config reloaded from {} in {:?}: {changes}", rules_path.display(), started.elapsed());
                         let tx = ep_tx.clone();
@@ -426,8 +426,4 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let _ = fs::remove_file(&pid_path);
     drop(instance.pid_file);
     Ok(ExitCode::SUCCESS)
-}
-
-fn pipeline_endpoints(p: &Pipeline<FileSinks>) -> Endpoints {
-    p.endpoints().clone()
 }

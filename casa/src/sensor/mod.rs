@@ -12,7 +12,7 @@
 pub mod btf;
 pub mod prereq;
 
-use std::{io, os::fd::AsRawFd};
+use std::io;
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
@@ -350,10 +350,5 @@ impl RingReader {
             n += 1;
         }
         n
-    }
-
-    /// The ring buffer's file descriptor number (for diagnostics).
-    pub fn raw_fd(&self) -> i32 {
-        self.fd.get_ref().as_raw_fd()
     }
 }

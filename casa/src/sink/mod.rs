@@ -327,14 +327,6 @@ impl FileSinks {
             .count()
     }
 
-    /// The last error per log, if any (for reports).
-    pub fn errors(&self) -> Vec<String> {
-        self.logs
-            .iter()
-            .filter_map(|l| l.last_error.clone())
-            .collect()
-    }
-
     /// Lines known to be on disk, per log.
     pub fn written(&self) -> [u64; 4] {
         [
