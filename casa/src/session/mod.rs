@@ -161,6 +161,9 @@ pub struct Tracker {
     procs: HashMap<u32, Proc>,
     sessions: BTreeMap<SessionId, Session>,
     next_id: SessionId,
+    /// No session can close before this time (a lower bound of every open session's close,
+    /// idle and max-age deadlines): `expire` scans the sessions only once it has passed.
+    next_due_ns: u64,
 }
 
 fn basename(p: &[u8]) -> String {
@@ -184,6 +187,7 @@ impl Tracker {
             procs: HashMap::new(),
             sessions: BTreeMap::new(),
             next_id: 1,
+            next_due_ns: u64::MAX,
         }
     }
 
@@ -244,6 +248,7 @@ impl Tracker {
         self.next_id += 1;
         let mut live = HashSet::new();
         live.insert(leader);
+        self.note_due(self.timeout_at(now_ns, now_ns).0);
         self.sessions.insert(
             id,
             Session {
@@ -465,11 +470,15 @@ impl Tracker {
                 // the session's start: a session never closes before it was created.
                 SessionKind::Cli if leader && ev.pid == s.leader && s.closing.is_none() => {
                     let at = ev.ktime_ns.max(s.created_ns);
-                    s.closing = Some((at, at.saturating_add(self.timeouts.grace_ns)));
+                    let until = at.saturating_add(self.timeouts.grace_ns);
+                    s.closing = Some((at, until));
+                    self.next_due_ns = self.next_due_ns.min(until);
                 }
                 SessionKind::Gateway if s.live.is_empty() && s.closing.is_none() => {
                     let at = ev.ktime_ns.max(s.created_ns);
-                    s.closing = Some((at, at.saturating_add(self.timeouts.gateway_quiet_ns)));
+                    let until = at.saturating_add(self.timeouts.gateway_quiet_ns);
+                    s.closing = Some((at, until));
+                    self.next_due_ns = self.next_due_ns.min(until);
                 }
                 _ => {}
             }
@@ -516,41 +525,59 @@ impl Tracker {
     }
 
     /// Close every session whose time is up at `now_ns`, oldest close first.
+    /// When a session with these times closes for idleness or age, and why.
+    fn timeout_at(&self, last_event_ns: u64, created_ns: u64) -> (u64, CloseReason) {
+        let idle_at = last_event_ns.saturating_add(self.timeouts.idle_ns);
+        let max_at = created_ns.saturating_add(self.timeouts.max_age_ns);
+        if idle_at <= max_at {
+            (idle_at, CloseReason::Idle)
+        } else {
+            (max_at, CloseReason::MaxAge)
+        }
+    }
+
+    fn note_due(&mut self, at: u64) {
+        self.next_due_ns = self.next_due_ns.min(at);
+    }
+
     pub fn expire(&mut self, now_ns: u64) -> Vec<Closed> {
-        let t = self.timeouts;
-        let mut closed: Vec<Closed> = self
-            .sessions
-            .values()
-            .filter_map(|s| {
-                if let Some((_, until)) = s.closing
-                    && now_ns > until
-                {
+        // Deadlines only move later between scans except where `next_due_ns` is lowered
+        // (a session created, a close countdown started), so before it nothing is due.
+        if now_ns <= self.next_due_ns {
+            return Vec::new();
+        }
+        let mut next_due = u64::MAX;
+        let mut closed: Vec<Closed> = Vec::new();
+        for s in self.sessions.values() {
+            if let Some((_, until)) = s.closing {
+                if now_ns > until {
                     let reason = match s.kind {
                         SessionKind::Cli => CloseReason::LeaderExit,
                         SessionKind::Gateway => CloseReason::Quiet,
                     };
-                    return Some(Closed {
+                    closed.push(Closed {
                         id: s.id,
                         kind: kind_name(s.kind),
                         closed_ns: until,
                         reason,
                     });
+                    continue;
                 }
-                let idle_at = s.last_event_ns.saturating_add(t.idle_ns);
-                let max_at = s.created_ns.saturating_add(t.max_age_ns);
-                let (at, reason) = if idle_at <= max_at {
-                    (idle_at, CloseReason::Idle)
-                } else {
-                    (max_at, CloseReason::MaxAge)
-                };
-                (now_ns > at).then_some(Closed {
+                next_due = next_due.min(until);
+            }
+            let (at, reason) = self.timeout_at(s.last_event_ns, s.created_ns);
+            if now_ns > at {
+                closed.push(Closed {
                     id: s.id,
                     kind: kind_name(s.kind),
                     closed_ns: at,
                     reason,
-                })
-            })
-            .collect();
+                });
+            } else {
+                next_due = next_due.min(at);
+            }
+        }
+        self.next_due_ns = next_due;
         closed.sort_by_key(|c| (c.closed_ns, c.id));
         for c in &closed {
             self.forget(c.id);
