@@ -64,14 +64,32 @@ pub fn format_rfc3339(unix_ns: i128) -> String {
     let secs = unix_ns.div_euclid(1_000_000_000) as i64;
     let nanos = unix_ns.rem_euclid(1_000_000_000) as u32;
     let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
+    let sod = secs.rem_euclid(86_400) as u32;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    if !(0..=9999).contains(&y) {
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        );
+    }
+    // Hot path (every log line): fixed-width digits, no formatting machinery.
+    let mut b = *b"0000-00-00T00:00:00.000000000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y as u32);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, sod / 3600);
+    put(14, 2, (sod / 60) % 60);
+    put(17, 2, sod % 60);
+    put(20, 9, nanos);
+    String::from_utf8(b.to_vec()).expect("ASCII digits")
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

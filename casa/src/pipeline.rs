@@ -509,7 +509,10 @@ impl<S: LogSink> Pipeline<S> {
                 recent_events: state
                     .ctx
                     .recent()
-                    .map(|r| r.to_json(&self.clock.rfc3339(r.ktime_ns)))
+                    .map(|r| crate::context::RecentEventSorted {
+                        timestamp: self.clock.rfc3339(r.ktime_ns),
+                        event: r,
+                    })
                     .collect(),
                 kind: match kind {
                     SessionKind::Cli => "cli",

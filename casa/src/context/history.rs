@@ -169,6 +169,49 @@ impl Serialize for RecentEventRecord<'_> {
     }
 }
 
+/// A [`RecentEvent`] with its formatted timestamp, serialised exactly as
+/// [`RecentEvent::to_json`] is (keys in alphabetical order, as a `serde_json::Map` writes
+/// them) but without building the map: `sessions.log` snapshots write many of these.
+#[derive(Clone, Debug)]
+pub struct RecentEventSorted<'a> {
+    pub timestamp: String,
+    pub event: &'a RecentEvent,
+}
+
+impl Serialize for RecentEventSorted<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.event;
+        let mut m = s.serialize_map(None)?;
+        // Alphabetical: addr, flags, mode, path, pid, port, tid, timestamp, type.
+        match &e.kind {
+            RecentKind::Exec { path } => {
+                m.serialize_entry("path", path)?;
+                m.serialize_entry("pid", &e.pid)?;
+            }
+            RecentKind::Open {
+                path, flags, mode, ..
+            } => {
+                m.serialize_entry("flags", flags)?;
+                m.serialize_entry("mode", mode)?;
+                m.serialize_entry("path", path)?;
+                m.serialize_entry("pid", &e.pid)?;
+            }
+            RecentKind::Connect { addr, port, .. } => {
+                m.serialize_entry("addr", addr)?;
+                m.serialize_entry("pid", &e.pid)?;
+                m.serialize_entry("port", port)?;
+            }
+            RecentKind::Exit => m.serialize_entry("pid", &e.pid)?,
+        }
+        if e.tid != 0 {
+            m.serialize_entry("tid", &e.tid)?;
+        }
+        m.serialize_entry("timestamp", &self.timestamp)?;
+        m.serialize_entry("type", e.type_name())?;
+        m.end()
+    }
+}
+
 fn is_sensitive_open(e: &RecentEvent, h: &Heuristics) -> bool {
     matches!(&e.kind, RecentKind::Open { path, .. } if is_sensitive_path(path, h))
 }
@@ -711,5 +754,20 @@ mod tests {
             exit.to_json("T"),
             serde_json::json!({"timestamp":"T","type":"EXIT","pid":7,"tid":7})
         );
+        for e in [&open, &exec, &connect, &exit] {
+            let mut e = e.clone();
+            for tid in [e.tid, 0] {
+                e.tid = tid;
+                let sorted = RecentEventSorted {
+                    timestamp: "T".into(),
+                    event: &e,
+                };
+                assert_eq!(
+                    serde_json::to_string(&sorted).unwrap(),
+                    serde_json::to_string(&e.to_json("T")).unwrap(),
+                    "{e:?}"
+                );
+            }
+        }
     }
 }

@@ -200,14 +200,14 @@ pub struct FullLogRecord {
 
 /// `session` of a sessions.log line.
 #[derive(Serialize)]
-pub struct SessionBody {
+pub struct SessionBody<'a> {
     pub created_at: String,
     /// casa: when the session started (the invocation's exec; the span's start time).
     pub started_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<String>,
-    pub recent_events: Vec<serde_json::Value>,
+    pub recent_events: Vec<crate::context::RecentEventSorted<'a>>,
     /// casa additions.
     pub kind: &'static str,
     pub leader_pid: u32,
@@ -224,9 +224,9 @@ pub struct SessionBody {
 
 /// One `sessions.log` line.
 #[derive(Serialize)]
-pub struct SessionLogRecord {
+pub struct SessionLogRecord<'a> {
     pub timestamp: String,
     pub session_id: u64,
     pub reason: &'static str,
-    pub session: SessionBody,
+    pub session: SessionBody<'a>,
 }
