@@ -13,7 +13,10 @@
 //! `PipelineOptions::naive` turns both shortcuts off, and a test checks that the outputs are
 //! identical.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Instant,
+};
 
 use serde::Serialize;
 use tracing::info;
@@ -81,6 +84,56 @@ pub struct PipelineStats {
     pub redacted: u64,
 }
 
+/// Time spent in each stage, measured only when [`Pipeline::time_stages`] turned it on (for
+/// `casa replay --bench`; off, each stage boundary costs one branch).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Redacting secrets in exec argv.
+    pub redact_ns: u64,
+    /// Session tracking: time passing (expiry), process tree, session membership.
+    pub sessions_ns: u64,
+    /// Noise filter, lineage and the session's CASA context.
+    pub context_ns: u64,
+    /// Rule evaluation and scoring.
+    pub rules_ns: u64,
+    /// Formatting and serialising log records, and the sink's write.
+    pub sinks_ns: u64,
+    /// Intervals measured (each costs about one clock read).
+    pub intervals: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Stage {
+    Redact,
+    Sessions,
+    Context,
+    Rules,
+    Sinks,
+}
+
+fn stage_start(st: &Option<Box<StageTimes>>) -> Option<Instant> {
+    st.as_ref().map(|_| Instant::now())
+}
+
+/// Add the time since `t` to `stage`, minus `exclude_ns` (time already counted elsewhere).
+fn stage_end(st: &mut Option<Box<StageTimes>>, t: Option<Instant>, stage: Stage, exclude_ns: u64) {
+    if let (Some(t), Some(s)) = (t, st.as_mut()) {
+        let ns = (t.elapsed().as_nanos() as u64).saturating_sub(exclude_ns);
+        *match stage {
+            Stage::Redact => &mut s.redact_ns,
+            Stage::Sessions => &mut s.sessions_ns,
+            Stage::Context => &mut s.context_ns,
+            Stage::Rules => &mut s.rules_ns,
+            Stage::Sinks => &mut s.sinks_ns,
+        } += ns;
+        s.intervals += 1;
+    }
+}
+
+fn sinks_ns(st: &Option<Box<StageTimes>>) -> u64 {
+    st.as_ref().map_or(0, |s| s.sinks_ns)
+}
+
 struct SessionState {
     ctx: SessionContext,
     /// The session span's ids (always computed: audit/alert records carry them).
@@ -121,6 +174,7 @@ pub struct Pipeline<S: LogSink> {
     next_flush_ns: Option<u64>,
     last_ns: u64,
     spans: Option<Box<dyn SpanSink>>,
+    stages: Option<Box<StageTimes>>,
     pub stats: PipelineStats,
 }
 
@@ -159,6 +213,7 @@ impl<S: LogSink> Pipeline<S> {
             next_flush_ns: None,
             last_ns: 0,
             spans: None,
+            stages: None,
             stats: PipelineStats::default(),
         }
     }
@@ -167,6 +222,16 @@ impl<S: LogSink> Pipeline<S> {
     pub fn with_spans(mut self, spans: Box<dyn SpanSink>) -> Self {
         self.spans = Some(spans);
         self
+    }
+
+    /// Measure the time spent per stage from now on (see [`StageTimes`]).
+    pub fn time_stages(&mut self) {
+        self.stages = Some(Box::default());
+    }
+
+    /// The time measured per stage, if [`Self::time_stages`] was called.
+    pub fn stage_times(&self) -> Option<&StageTimes> {
+        self.stages.as_deref()
     }
 
     pub fn sink(&self) -> &S {
@@ -258,8 +323,11 @@ impl<S: LogSink> Pipeline<S> {
         if self.opts.redact
             && let Detail::Exec(_) = ev.detail
         {
+            let t = stage_start(&self.stages);
             let mut owned = ev.clone();
-            if crate::redact::redact_event(&mut owned) {
+            let redacted = crate::redact::redact_event(&mut owned);
+            stage_end(&mut self.stages, t, Stage::Redact, 0);
+            if redacted {
                 self.stats.redacted += 1;
                 return self.process_inner(&owned);
             }
@@ -269,8 +337,11 @@ impl<S: LogSink> Pipeline<S> {
 
     fn process_inner(&mut self, ev: &Event) -> Vec<EdgeAction> {
         self.stats.events += 1;
+        let (t, sinks_before) = (stage_start(&self.stages), sinks_ns(&self.stages));
         self.advance(ev.ktime_ns);
         let obs = self.tracker.observe(ev);
+        let in_sinks = sinks_ns(&self.stages) - sinks_before;
+        stage_end(&mut self.stages, t, Stage::Sessions, in_sinks);
         if let Some(id) = obs.started {
             self.stats.sessions_started += 1;
             if let Some(s) = self.tracker.session(id) {
@@ -304,7 +375,9 @@ impl<S: LogSink> Pipeline<S> {
                 runtime,
                 pending_shell,
             } => {
+                let t = stage_start(&self.stages);
                 let reason = filter::ignore_reason(ev, &self.filter, runtime);
+                stage_end(&mut self.stages, t, Stage::Context, 0);
                 if pending_shell {
                     if reason.is_none() && !matches!(ev.detail, Detail::Exit(_)) {
                         self.tracker.promote(ev.pid);
@@ -322,6 +395,12 @@ impl<S: LogSink> Pipeline<S> {
     }
 
     fn ignore(&mut self, session: SessionId, ev: &Event, reason: IgnoreReason) {
+        let t = stage_start(&self.stages);
+        self.ignore_inner(session, ev, reason);
+        stage_end(&mut self.stages, t, Stage::Context, 0);
+    }
+
+    fn ignore_inner(&mut self, session: SessionId, ev: &Event, reason: IgnoreReason) {
         *self.stats.ignored.entry(reason.name()).or_default() += 1;
         if reason == IgnoreReason::TransparentRoutineExec
             && let Some(s) = self.sessions.get_mut(&session)
@@ -333,6 +412,7 @@ impl<S: LogSink> Pipeline<S> {
 
     fn accept(&mut self, id: SessionId, ev: &Event) {
         self.stats.accepted += 1;
+        let t = stage_start(&self.stages);
         let h = self.rules.heuristics();
         let lineage = self.tracker.lineage(ev.pid, h.lineage_max_depth);
         let (created, leader, kind, midway) = self
@@ -370,12 +450,15 @@ impl<S: LogSink> Pipeline<S> {
             },
             h,
         );
+        stage_end(&mut self.stages, t, Stage::Context, 0);
+        let t = stage_start(&self.stages);
         let ts = self.clock.rfc3339(ev.ktime_ns);
         write_json(
             &mut self.sink,
             Log::Events,
             &EventRecord::new(ev, ts.clone(), id),
         );
+        stage_end(&mut self.stages, t, Stage::Sinks, 0);
         if let Some(span) = &mut state.span {
             span.event(ev, self.clock.unix_ns(ev.ktime_ns), &ts);
         }
@@ -384,6 +467,7 @@ impl<S: LogSink> Pipeline<S> {
             return;
         }
         self.stats.rule_evaluations += 1;
+        let t = stage_start(&self.stages);
         let ctx = state.ctx.context();
         let matched = if self.opts.naive {
             self.rules.matching_all(ctx)
@@ -391,6 +475,7 @@ impl<S: LogSink> Pipeline<S> {
             self.rules.matching(ctx, state.scorer.triggered())
         };
         let d = state.scorer.decide(&matched, &self.rules);
+        stage_end(&mut self.stages, t, Stage::Rules, 0);
         if self.opts.debug_eval {
             info!(
                 "[DECISION DEBUG] session={id} newly_triggered={:?} increment={} score={} action={} history={:?}",
@@ -437,6 +522,7 @@ impl<S: LogSink> Pipeline<S> {
         if !audit {
             return;
         }
+        let t = stage_start(&self.stages);
         let record = FullLogRecord {
             timestamp: ts,
             session_id: id,
@@ -477,9 +563,22 @@ impl<S: LogSink> Pipeline<S> {
                 ev.comm
             );
         }
+        stage_end(&mut self.stages, t, Stage::Sinks, 0);
     }
 
     fn snapshot(
+        &mut self,
+        id: SessionId,
+        reason: &'static str,
+        at_ns: u64,
+        closed: Option<&Closed>,
+    ) {
+        let t = stage_start(&self.stages);
+        self.snapshot_inner(id, reason, at_ns, closed);
+        stage_end(&mut self.stages, t, Stage::Sinks, 0);
+    }
+
+    fn snapshot_inner(
         &mut self,
         id: SessionId,
         reason: &'static str,
