@@ -139,6 +139,15 @@ pub struct RunArgs {
     /// Seconds between loss-counter reports on stderr.
     #[arg(long, default_value_t = 30)]
     pub stats_interval: u64,
+    /// Also write every input of the pipeline (start-up process scan, kernel records, clock
+    /// ticks, loss, shutdown) to this recording: `casa replay` of it reproduces this run's
+    /// logs exactly.
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Write one JSON line per accepted event and per alert with its latency from the kernel
+    /// event to the line in the log file [env: CASA_LATENCY_TRACE_PATH].
+    #[arg(long)]
+    pub latency_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,10 @@
 //! ```
 //!
 //! Live capture and replay hand the same raw record bytes to the same decoder, and time inside
-//! the pipeline comes only from the events' kernel timestamps (`clock`).
+//! the pipeline comes only from the events' kernel timestamps (`clock`). `casa run --record`
+//! also records the daemon's other inputs (the start-up `/proc` scan, clock ticks, loss,
+//! shutdown), so a replay of it reproduces the live logs exactly. Wall-clock latency is
+//! measured only at the edge (`latency`).
 
 pub mod capture;
 pub mod cli;
@@ -19,6 +22,7 @@ pub mod context;
 pub mod decode;
 pub mod event;
 pub mod filter;
+pub mod latency;
 pub mod pipeline;
 pub mod recording;
 pub mod redact;

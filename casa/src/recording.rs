@@ -8,7 +8,16 @@
 //! frame  := len:u32 type:u8 payload (len bytes)
 //! type 1 := one kernel record (header + body + data, see casa_common::wire)
 //! type 2 := end-of-recording summary (JSON, see [`Summary`])
+//! type 3 := processes found running at start-up (JSON, see [`Seed`])         (version 2)
+//! type 4 := the daemon's clock tick: now_ns:u64 (kernel boot-clock time)      (version 2)
+//! type 5 := kernel loss seen: lost:u64 (total so far); open sessions incomplete (version 2)
+//! type 6 := the daemon stopped: now_ns:u64                                     (version 2)
 //! ```
+//!
+//! `casa record` writes records and the summary. `casa run --record` writes every input the
+//! live pipeline consumed, in the order it consumed them (the start-up `/proc` scan, kernel
+//! records, clock ticks, loss, shutdown), so `casa replay` of that file reproduces the run's
+//! logs line for line. Readers accept versions 1 and 2.
 //!
 //! `meta` ([`Meta`]) carries the wire version and the boot-clock offset that maps kernel
 //! timestamps to wall-clock time. A recording cut short (crash, full disk) reads up to its
@@ -27,12 +36,22 @@ use crate::clock::BootClock;
 
 /// First bytes of every recording.
 pub const MAGIC: &[u8; 8] = b"CASAREC\n";
-/// Version of the framing described in the module docs.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the framing described in the module docs (written by this casa).
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest version this casa reads (version 1 has no frames of types 3 to 6).
+pub const FORMAT_VERSION_MIN: u32 = 1;
 /// Frame type of a kernel record.
 pub const FRAME_RECORD: u8 = 1;
 /// Frame type of the end-of-recording summary.
 pub const FRAME_SUMMARY: u8 = 2;
+/// Frame type of the start-up process scan.
+pub const FRAME_SEED: u8 = 3;
+/// Frame type of a clock tick.
+pub const FRAME_TICK: u8 = 4;
+/// Frame type of a loss notice.
+pub const FRAME_LOST: u8 = 5;
+/// Frame type of the shutdown time.
+pub const FRAME_FINISH: u8 = 6;
 /// Largest frame a reader accepts (a kernel record is at most `wire::RECORD_MAX`).
 pub const FRAME_MAX: u32 = 1 << 20;
 
@@ -72,6 +91,55 @@ pub struct Summary {
     pub command_status: Option<i32>,
 }
 
+/// A process found running when the daemon started (read from `/proc`), as the pipeline
+/// was seeded with it. Byte strings stay bytes (paths and argv need not be UTF-8).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedProcess {
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: Vec<u8>,
+    /// `/proc/PID/exe`.
+    pub exe: Vec<u8>,
+    /// The name it was started as (argv\[0\] when that is a path, else `exe`).
+    pub filename: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+}
+
+impl SeedProcess {
+    /// The exec the pipeline is seeded with: what `/proc` says, nothing the kernel would
+    /// have added at exec time (capabilities, seccomp) because `/proc` cannot vouch for it.
+    pub fn exec(&self) -> crate::event::Exec {
+        use crate::event::Bytes;
+        crate::event::Exec {
+            result: 0,
+            path: Bytes(self.exe.clone()),
+            path_resolved: true,
+            script: false,
+            path_truncated: false,
+            filename: Bytes(self.filename.clone()),
+            argv: self.argv.iter().cloned().map(Bytes).collect(),
+            argv_truncated: false,
+            argv_unreadable: false,
+            via_execveat: false,
+            old_tid: self.pid,
+            cap_effective: None,
+            seccomp_mode: None,
+            no_new_privs: false,
+        }
+    }
+}
+
+/// The start-up process scan (frame type 3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    /// Kernel boot-clock time of the scan.
+    pub now_ns: u64,
+    /// Parents before children.
+    pub processes: Vec<SeedProcess>,
+}
+
 /// Errors reading or writing a recording; each says where.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordingError {
@@ -84,7 +152,7 @@ pub enum RecordingError {
     #[error("{path}: not a casa recording (bad magic bytes)")]
     BadMagic { path: PathBuf },
     #[error(
-        "{path}: recording format version {found} is not supported (this casa reads {FORMAT_VERSION})"
+        "{path}: recording format version {found} is not supported (this casa reads {FORMAT_VERSION_MIN} to {FORMAT_VERSION})"
     )]
     UnsupportedVersion { path: PathBuf, found: u32 },
     #[error("{path}: bad metadata at byte 16: {source}")]
@@ -125,9 +193,18 @@ pub enum RecordingError {
         frame: u64,
         kind: u8,
     },
-    #[error("{path}: bad summary in frame {frame} at byte {offset}: {source}")]
-    BadSummary {
+    #[error("{path}: frame {frame} at byte {offset} (type {kind}) has {len} bytes, expected 8")]
+    BadTime {
         path: PathBuf,
+        offset: u64,
+        frame: u64,
+        kind: u8,
+        len: usize,
+    },
+    #[error("{path}: bad {what} in frame {frame} at byte {offset}: {source}")]
+    BadJson {
+        path: PathBuf,
+        what: &'static str,
         offset: u64,
         frame: u64,
         #[source]
@@ -187,6 +264,35 @@ impl<W: Write> Writer<W> {
         self.frame(FRAME_RECORD, raw)
     }
 
+    /// Append the start-up process scan.
+    pub fn seed(&mut self, seed: &Seed) -> Result<(), RecordingError> {
+        let json = serde_json::to_vec(seed).expect("Seed serialises");
+        self.frame(FRAME_SEED, &json)
+    }
+
+    /// Append a clock tick.
+    pub fn tick(&mut self, now_ns: u64) -> Result<(), RecordingError> {
+        self.frame(FRAME_TICK, &now_ns.to_le_bytes())
+    }
+
+    /// Append a loss notice (`lost`: kernel-side losses so far).
+    pub fn lost(&mut self, lost: u64) -> Result<(), RecordingError> {
+        self.frame(FRAME_LOST, &lost.to_le_bytes())
+    }
+
+    /// Append the shutdown time.
+    pub fn stop(&mut self, now_ns: u64) -> Result<(), RecordingError> {
+        self.frame(FRAME_FINISH, &now_ns.to_le_bytes())
+    }
+
+    /// Write buffered frames to the file.
+    pub fn flush(&mut self) -> Result<(), RecordingError> {
+        self.out.flush().map_err(|source| RecordingError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
     /// Append the summary and flush everything to the file.
     pub fn finish(mut self, summary: &Summary) -> Result<W, RecordingError> {
         let json = serde_json::to_vec(summary).expect("Summary serialises");
@@ -204,6 +310,10 @@ impl<W: Write> Writer<W> {
 pub enum Frame {
     Record(Vec<u8>),
     Summary(Summary),
+    Seed(Seed),
+    Tick(u64),
+    Lost(u64),
+    Finish(u64),
 }
 
 /// Reads a recording frame by frame.
@@ -258,7 +368,7 @@ impl<R: Read> Reader<R> {
             });
         }
         let version = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
             return Err(RecordingError::UnsupportedVersion {
                 path: p(),
                 found: version,
@@ -357,12 +467,39 @@ impl<R: Read> Reader<R> {
             FRAME_RECORD => Ok(Some(Frame::Record(payload))),
             FRAME_SUMMARY => serde_json::from_slice(&payload)
                 .map(|s| Some(Frame::Summary(s)))
-                .map_err(|source| RecordingError::BadSummary {
+                .map_err(|source| RecordingError::BadJson {
                     path: self.path.clone(),
+                    what: "summary",
                     offset,
                     frame,
                     source,
                 }),
+            FRAME_SEED => serde_json::from_slice(&payload)
+                .map(|s| Some(Frame::Seed(s)))
+                .map_err(|source| RecordingError::BadJson {
+                    path: self.path.clone(),
+                    what: "process scan",
+                    offset,
+                    frame,
+                    source,
+                }),
+            FRAME_TICK | FRAME_LOST | FRAME_FINISH => {
+                let Ok(bytes) = <[u8; 8]>::try_from(&payload[..]) else {
+                    return Err(RecordingError::BadTime {
+                        path: self.path.clone(),
+                        offset,
+                        frame,
+                        kind,
+                        len: payload.len(),
+                    });
+                };
+                let v = u64::from_le_bytes(bytes);
+                Ok(Some(match kind {
+                    FRAME_TICK => Frame::Tick(v),
+                    FRAME_LOST => Frame::Lost(v),
+                    _ => Frame::Finish(v),
+                }))
+            }
             kind => Err(RecordingError::UnknownFrame {
                 path: self.path.clone(),
                 offset,
@@ -415,6 +552,56 @@ mod tests {
             matches!(r.next_frame().unwrap(), Some(Frame::Summary(s)) if s.events["exec"] == 1)
         );
         assert_eq!(r.next_frame().unwrap(), None);
+    }
+
+    #[test]
+    fn daemon_frames_round_trip_and_bad_ones_say_where() {
+        let seed = Seed {
+            now_ns: 5,
+            processes: vec![SeedProcess {
+                pid: 10,
+                ppid: 1,
+                comm: b"node".to_vec(),
+                exe: b"/opt/n/bin/node".to_vec(),
+                filename: b"/opt/n/bin/node".to_vec(),
+                argv: vec![b"node".to_vec(), vec![0xff, 0xfe]],
+            }],
+        };
+        let mut w = Writer::new(Vec::new(), Path::new("mem"), &meta()).unwrap();
+        w.seed(&seed).unwrap();
+        w.tick(7).unwrap();
+        w.lost(3).unwrap();
+        w.stop(9).unwrap();
+        let mut bytes = w.finish(&Summary::default()).unwrap();
+        let mut r = Reader::new(&bytes[..], Path::new("mem")).unwrap();
+        assert_eq!(r.next_frame().unwrap(), Some(Frame::Seed(seed.clone())));
+        assert_eq!(r.next_frame().unwrap(), Some(Frame::Tick(7)));
+        assert_eq!(r.next_frame().unwrap(), Some(Frame::Lost(3)));
+        assert_eq!(r.next_frame().unwrap(), Some(Frame::Finish(9)));
+        assert!(matches!(r.next_frame().unwrap(), Some(Frame::Summary(_))));
+        assert_eq!(seed.processes[0].exec().argv[1].as_bytes(), &[0xff, 0xfe]);
+        // A tick frame of the wrong length is a located error, not a guess.
+        let head = Writer::new(Vec::new(), Path::new("m"), &meta())
+            .unwrap()
+            .out
+            .len();
+        bytes.truncate(head);
+        bytes.extend_from_slice(&3u32.to_le_bytes());
+        bytes.push(FRAME_TICK);
+        bytes.extend_from_slice(&[1, 2, 3]);
+        let mut r = Reader::new(&bytes[..], Path::new("m.rec")).unwrap();
+        let e = r.next_frame().unwrap_err().to_string();
+        assert!(
+            e.contains("m.rec: frame 0 at byte") && e.contains("expected 8"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn version_1_recordings_still_read() {
+        let mut bytes = sample();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert!(Reader::new(&bytes[..], Path::new("v1")).is_ok());
     }
 
     #[test]

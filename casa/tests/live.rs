@@ -368,3 +368,95 @@ fn hostile_argv_gives_valid_json_no_raw_escapes_and_no_key_anywhere() {
         args[5]
     );
 }
+
+#[test]
+fn a_live_recording_replays_to_the_same_logs_and_the_latency_trace_has_the_alert() {
+    let _serial = support::daemon::serial();
+    let rec_dir = support::tempdir("live-record-replay-out");
+    let rec = rec_dir.join("run.rec");
+    let trace = rec_dir.join("latency.jsonl");
+    let dir = support::tempdir("live-record-replay");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut casa = Daemon::start_in_with_args(
+        &dir,
+        &shipped_rules(),
+        &[
+            "--record",
+            rec.to_str().unwrap(),
+            "--latency-log",
+            trace.to_str().unwrap(),
+        ],
+    );
+    let work = casa.workdir("oc-eval");
+    let helper = work.join("helper.sh");
+    let message = format!(
+        "write a helper and run it\n[exec] cat /etc/hostname\n[exec] printf '#!/bin/sh\\necho ok\\n' > {h} && chmod +x {h} && {h}",
+        h = helper.display()
+    );
+    let st = casa.agent(&message);
+    assert!(st.success(), "agent run failed: {st}\n{}", casa.dump());
+    casa.wait(Duration::from_secs(20), "the session to close", || {
+        casa.log("sessions.log").contains("\"session_closed\"")
+    });
+    let status = casa.stop();
+    let dump = casa.dump();
+    assert!(status.success(), "casa exited with {status}\n{dump}");
+    assert!(
+        casa.log("alert.log").contains("\"ALERT\""),
+        "no alert live\n{dump}"
+    );
+
+    // The latency trace: one line per accepted event and one for the alert, each with the
+    // kernel timestamp of its event and a non-negative latency.
+    let t = lines(&std::fs::read_to_string(&trace).unwrap());
+    let accepted = casa.log("events.log").lines().count();
+    assert_eq!(
+        t.iter().filter(|l| l["log"] == "events").count(),
+        accepted,
+        "one trace line per events.log line\n{dump}"
+    );
+    let alerts: Vec<&Value> = t.iter().filter(|l| l["log"] == "alert").collect();
+    assert_eq!(alerts.len(), 1, "{t:?}");
+    let a = alerts[0];
+    assert_eq!(a["type"], "EXECVE");
+    assert_eq!(
+        a["latency_ns"].as_u64().unwrap(),
+        a["written_ns"].as_u64().unwrap() - a["event_ns"].as_u64().unwrap()
+    );
+    assert!(
+        casa.stderr().contains("to alert.log: n=1 "),
+        "exit summary lacks the alert latency\n{dump}"
+    );
+
+    // Replaying the recording reproduces the four logs byte for byte.
+    let out = rec_dir.join("replayed");
+    let o = std::process::Command::new(support::casa_bin())
+        .arg("replay")
+        .arg(&rec)
+        .arg("--rules")
+        .arg(shipped_rules())
+        .arg("--out-dir")
+        .arg(&out)
+        .env_remove("CASA_OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for log in ["events.log", "sessions.log", "audit.log", "alert.log"] {
+        let live = casa.log(log);
+        let replayed = std::fs::read_to_string(out.join(log)).unwrap();
+        assert!(
+            !live.is_empty() || log == "audit.log",
+            "{log} is empty\n{dump}"
+        );
+        assert_eq!(
+            live, replayed,
+            "{log} differs between the live run and its replay"
+        );
+    }
+}

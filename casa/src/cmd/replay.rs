@@ -36,24 +36,83 @@ impl LogSink for CountingSink {
     fn flush(&mut self) {}
 }
 
-/// Read every raw record of a recording into memory.
-fn read_all(path: &std::path::Path) -> anyhow::Result<(crate::clock::BootClock, Vec<Vec<u8>>)> {
+/// Read every frame of a recording into memory.
+fn read_all(path: &std::path::Path) -> anyhow::Result<(crate::clock::BootClock, Vec<Frame>)> {
     let mut reader = Reader::open(path)?;
     let clock = reader.meta().clock;
-    let mut records = Vec::new();
+    let mut frames = Vec::new();
     while let Some(frame) = reader.next_frame()? {
-        if let Frame::Record(raw) = frame {
-            records.push(raw);
+        frames.push(frame);
+    }
+    Ok((clock, frames))
+}
+
+/// What feeding a recording produced besides the logs.
+#[derive(Debug, Default)]
+pub(crate) struct Fed {
+    pub decode_errors: u64,
+    /// The recording said when the daemon stopped (`casa run --record`).
+    pub finished: bool,
+}
+
+/// Feed the frames to the pipeline in order, exactly as `casa run` consumed them live:
+/// the start-up process scan, kernel records, clock ticks, loss notices and the shutdown.
+/// A recording without a shutdown frame (`casa record`) finishes at its last event.
+pub(crate) fn feed<S: LogSink>(
+    pipeline: &mut Pipeline<S>,
+    frames: &[Frame],
+    mut on_error: impl FnMut(usize, &crate::decode::DecodeError),
+) -> Fed {
+    let mut fed = Fed::default();
+    let mut last = 0;
+    for (i, frame) in frames.iter().enumerate() {
+        match frame {
+            Frame::Record(raw) => match decode(raw) {
+                Ok(ev) => {
+                    last = last.max(ev.ktime_ns);
+                    pipeline.process(&ev);
+                }
+                Err(e) => {
+                    fed.decode_errors += 1;
+                    on_error(i, &e);
+                }
+            },
+            Frame::Seed(seed) => {
+                for p in &seed.processes {
+                    pipeline.seed(p.pid, p.ppid, &p.comm, &p.exec(), seed.now_ns);
+                }
+                last = last.max(seed.now_ns);
+            }
+            Frame::Tick(now) => {
+                pipeline.advance(*now);
+                last = last.max(*now);
+            }
+            Frame::Lost(_) => pipeline.mark_incomplete(),
+            Frame::Finish(now) => {
+                pipeline.finish(*now);
+                fed.finished = true;
+            }
+            Frame::Summary(_) => {}
         }
     }
-    Ok((clock, records))
+    if !fed.finished {
+        pipeline.finish(last);
+    }
+    fed
 }
 
 pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let cfg = load_pipeline_config(&args.pipeline)?;
-    let (clock, records) = read_all(&args.file)?;
+    let (clock, frames) = read_all(&args.file)?;
     let policy = policy_offline(&cfg.rules);
     if args.bench {
+        let records: Vec<Vec<u8>> = frames
+            .into_iter()
+            .filter_map(|f| match f {
+                Frame::Record(raw) => Some(raw),
+                _ => None,
+            })
+            .collect();
         return bench(cfg, policy, clock, &records);
     }
     fs::create_dir_all(&args.out_dir)
@@ -76,24 +135,12 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     if let Some(spans) = spans {
         pipeline = pipeline.with_spans(Box::new(spans));
     }
-    let mut decode_errors = 0u64;
-    let mut last = 0;
-    for raw in &records {
-        match decode(raw) {
-            Ok(ev) => {
-                last = last.max(ev.ktime_ns);
-                pipeline.process(&ev);
-            }
-            Err(e) => {
-                decode_errors += 1;
-                eprintln!(
-                    "casa replay: {}: undecodable record: {e}",
-                    args.file.display()
-                );
-            }
-        }
-    }
-    pipeline.finish(last);
+    let fed = feed(&mut pipeline, &frames, |i, e| {
+        eprintln!(
+            "casa replay: {}: frame {i}: undecodable record: {e}",
+            args.file.display()
+        )
+    });
     let failed = pipeline.sink().failed();
     let s = &pipeline.stats;
     eprintln!(
@@ -103,7 +150,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         s.sessions_started,
         s.audit_records,
         s.alert_records,
-        decode_errors,
+        fed.decode_errors,
         args.out_dir.display()
     );
     if let Some(st) = export_stats {
@@ -112,7 +159,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     if failed.iter().any(|&n| n > 0) {
         anyhow::bail!("could not write {failed:?} lines (events, sessions, audit, alert)");
     }
-    Ok(if decode_errors > 0 {
+    Ok(if fed.decode_errors > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

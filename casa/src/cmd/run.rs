@@ -28,9 +28,10 @@ use crate::{
     cli::RunArgs,
     clock::BootClock,
     decode::decode,
-    event::{Bytes, Exec},
     filter::Endpoints,
+    latency::{LatencyTrace, Stamped},
     pipeline::{EdgeAction, Pipeline},
+    recording::{self, Seed, SeedProcess},
     rules::RuleSet,
     sensor::Sensor,
     settings::Env,
@@ -117,15 +118,8 @@ fn claim_instance(pid_path: &Path, logs: &LogPaths) -> anyhow::Result<Instance> 
 }
 
 /// A process read from `/proc`.
-struct ProcInfo {
-    pid: u32,
-    ppid: u32,
-    start: u64,
-    comm: Vec<u8>,
-    exec: Exec,
-}
-
-fn read_proc(pid: u32) -> Option<ProcInfo> {
+/// One running process as `/proc` describes it, with its start time (for ordering).
+fn read_proc(pid: u32) -> Option<(u64, SeedProcess)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -137,49 +131,37 @@ fn read_proc(pid: u32) -> Option<ProcInfo> {
         .map(|p| p.into_os_string().into_encoded_bytes())
         .unwrap_or_default();
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let argv: Vec<Bytes> = cmdline
+    let argv: Vec<Vec<u8>> = cmdline
         .strip_suffix(&[0])
         .unwrap_or(&cmdline)
         .split(|&b| b == 0)
         .filter(|a| !a.is_empty())
-        .map(Bytes::from)
+        .map(<[u8]>::to_vec)
         .collect();
-    let exe = Bytes(exe);
     // The name the program was started as (what the kernel's exec event calls `filename`):
     // argv[0] when it is a path, so the invocation rule sees the symlink-level directory.
     let filename = argv
         .first()
-        .filter(|a| a.as_bytes().contains(&b'/'))
+        .filter(|a| a.contains(&b'/'))
         .cloned()
         .unwrap_or_else(|| exe.clone());
-    Some(ProcInfo {
-        pid,
-        ppid,
+    Some((
         start,
-        comm,
-        exec: Exec {
-            result: 0,
-            path: exe,
-            path_resolved: true,
-            script: false,
-            path_truncated: false,
+        SeedProcess {
+            pid,
+            ppid,
+            comm,
+            exe,
             filename,
             argv,
-            argv_truncated: false,
-            argv_unreadable: false,
-            via_execveat: false,
-            old_tid: pid,
-            cap_effective: None,
-            seccomp_mode: None,
-            no_new_privs: false,
         },
-    })
+    ))
 }
 
 /// Every process in `/proc`, parents before children (by start time).
-fn scan_proc() -> Vec<ProcInfo> {
+fn scan_proc() -> Vec<SeedProcess> {
     let me = std::process::id();
-    let mut procs: Vec<ProcInfo> = fs::read_dir("/proc")
+    let mut procs: Vec<(u64, SeedProcess)> = fs::read_dir("/proc")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
                 .filter(|&p| p != me)
@@ -187,8 +169,64 @@ fn scan_proc() -> Vec<ProcInfo> {
                 .collect()
         })
         .unwrap_or_default();
-    procs.sort_by_key(|p| (p.start, p.pid));
-    procs
+    procs.sort_by_key(|(start, p)| (*start, p.pid));
+    procs.into_iter().map(|(_, p)| p).collect()
+}
+
+/// `--record`: every input of the pipeline, in order, so a replay reproduces this run. A
+/// write error (full disk) stops the recording, says so once, and the daemon goes on.
+struct LiveRecording {
+    writer: Option<recording::Writer<std::io::BufWriter<fs::File>>>,
+    path: PathBuf,
+    frames: u64,
+}
+
+impl LiveRecording {
+    fn create(path: Option<PathBuf>, meta: &recording::Meta) -> anyhow::Result<Option<Self>> {
+        let Some(path) = path else { return Ok(None) };
+        let writer = recording::Writer::create(&path, meta)
+            .with_context(|| format!("create recording {}", path.display()))?;
+        info!("recording every pipeline input to {}", path.display());
+        Ok(Some(Self {
+            writer: Some(writer),
+            path,
+            frames: 0,
+        }))
+    }
+
+    fn write(
+        &mut self,
+        f: impl FnOnce(
+            &mut recording::Writer<std::io::BufWriter<fs::File>>,
+        ) -> Result<(), recording::RecordingError>,
+    ) {
+        let Some(w) = &mut self.writer else { return };
+        match f(w) {
+            Ok(()) => self.frames += 1,
+            Err(e) => {
+                error!("recording stopped after {} frames: {e}", self.frames);
+                self.writer = None;
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        self.write(|w| w.flush());
+        self.frames = self.frames.saturating_sub(1);
+    }
+
+    fn finish(mut self, summary: &recording::Summary) {
+        if let Some(w) = self.writer.take() {
+            match w.finish(summary) {
+                Ok(_) => info!(
+                    "recording {}: {} frames",
+                    self.path.display(),
+                    self.frames + 1
+                ),
+                Err(e) => error!("recording {} is incomplete: {e}", self.path.display()),
+            }
+        }
+    }
 }
 
 /// Track `pid` and the descendants it already has (children forked before the kernel knew
@@ -262,13 +300,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pipeline = pipeline.with_spans(Box::new(spans));
     }
 
+    let latency_path = args.latency_log.clone().or_else(|| {
+        env.first(&["CASA_LATENCY_TRACE_PATH", "CASA_LATENCY_TRACE"])
+            .map(PathBuf::from)
+    });
+    let mut latency =
+        LatencyTrace::new(clock, latency_path.as_deref()).context("open latency trace")?;
+    let mut rec = LiveRecording::create(
+        args.record.clone(),
+        &super::meta(clock, &[], args.sensor.all_processes),
+    )?;
+
     let now = BootClock::boottime_now_ns();
     let mut seeded = 0;
-    for p in scan_proc() {
-        for pid in pipeline.seed(p.pid, p.ppid, &p.comm, &p.exec, now) {
+    let processes = scan_proc();
+    for p in &processes {
+        for pid in pipeline.seed(p.pid, p.ppid, &p.comm, &p.exec(), now) {
             track_tree(&mut sensor, pid);
             seeded += 1;
         }
+    }
+    if let Some(r) = &mut rec {
+        let seed = Seed {
+            now_ns: now,
+            processes,
+        };
+        r.write(|w| w.seed(&seed));
     }
     if seeded == 0 {
         info!("openclaw not found: will track agent processes as they start");
@@ -304,13 +361,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let handle = |raw: &[u8],
                   pipeline: &mut Pipeline<FileSinks>,
                   sensor: &mut Sensor,
-                  decode_errors: &mut u64| {
+                  decode_errors: &mut u64,
+                  rec: &mut Option<LiveRecording>,
+                  latency: &mut LatencyTrace| {
+        if let Some(r) = rec {
+            r.write(|w| w.record(raw));
+        }
         match decode(raw) {
             Ok(ev) => {
+                let (accepted, alerts) = (pipeline.stats.accepted, pipeline.stats.alert_records);
                 for a in pipeline.process(&ev) {
                     match a {
                         EdgeAction::Track(pid) => track_tree(sensor, pid),
                     }
+                }
+                if pipeline.stats.alert_records > alerts {
+                    // Alert lines are flushed as they are written: the line is in the file.
+                    latency.note(Stamped::Alert, &ev);
+                    latency.stamp(Stamped::Alert, BootClock::boottime_now_ns());
+                }
+                if pipeline.stats.accepted > accepted {
+                    latency.note(Stamped::Events, &ev);
                 }
             }
             Err(e) => {
@@ -324,16 +395,34 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     loop {
         tokio::select! {
-            r = ring.drain(|raw| handle(raw, &mut pipeline, &mut sensor, &mut decode_errors)) => { r?; }
+            r = ring.drain(|raw| handle(raw, &mut pipeline, &mut sensor, &mut decode_errors, &mut rec, &mut latency)) => {
+                r?;
+                // Each batch's events.log lines reach the file before the next wait.
+                if latency.has_pending(Stamped::Events) {
+                    pipeline.flush();
+                    latency.stamp(Stamped::Events, BootClock::boottime_now_ns());
+                }
+            }
             _ = tick.tick() => {
-                pipeline.advance(BootClock::boottime_now_ns());
+                let now = BootClock::boottime_now_ns();
+                if let Some(r) = &mut rec {
+                    r.write(|w| w.tick(now));
+                }
+                pipeline.advance(now);
                 pipeline.flush();
                 pipeline.sink_mut().follow_rotation();
+                latency.flush();
                 let lost = sensor.kernel_stats()?.lost();
                 if lost > tick_lost {
                     warn!("kernel lost {} events (ring buffer full): open sessions are marked incomplete", lost - tick_lost);
+                    if let Some(r) = &mut rec {
+                        r.write(|w| w.lost(lost));
+                    }
                     pipeline.mark_incomplete();
                     tick_lost = lost;
+                }
+                if let Some(r) = &mut rec {
+                    r.flush();
                 }
             }
             _ = sigint.recv() => { info!("shutdown signal received (SIGINT)"); break; }
@@ -394,12 +483,39 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 if let Some(st) = &export_stats {
                     info!("telemetry: {}", st.describe());
                 }
+                info!("latency to events.log: {}; to alert.log: {}", latency.events(), latency.alerts());
             }
         }
     }
-    ring.drain_now(|raw| handle(raw, &mut pipeline, &mut sensor, &mut decode_errors));
+    ring.drain_now(|raw| {
+        handle(
+            raw,
+            &mut pipeline,
+            &mut sensor,
+            &mut decode_errors,
+            &mut rec,
+            &mut latency,
+        )
+    });
+    pipeline.flush();
+    latency.stamp(Stamped::Events, BootClock::boottime_now_ns());
+    latency.flush();
     // Finishing flushes spans (bounded, blocking HTTP): off the async runtime.
     let now = BootClock::boottime_now_ns();
+    if let Some(mut r) = rec.take() {
+        r.write(|w| w.stop(now));
+        let k = sensor.kernel_stats()?;
+        let summary = recording::Summary {
+            decode_errors,
+            kernel: k
+                .named()
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v))
+                .collect(),
+            ..Default::default()
+        };
+        r.finish(&summary);
+    }
     let pipeline = tokio::task::spawn_blocking(move || {
         pipeline.finish(now);
         pipeline
@@ -422,6 +538,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(st) = &export_stats {
         info!("telemetry: {}", st.describe());
     }
+    info!(
+        "latency to events.log: {}; to alert.log: {}",
+        latency.events(),
+        latency.alerts()
+    );
     tokio::task::spawn_blocking(move || drop(pipeline)).await?;
     let _ = fs::remove_file(&pid_path);
     drop(instance.pid_file);

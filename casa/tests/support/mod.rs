@@ -98,6 +98,7 @@ pub fn read_recording(path: &Path, output: Output) -> Recorded {
                 ),
             },
             Ok(Some(Frame::Summary(s))) => summary = Some(s),
+            Ok(Some(other)) => panic!("`casa record` wrote a daemon frame: {other:?}"),
             Ok(None) => break,
             Err(e) => panic!("recording error: {e}\ncasa stderr:\n{stderr}"),
         }
