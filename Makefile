@@ -6,7 +6,7 @@ CARGO ?= cargo
 CASA := target/release/casa
 RUN_ARGS ?=
 
-.PHONY: all setup build run test check bench eval clean
+.PHONY: all setup build run test check bench bench-quick bench-corpus bench-smoke eval clean
 
 all: build
 
@@ -28,6 +28,7 @@ FUZZ_SECONDS ?= 15
 test:
 	@./setup.sh
 	$(CARGO) test --workspace --exclude casa-ebpf --locked
+	$(MAKE) --no-print-directory bench-smoke
 	bash casa/fuzz/run.sh $(FUZZ_SECONDS)
 
 # Formatting and clippy -D warnings on every crate, the eBPF crate included.
@@ -35,9 +36,31 @@ check:
 	@./setup.sh --build-only
 	$(CARGO) xtask check
 
+# Benchmarks (issue #5): every item on this machine, written to BENCHMARKS.md (about 20 min;
+# root for items 2-6). bench-quick checks the harness end to end in about 3 min.
+BENCH_ARGS ?=
 bench:
-	@echo "make bench: the benchmark suite is not built yet (issue #5: Performance)." >&2
-	@exit 1
+	@./setup.sh --bench
+	$(CARGO) run --release --locked -q -p xtask -- bench $(BENCH_ARGS)
+
+bench-quick:
+	@./setup.sh --bench
+	$(CARGO) run --release --locked -q -p xtask -- bench --quick $(BENCH_ARGS)
+
+# The 1M-event replay corpus: target/bench/corpus.rec (and target/bench/rules100.json).
+bench-corpus:
+	@./setup.sh --build-only
+	$(CARGO) run --release --locked -q -p xtask -- bench-corpus
+
+# Part of `make test`: `casa replay --bench` on a small committed recording must succeed and
+# end with `throughput: <N> events/s` (no timing is asserted).
+BENCH_SMOKE_REC := casa/tests/fixtures/recordings/connect_then_temp_exec.rec
+bench-smoke:
+	@out=$$($(CARGO) run --locked -q -p casa -- replay --bench $(BENCH_SMOKE_REC) 2>/dev/null) \
+	  || { echo "bench-smoke: casa replay --bench failed" >&2; exit 1; }; \
+	last=$$(printf '%s\n' "$$out" | tail -n 1); \
+	if [[ "$$last" =~ ^throughput:\ [0-9]+\ events/s$$ ]]; then echo "bench-smoke: ok ($$last)"; \
+	else echo "bench-smoke: last line is not 'throughput: <N> events/s': $$last" >&2; exit 1; fi
 
 eval:
 	@echo "make eval: the evaluation harness is not built yet (issue #7: Evaluation harness)." >&2

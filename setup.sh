@@ -8,15 +8,18 @@
 #   * the Debian packages casa's tests and tools use,
 # and checks the kernel prerequisites (root, BTF, tracefs — mounted when absent).
 #
-# Usage: ./setup.sh [--build-only]   (--build-only skips the kernel checks, for
-#                                     machines that only compile)
+# Usage: ./setup.sh [--build-only | --bench]
+#   --build-only  skips the kernel checks, for machines that only compile
+#   --bench       also installs what `make bench` uses (see the bench section below)
 set -euo pipefail
 
 say()  { printf 'setup: %s\n' "$*"; }
 die()  { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 BUILD_ONLY=0
+BENCH=0
 [ "${1:-}" = "--build-only" ] && BUILD_ONLY=1
+[ "${1:-}" = "--bench" ] && BENCH=1
 
 NIGHTLY="${CASA_NIGHTLY:-nightly}"
 TOOLDIR="${CASA_TOOLCHAIN_DIR:-$HOME/.cache/casa-toolchain}"
@@ -91,6 +94,33 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 [ "$BUILD_ONLY" -eq 1 ] && { say "build prerequisites ready"; exit 0; }
+
+# --- benchmarks (only with --bench) -----------------------------------------------
+# `make bench` compares casa with auditd and bpftrace, profiles with perf/valgrind, and runs
+# its workloads with git, node (the stand-in OpenClaw), taskset and setpriv. stress-ng and
+# hyperfine are installed for manual cross-checks. Installing auditd may start it: it is
+# stopped again if this script installed it, so the audit state stays as it was found (the
+# benchmark starts it itself only for the auditd runs and removes its own rules).
+if [ "$BENCH" -eq 1 ]; then
+  [ "$(id -u)" -eq 0 ] || die "the benchmark packages need root to install"
+  bench_pkgs=(auditd bpftrace stress-ng hyperfine linux-perf valgrind git nodejs util-linux)
+  bench_missing=()
+  for p in "${bench_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || bench_missing+=("$p")
+  done
+  if [ "${#bench_missing[@]}" -gt 0 ]; then
+    audit_was_installed=0
+    command -v auditd >/dev/null 2>&1 && audit_was_installed=1
+    say "installing for the benchmarks: ${bench_missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${bench_missing[@]}"
+    if [ "$audit_was_installed" -eq 0 ] && [ -r /var/run/auditd.pid ]; then
+      say "stopping the auditd the package started (the benchmark starts it when needed)"
+      kill "$(cat /var/run/auditd.pid)" 2>/dev/null || true
+    fi
+  fi
+  say "benchmark tools ok"
+fi
 
 # --- kernel prerequisites ----------------------------------------------------
 [ "$(id -u)" -eq 0 ] || die "casa's sensor needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN): run as root"

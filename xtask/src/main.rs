@@ -2,8 +2,14 @@
 //!
 //! * `check`: formatting and clippy (`-D warnings`) for every crate, the eBPF crate included
 //!   (it needs the nightly toolchain and the BPF target, so plain `cargo clippy` skips it).
+//! * `bench [--quick]`: the benchmarks (issue #5), written to `BENCHMARKS.md` (see `bench`).
+//! * `bench-corpus`: the 1M-event replay corpus, `target/bench/corpus.rec`.
+//! * `load …`: the workloads the benchmarks run (not for direct use).
 
-use std::process::Command;
+mod bench;
+mod load;
+
+use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -19,6 +25,29 @@ struct Cli {
 enum Task {
     /// cargo fmt --check and clippy -D warnings on all crates, the eBPF crate included.
     Check,
+    /// Run the benchmarks on this machine and write BENCHMARKS.md (items 2-6 need root).
+    Bench {
+        /// Small workloads and fewer repetitions: checks the harness in a few minutes.
+        #[arg(long)]
+        quick: bool,
+        /// Repetitions of every measurement (default 7, quick 5).
+        #[arg(long)]
+        reps: Option<usize>,
+        /// Only these items (1-6), e.g. --only 1,3.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<u8>,
+        /// Where to write the report.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+    },
+    /// Write the replay corpus (target/bench/corpus.rec) and the 100-rule set.
+    BenchCorpus {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+    },
+    /// A benchmark workload (run by `bench`).
+    #[command(hide = true, subcommand)]
+    Load(load::Load),
 }
 
 fn run(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
@@ -30,11 +59,15 @@ fn run(what: &str, cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check() -> anyhow::Result<()> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    Ok(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("xtask has no parent directory")?
-        .to_owned();
+        .to_owned())
+}
+
+fn check() -> anyhow::Result<()> {
+    let root = workspace_root()?;
     run(
         "rustfmt (all crates)",
         Command::new("cargo")
@@ -78,7 +111,39 @@ fn check() -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Copied next to the stand-in launcher as `node`, this binary plays a minimal agent.
+    let args: Vec<String> = std::env::args().collect();
+    if args
+        .first()
+        .is_some_and(|a| a.ends_with("/node") || a == "node")
+    {
+        return load::fake_node(&args[1..]);
+    }
     match Cli::parse().task {
         Task::Check => check(),
+        Task::Bench {
+            quick,
+            reps,
+            only,
+            out,
+        } => {
+            let root = workspace_root()?;
+            let out = if out.is_absolute() {
+                out
+            } else {
+                root.join(out)
+            };
+            bench::run(
+                &root,
+                &bench::Opts {
+                    quick,
+                    reps: reps.unwrap_or(if quick { 5 } else { 7 }),
+                    out,
+                    only,
+                },
+            )
+        }
+        Task::BenchCorpus { events } => bench::corpus(&workspace_root()?, events),
+        Task::Load(l) => load::run(&l),
     }
 }
