@@ -64,7 +64,23 @@ pub fn run(load: &Load) -> anyhow::Result<()> {
                 }
             });
             for _ in 0..total {
-                drop(TcpStream::connect(addr)?);
+                let s = TcpStream::connect(addr)?;
+                // Close with a reset: no TIME_WAIT, so repeated runs never run out of ports.
+                let linger = libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                };
+                // SAFETY: setsockopt on the stream's own fd with a valid, sized option value.
+                unsafe {
+                    libc::setsockopt(
+                        std::os::fd::AsRawFd::as_raw_fd(&s),
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&raw const linger).cast(),
+                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                    )
+                };
+                drop(s);
             }
             server.join().ok();
         }

@@ -213,6 +213,18 @@ impl Casa {
         Ok(casa)
     }
 
+    /// Put every thread of casa in `SCHED_FIFO` at `prio` (`chrt -a -f -p`).
+    pub fn realtime(&self, prio: u32) -> anyhow::Result<()> {
+        let st = Command::new("chrt")
+            .args(["-a", "-f", "-p", &prio.to_string(), &self.pid().to_string()])
+            .stdout(Stdio::null())
+            .status()?;
+        if !st.success() {
+            bail!("chrt failed: {st}");
+        }
+        Ok(())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, |c| c.id())
     }
