@@ -232,6 +232,7 @@ pub fn overhead(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
     // untracked, tracked, auditd, bpftrace.
     let mut t: BTreeMap<(usize, &str), Vec<f64>> = BTreeMap::new();
     let mut tracked_events = Vec::new();
+    let mut casa_cpu = Vec::new();
     for rep in 0..opts.reps {
         let n = conds.len();
         for k in 0..n {
@@ -258,6 +259,7 @@ pub fn overhead(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
                             .or_default()
                             .push(time(lab.agent(cmd))?);
                     }
+                    casa_cpu.push(casa.cpu_secs());
                     let log = casa.stop()?;
                     tracked_events.push(exit_field(&log, "accepted").unwrap_or(0.0));
                 }
@@ -321,8 +323,10 @@ pub fn overhead(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
         );
     }
     body += &format!(
-        "\nEvents casa accepted per run with the tracked workloads: {}.\n",
-        Spread::of(&tracked_events).show(0, "")
+        "\nPer casa run (all workloads, untracked and tracked): events accepted {}; CPU used by \
+         the casa daemon {} s.\n",
+        Spread::of(&tracked_events).show(0, ""),
+        Spread::of(&casa_cpu).show(2, "")
     );
     let macro_i = wl.len() - 1;
     let (unt, trk) = (

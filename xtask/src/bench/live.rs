@@ -262,6 +262,22 @@ impl Casa {
             .unwrap_or(0)
     }
 
+    /// User + system CPU time casa has used, in seconds.
+    pub fn cpu_secs(&self) -> f64 {
+        let s = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+        let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            f.get(i - 3)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        (ticks(14) + ticks(15)) / hz
+    }
+
     /// The kernel's lost-event total in the newest stats line (`--stats-interval`).
     pub fn lost_now(&self) -> u64 {
         self.stderr()

@@ -115,8 +115,31 @@ fn hand_written(old: Option<&str>) -> String {
     )
 }
 
+/// The memory item keeps a pipe to each of its 1,000 agents: lift the open-file limit.
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            let want = 65_536.max(lim.rlim_cur);
+            let new = libc::rlimit {
+                rlim_cur: want.min(lim.rlim_max.max(want)),
+                rlim_max: lim.rlim_max.max(want),
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &new) != 0 {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    }
+}
+
 pub fn run(root: &Path, opts: &Opts) -> anyhow::Result<()> {
     let started = Instant::now();
+    raise_nofile();
     let casa = build(root)?;
     let want = |n: u8| opts.only.is_empty() || opts.only.contains(&n);
     let mut items: Vec<Item> = Vec::new();
