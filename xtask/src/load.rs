@@ -24,7 +24,7 @@ pub enum Load {
         #[arg(long, default_value = "/etc/hostname")]
         path: String,
     },
-    /// TCP connect to a listener on 127.0.0.1 (accepted by a thread) and close, N times.
+    /// TCP connect to a closed port on 127.0.0.1 (refused), N times.
     Connect { n: u64 },
     /// open + close at a paced rate for a while; prints what was achieved.
     Rate {
@@ -53,36 +53,16 @@ pub fn run(load: &Load) -> anyhow::Result<()> {
             }
         }
         Load::Connect { n } => {
-            let l = TcpListener::bind("127.0.0.1:0")?;
-            let addr = l.local_addr()?;
-            let total = *n;
-            let server = std::thread::spawn(move || {
-                for _ in 0..total {
-                    if l.accept().is_err() {
-                        break;
-                    }
+            // A loopback port nobody listens on: every connect is refused at once (RST), so
+            // the loop does not depend on an accept thread keeping up with the SYN backlog.
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+            for _ in 0..*n {
+                match TcpStream::connect(port) {
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                    Err(e) => return Err(e).context("connect"),
+                    Ok(_) => bail!("{port} accepted a connection: it should be closed"),
                 }
-            });
-            for _ in 0..total {
-                let s = TcpStream::connect(addr)?;
-                // Close with a reset: no TIME_WAIT, so repeated runs never run out of ports.
-                let linger = libc::linger {
-                    l_onoff: 1,
-                    l_linger: 0,
-                };
-                // SAFETY: setsockopt on the stream's own fd with a valid, sized option value.
-                unsafe {
-                    libc::setsockopt(
-                        std::os::fd::AsRawFd::as_raw_fd(&s),
-                        libc::SOL_SOCKET,
-                        libc::SO_LINGER,
-                        (&raw const linger).cast(),
-                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
-                    )
-                };
-                drop(s);
             }
-            server.join().ok();
         }
         Load::Rate { rate, secs, path } => {
             let (ops, took) = paced_opens(*rate, Duration::from_secs_f64(*secs), path)?;

@@ -30,7 +30,7 @@ enum Task {
         /// Small workloads and fewer repetitions: checks the harness in a few minutes.
         #[arg(long)]
         quick: bool,
-        /// Repetitions of every measurement (default 7, quick 5).
+        /// Repetitions of every measurement (default 7; quick 3, which only checks the harness).
         #[arg(long)]
         reps: Option<usize>,
         /// Only these items (1-6), e.g. --only 1,3.
@@ -137,7 +137,7 @@ fn main() -> anyhow::Result<()> {
                 &root,
                 &bench::Opts {
                     quick,
-                    reps: reps.unwrap_or(if quick { 5 } else { 7 }),
+                    reps: reps.unwrap_or(if quick { 3 } else { 7 }),
                     out,
                     only,
                 },

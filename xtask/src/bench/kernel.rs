@@ -193,14 +193,17 @@ tar czf ../snap-$$.tgz . ; cd ..; rm -rf "$d" snap-$$.tgz
         ),
     )?;
     let (ex, op, co) = if quick {
-        (300, 40_000, 3_000)
+        (300, 40_000, 20_000)
     } else {
-        (1500, 300_000, 15_000)
+        (1500, 300_000, 100_000)
     };
     Ok(vec![
         ("exec loop", format!("{load} load exec {ex}")),
         ("open/close loop", format!("{load} load open {op}")),
-        ("loopback connect loop", format!("{load} load connect {co}")),
+        (
+            "loopback connect loop (refused)",
+            format!("{load} load connect {co}"),
+        ),
         (
             "macro: git + shell batch",
             format!("/bin/bash {}", script.display()),

@@ -68,14 +68,13 @@ fn machine() -> String {
         sh(". /etc/os-release && echo \"$PRETTY_NAME\""),
         sh("cat /sys/devices/system/clocksource/clocksource0/current_clocksource"),
         {
-            let v = sh(
-                "systemd-detect-virt 2>/dev/null || grep -q hypervisor /proc/cpuinfo && echo yes",
-            );
-            if v.is_empty() {
-                "none detected".to_owned()
-            } else {
-                v
-            }
+            let v = sh("systemd-detect-virt 2>/dev/null | head -n 1");
+            let hv = sh("grep -c -m1 hypervisor /proc/cpuinfo") == "1";
+            format!(
+                "systemd-detect-virt: {}; hypervisor CPU flag: {}",
+                if v.is_empty() { "n/a" } else { &v },
+                if hv { "yes" } else { "no" }
+            )
         },
         sh("git rev-parse --short HEAD"),
     )
