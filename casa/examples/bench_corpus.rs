@@ -132,12 +132,14 @@ fn load(path: &Path) -> anyhow::Result<(Meta, Source)> {
 /// Hands out pids; every copy maps each pid it meets to a new one.
 struct Pids {
     next: u32,
+    handed: u64,
 }
 
 impl Pids {
     fn fresh(&mut self) -> u32 {
         let p = self.next;
         self.next = if p >= PID_LAST { PID_FIRST } else { p + 1 };
+        self.handed += 1;
         p
     }
 }
@@ -201,7 +203,10 @@ fn main() -> anyhow::Result<()> {
     let stride_ns = (mean_span / args.concurrency).max(1);
     let base_ns = sources.iter().map(|s| s.start_ns).min().unwrap_or(0);
 
-    let mut pids = Pids { next: PID_FIRST };
+    let mut pids = Pids {
+        next: PID_FIRST,
+        handed: 0,
+    };
     let mut all: Vec<(u64, Vec<u8>)> = Vec::with_capacity(args.events + 1024);
     let mut copies = 0u64;
     while all.len() < args.events {
@@ -243,7 +248,7 @@ fn main() -> anyhow::Result<()> {
         sources.len(),
         args.concurrency,
         span_s,
-        pids.next - PID_FIRST,
+        pids.handed,
         args.out.display()
     );
     Ok(())

@@ -864,4 +864,31 @@ mod tests {
         p.finish(2 * S);
         assert!(p.sink().lines.is_empty());
     }
+
+    #[test]
+    fn stage_timing_changes_no_output_and_counts_every_stage() {
+        let run = |timed: bool| {
+            let mut p = pipeline();
+            if timed {
+                p.time_stages();
+            }
+            start(&mut p, S);
+            p.process(&ev(2 * S, 110, 110, 100, open("/etc/os-release")));
+            p.process(&ev(3 * S, 110, 110, 100, open("/etc/shadow")));
+            p.process(&ev(4 * S, 110, 110, 100, exit(true, true)));
+            p.process(&ev(5 * S, 100, 100, 1, exit(true, true)));
+            p.finish(10 * S);
+            (p.sink().lines.clone(), p.stage_times().cloned())
+        };
+        let (plain, none) = run(false);
+        let (timed, stages) = run(true);
+        assert_eq!(plain, timed);
+        assert!(none.is_none());
+        let st = stages.expect("stage times");
+        assert!(st.intervals > 0);
+        assert!(
+            st.sessions_ns > 0 && st.context_ns > 0 && st.sinks_ns > 0,
+            "{st:?}"
+        );
+    }
 }

@@ -323,3 +323,28 @@ fn close_all_uses_event_time() {
         }]
     );
 }
+
+#[test]
+fn expire_skips_ahead_without_missing_a_deadline() {
+    let mut t = tracker();
+    t.observe(&ev(S, 100, 1, invocation()));
+    // A scan now finds nothing due and remembers the idle deadline, 15 min away.
+    assert!(t.expire(S + S / 2).is_empty());
+    // The leader exits: its close countdown (2 s) is earlier than what the scan remembered.
+    t.observe(&ev(2 * S, 100, 1, exit(true)));
+    assert!(
+        t.expire(4 * S).is_empty(),
+        "closed before the grace period ended"
+    );
+    let closed = t.expire(4 * S + 1);
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].reason, CloseReason::LeaderExit);
+    assert_eq!(closed[0].closed_ns, 4 * S);
+    // A second session, silent: it closes when idle, not earlier and not later.
+    t.observe(&ev(10 * S, 200, 1, invocation()));
+    let idle = Timeouts::default().idle_ns;
+    assert!(t.expire(10 * S + idle).is_empty());
+    let closed = t.expire(10 * S + idle + 1);
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].reason, CloseReason::Idle);
+}

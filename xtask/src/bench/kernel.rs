@@ -681,6 +681,7 @@ pub fn memory(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
     let casa = Casa::start(lab, "memory", &rules, &["--stats-interval", "1"])?;
     std::thread::sleep(Duration::from_secs(1));
     let base = casa.rss_kib();
+    let (base_anon, base_file) = casa.rss_parts_kib();
     let mut rows = Vec::new();
     let mut after = Vec::new();
     let mut peak_all = 0u64;
@@ -714,6 +715,7 @@ pub fn memory(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
         std::thread::sleep(Duration::from_secs(2));
         let open = open_sessions(&casa).unwrap_or(0);
         let steady = casa.rss_kib();
+        let (anon, file) = casa.rss_parts_kib();
         peak = peak.max(steady);
         fs::remove_file(&hold)?;
         for mut k in kids {
@@ -725,14 +727,18 @@ pub fn memory(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
         }
         std::thread::sleep(Duration::from_secs(2));
         let closed = casa.rss_kib();
+        let (closed_anon, _) = casa.rss_parts_kib();
         after.push(closed);
         peak_all = peak_all.max(peak);
         rows.push(format!(
-            "| {round} | {sessions} × {churn} = {} in {churn_s:.1} s | {open} | {:.1} | {:.1} | {:.1} |",
+            "| {round} | {sessions} × {churn} = {} in {churn_s:.1} s | {open} | {:.1} | {:.1} ({:.1} anon + {:.1} file/shared) | {:.1} ({:.1} anon) |",
             sessions as u64 * churn,
             peak as f64 / 1024.0,
             steady as f64 / 1024.0,
-            closed as f64 / 1024.0
+            anon as f64 / 1024.0,
+            file as f64 / 1024.0,
+            closed as f64 / 1024.0,
+            closed_anon as f64 / 1024.0
         ));
     }
     let log = casa.stop()?;
@@ -742,8 +748,11 @@ pub fn memory(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
          recognises, run as uid 65534); each forks {churn} short-lived children and then waits, \
          so all sessions are open together; then they all exit and casa closes the sessions. \
          Two rounds, to see whether memory returns. RSS of the casa process (`VmRSS`) at start: \
-         {:.1} MiB.\n\n| round | processes churned | sessions open (casa) | peak RSS (MiB) | RSS with all sessions open (MiB) | RSS after close (MiB) |\n|---|---|---|---|---|---|\n",
-        base as f64 / 1024.0
+         {:.1} MiB ({:.1} MiB anonymous — heap, stacks — and {:.1} MiB file-backed or shared: \
+         the mapped binary and libraries, the BPF ring buffer and maps).\n\n| round | processes churned | sessions open (casa) | peak RSS (MiB) | RSS with all sessions open (MiB) | RSS after close (MiB) |\n|---|---|---|---|---|---|\n",
+        base as f64 / 1024.0,
+        base_anon as f64 / 1024.0,
+        base_file as f64 / 1024.0
     );
     for r in &rows {
         body += r;

@@ -262,6 +262,19 @@ impl Casa {
             .unwrap_or(0)
     }
 
+    /// (`RssAnon`, `RssFile` + `RssShmem`) in KiB: casa's own heap and stacks, and the mapped
+    /// binary, libraries and shared mappings such as the ring buffer.
+    pub fn rss_parts_kib(&self) -> (u64, u64) {
+        let s = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let get = |key: &str| -> u64 {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        (get("RssAnon:"), get("RssFile:") + get("RssShmem:"))
+    }
+
     /// User + system CPU time casa has used, in seconds.
     pub fn cpu_secs(&self) -> f64 {
         let s = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
