@@ -274,11 +274,8 @@ fn bench(
         pipeline.sink().lines,
         pipeline.sink().bytes
     );
-    println!(
-        "wall: decode {:.1} ns/event, pipeline {:.1} ns/event",
-        per_event(decode_pass.wall),
-        per_event(full.wall)
-    );
+    println!("wall decode: {:.1} ns/event", per_event(decode_pass.wall));
+    println!("wall pipeline: {:.1} ns/event", per_event(full.wall));
     let pipe_ns = per_event(full.cpu);
     let decode_ns = per_event(decode_pass.cpu);
     println!("decode: {decode_ns:.1} ns/event");
