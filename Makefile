@@ -36,8 +36,9 @@ check:
 	@./setup.sh --build-only
 	$(CARGO) xtask check
 
-# Benchmarks (issue #5): every item on this machine, written to BENCHMARKS.md (about 20 min;
-# root for items 2-6). bench-quick checks the harness end to end in about 3 min.
+# Benchmarks (issue #5): every item on this machine, written to BENCHMARKS.md (about 15 min;
+# root for items 2-6). bench-quick checks the harness end to end in about 3 min and writes
+# target/bench/BENCHMARKS-quick.md instead.
 BENCH_ARGS ?=
 bench:
 	@./setup.sh --bench

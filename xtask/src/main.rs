@@ -36,9 +36,10 @@ enum Task {
         /// Only these items (1-6), e.g. --only 1,3.
         #[arg(long, value_delimiter = ',')]
         only: Vec<u8>,
-        /// Where to write the report.
-        #[arg(long, default_value = "BENCHMARKS.md")]
-        out: PathBuf,
+        /// Where to write the report (default BENCHMARKS.md; with --quick,
+        /// target/bench/BENCHMARKS-quick.md, so a harness check never replaces the figures).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Write the replay corpus (target/bench/corpus.rec) and the 100-rule set.
     BenchCorpus {
@@ -128,6 +129,13 @@ fn main() -> anyhow::Result<()> {
             out,
         } => {
             let root = workspace_root()?;
+            let out = out.unwrap_or_else(|| {
+                if quick {
+                    PathBuf::from("target/bench/BENCHMARKS-quick.md")
+                } else {
+                    PathBuf::from("BENCHMARKS.md")
+                }
+            });
             let out = if out.is_absolute() {
                 out
             } else {

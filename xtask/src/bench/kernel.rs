@@ -685,6 +685,8 @@ pub fn memory(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
     let mut rows = Vec::new();
     let mut after = Vec::new();
     let mut peak_all = 0u64;
+    let mut peak_no_maps = 0u64;
+    let mut maps_kib = 0u64;
     for round in 1..=2 {
         let hold = lab.work.join(format!("hold-{round}"));
         fs::write(&hold, "")?;
@@ -716,6 +718,9 @@ pub fn memory(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
         let open = open_sessions(&casa).unwrap_or(0);
         let steady = casa.rss_kib();
         let (anon, file) = casa.rss_parts_kib();
+        let maps = casa.bpf_map_rss_kib();
+        maps_kib = maps_kib.max(maps);
+        peak_no_maps = peak_no_maps.max(peak.saturating_sub(maps));
         peak = peak.max(steady);
         fs::remove_file(&hold)?;
         for mut k in kids {
@@ -759,9 +764,14 @@ pub fn memory(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
         body += "\n";
     }
     body += &format!(
-        "\nGrowth from round 1 to round 2 after close: {:+.1} MiB. Sessions started (casa): {}.\n",
+        "\nGrowth from round 1 to round 2 after close: {:+.1} MiB. Sessions started (casa): {}. \
+         Of the RSS, {:.1} MiB are casa's mappings of BPF maps — the ring buffer, whose data \
+         pages the kernel maps twice, so RSS counts a 16 MiB ring as 32 MiB; peak RSS without \
+         them: {:.1} MiB.\n",
         growth as f64 / 1024.0,
-        exit_field(&log, "sessions").unwrap_or(f64::NAN)
+        exit_field(&log, "sessions").unwrap_or(f64::NAN),
+        maps_kib as f64 / 1024.0,
+        peak_no_maps as f64 / 1024.0
     );
     let met = peak_all <= 64 * 1024 && growth <= 2 * 1024;
     Ok(Item {
@@ -769,8 +779,9 @@ pub fn memory(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
         target: "≤ 64 MiB with 1,000 sessions and 100K processes, no growth once sessions end"
             .into(),
         result: format!(
-            "peak {:.1} MiB, after close {:.1} → {:.1} MiB",
+            "peak {:.1} MiB ({:.1} without the ring-buffer mapping), after close {:.1} → {:.1} MiB",
             peak_all as f64 / 1024.0,
+            peak_no_maps as f64 / 1024.0,
             after[0] as f64 / 1024.0,
             after[1] as f64 / 1024.0
         ),

@@ -275,6 +275,27 @@ impl Casa {
         (get("RssAnon:"), get("RssFile:") + get("RssShmem:"))
     }
 
+    /// RSS of casa's mappings of BPF maps (in KiB): essentially the ring buffer, whose data
+    /// pages the kernel maps twice in a row (so RSS counts them twice).
+    pub fn bpf_map_rss_kib(&self) -> u64 {
+        let s = fs::read_to_string(format!("/proc/{}/smaps", self.pid())).unwrap_or_default();
+        let mut in_map = false;
+        let mut total = 0;
+        for l in s.lines() {
+            let first = l.split_whitespace().next().unwrap_or("");
+            if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                in_map = l.ends_with("anon_inode:bpf-map");
+            } else if in_map && let Some(v) = l.strip_prefix("Rss:") {
+                total += v
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        total
+    }
+
     /// User + system CPU time casa has used, in seconds.
     pub fn cpu_secs(&self) -> f64 {
         let s = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
