@@ -6,7 +6,7 @@ CARGO ?= cargo
 CASA := target/release/casa
 RUN_ARGS ?=
 
-.PHONY: all setup build run test check bench eval clean
+.PHONY: all setup build run test check bench eval eval-replay eval-smoke clean
 
 all: build
 
@@ -29,6 +29,8 @@ test:
 	@./setup.sh
 	$(CARGO) test --workspace --exclude casa-ebpf --locked
 	bash casa/fuzz/run.sh $(FUZZ_SECONDS)
+	$(MAKE) --no-print-directory eval-replay EVAL_CASA=target/debug/casa
+	$(MAKE) --no-print-directory eval-smoke EVAL_CASA=target/debug/casa
 
 # Formatting and clippy -D warnings on every crate, the eBPF crate included.
 check:
@@ -39,9 +41,27 @@ bench:
 	@echo "make bench: the benchmark suite is not built yet (issue #5: Performance)." >&2
 	@exit 1
 
-eval:
-	@echo "make eval: the evaluation harness is not built yet (issue #7: Evaluation harness)." >&2
-	@exit 1
+# The evaluation (evaluation/README.md): the 30 CASA cases on the real OpenClaw runtime, in
+# --local and gateway mode, recorded and scored into evaluation/RESULTS.md and results.json.
+EVAL_CASA ?= $(CASA)
+PYTHON ?= /usr/bin/python3
+eval: build
+	@./setup.sh
+	bash evaluation/install-openclaw.sh
+	$(PYTHON) evaluation/run.py live --casa $(EVAL_CASA)
+
+# The committed recordings through `casa replay` (no kernel, root or OpenClaw): fails when a
+# case's score differs from the live run's or misses its expectation; rewrites results.json.
+eval-replay:
+	@test -x $(EVAL_CASA) || $(CARGO) build --release --locked -p casa
+	$(PYTHON) evaluation/run.py replay --casa $(EVAL_CASA)
+
+# One malicious case live, end to end on the real OpenClaw (part of `make test`).
+eval-smoke:
+	@test -x $(EVAL_CASA) || $(CARGO) build --release --locked -p casa
+	bash evaluation/install-openclaw.sh
+	$(PYTHON) evaluation/run.py live --casa $(EVAL_CASA) --modes local --cases M01 \
+	    --results target/eval-smoke
 
 clean:
 	$(CARGO) clean
