@@ -6,7 +6,7 @@ CARGO ?= cargo
 CASA := target/release/casa
 RUN_ARGS ?=
 
-.PHONY: all setup build run test check bench eval eval-replay eval-smoke clean
+.PHONY: all setup build run test check bench eval eval-replay eval-smoke eval-overhead clean
 
 all: build
 
@@ -49,6 +49,13 @@ eval: build
 	@./setup.sh
 	bash evaluation/install-openclaw.sh
 	$(PYTHON) evaluation/run.py live --casa $(EVAL_CASA)
+	$(PYTHON) evaluation/run.py overhead --casa $(EVAL_CASA)
+
+# CASA's runtime-overhead cases (L01-H02) with and without casa: evaluation/OVERHEAD.md.
+eval-overhead: build
+	@./setup.sh
+	bash evaluation/install-openclaw.sh
+	$(PYTHON) evaluation/run.py overhead --casa $(EVAL_CASA)
 
 # The committed recordings through `casa replay` (no kernel, root or OpenClaw): fails when a
 # case's score differs from the live run's or misses its expectation; rewrites results.json.

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """casa's evaluation harness: the 30 CASA cases on the real OpenClaw runtime.
 
-    run.py live   [--modes local,gateway] [--cases M01,B02] [--check]   # make eval
-    run.py replay [--bless]                                            # make eval-replay
+    run.py live     [--modes local,gateway] [--cases M01,B02]    # make eval
+    run.py replay   [--bless]                                    # make eval-replay
+    run.py overhead [--repeats N]                                # make eval-overhead
 
 `live` (root): starts the scripted model server and the POST sink on loopback, then for each
 mode and case a fresh `casa run` (its own logs, latency trace and a recording of every pipeline
@@ -16,6 +17,12 @@ results directory.
 scores it the same way, and fails when a case's action, score, rules or record counts differ
 from the committed results.json (the live run's) or miss their expectation. It then rewrites
 results.json/RESULTS.md/scores.svg, keeping the live-only figures (time to alert, run facts).
+
+`overhead` (root): the runtime-overhead cases of CASA's harness (overhead_cases.json, L01-H02),
+each run `--repeats` times without casa and with casa, interleaved: task wall time, casa's CPU
+time and RSS while the case runs (sampled from /proc every 100 ms), and event latency as casa
+measures it itself (`--latency-log`: kernel event -> line in events.log / alert.log). Writes
+OVERHEAD.md and overhead.json.
 
 Exit status: 0 when every case is as expected (the known write->exec boundary cases included,
 since their expectation records what the rules do), 1 when one is not, 2 on a harness error.
@@ -195,7 +202,176 @@ def live(args: argparse.Namespace) -> int:
     for mode, s in summary.items():
         print(f"{mode}: {s['passed']}/{s['cases']} as expected; detection rate "
               f"{s['detection_rate']}; false-alert rate {s['false_alert_rate']}")
-    return verdict(entries)
+    rc = verdict(entries)
+    bad = sum(1 for e in entries if not e["pass"] or not e.get("run", {}).get("complete", True))
+    print(f"eval-live: {len(entries) - bad} passed, {bad} failed")
+    return rc
+
+
+class Sampler:
+    """CPU time and RSS of one process, sampled from /proc in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        import threading
+        self.pid, self.interval = pid, interval
+        self.rss_kib: list[int] = []
+        self.stop_flag = threading.Event()
+        self.cpu0 = self.cpu_s()
+        self.t0 = time.monotonic()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def cpu_s(self) -> float:
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def _run(self) -> None:
+        while not self.stop_flag.is_set():
+            try:
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.rss_kib.append(int(line.split()[1]))
+            except OSError:
+                return
+            self.stop_flag.wait(self.interval)
+
+    def stop(self) -> dict:
+        cpu = self.cpu_s() - self.cpu0
+        wall = time.monotonic() - self.t0
+        self.stop_flag.set()
+        self.thread.join()
+        rss = self.rss_kib or [0]
+        return {"cpu_s": round(cpu, 3), "wall_s": round(wall, 2),
+                "cpu_pct": round(100 * cpu / wall, 2) if wall else None,
+                "rss_avg_mib": round(sum(rss) / len(rss) / 1024, 1),
+                "rss_peak_mib": round(max(rss) / 1024, 1)}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, int(round(q * len(v) + 0.5)) - 1))]
+
+
+def overhead(args: argparse.Namespace) -> int:
+    from harness import openclaw, services
+    from harness.casa import Casa
+
+    if os.geteuid() != 0:
+        print("run.py overhead: needs root", file=sys.stderr)
+        return 2
+    casa_bin = str(Path(args.casa).resolve())
+    cases = select_cases(score.load_cases(args.overhead_cases), args.cases)
+    results = Path(args.results or HERE / "results" /
+                   ("overhead-" + time.strftime("%Y%m%d-%H%M%S"))).resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    openclaw.prepare()
+    model_log, sink_log = results / "model.jsonl", results / "sink.jsonl"
+    model = sink = None
+    rows = []
+    progress = Progress(len(cases) * args.repeats * 2)
+    try:
+        model = services.start_model_server(str(model_log), cases=str(args.overhead_cases),
+                                            console_log=str(results / "model.out"))
+        sink = services.start_sink(str(sink_log), console_log=str(results / "sink.out"))
+        for case in cases:
+            for rep in range(args.repeats):
+                # Interleaved: without casa, then with casa, for every repetition.
+                for with_casa in (False, True):
+                    label = f"{case['id']} #{rep + 1} {'with' if with_casa else 'without'} casa"
+                    progress.start(label)
+                    case_dir = results / case["id"] / f"{rep + 1}-{'casa' if with_casa else 'none'}"
+                    casa = sampler = None
+                    if with_casa:
+                        casa = Casa(casa_bin, str(args.rules), str(case_dir))
+                        casa.start()
+                        sampler = Sampler(casa.proc.pid)
+                    try:
+                        run = openclaw.run_case(case, mode="local", model_log=str(model_log),
+                                                sink_log=str(sink_log), out_dir=str(case_dir))
+                        closed = casa.wait_closed(f"[case:{case['id']}]") if casa else True
+                    finally:
+                        usage = sampler.stop() if sampler else {}
+                        if casa:
+                            casa.stop()
+                    row = {"id": case["id"], "category": case["category"], "name": case["name"],
+                           "repeat": rep + 1, "casa": with_casa, "task_wall_s": run["wall_s"],
+                           "complete": run["passed"] and closed, "problems": run["reasons"]}
+                    if with_casa:
+                        lat = score.read_jsonl(case_dir / "latency.jsonl")
+                        ev = [l["latency_ns"] / 1e6 for l in lat if l["log"] == "events"]
+                        row.update(usage)
+                        row.update({"events": len(ev),
+                                    "latency_p50_ms": percentile(ev, 0.5),
+                                    "latency_p95_ms": percentile(ev, 0.95),
+                                    "latency_max_ms": max(ev) if ev else None})
+                    rows.append(row)
+                    extra = (f" casa cpu {row.get('cpu_pct')}% rss {row.get('rss_peak_mib')} MiB "
+                             f"events {row.get('events')} p50 {row.get('latency_p50_ms')} ms"
+                             if with_casa else "")
+                    progress.finish(f"{'ok ' if row['complete'] else 'BAD'} {label}: task "
+                                    f"{row['task_wall_s']} s{extra}")
+    finally:
+        progress.close()
+        services.stop(model)
+        services.stop(sink)
+    write_overhead(HERE if not args.cases else results, rows, args.repeats)
+    bad = [r for r in rows if not r["complete"]]
+    for r in bad:
+        print(f"FAILED {r['id']} #{r['repeat']}: {'; '.join(r['problems'])}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def write_overhead(out: Path, rows: list[dict], repeats: int) -> None:
+    def med(v):
+        v = sorted(x for x in v if x is not None)
+        return v[len(v) // 2] if v else None
+
+    summary = []
+    for cid in dict.fromkeys(r["id"] for r in rows):
+        rs = [r for r in rows if r["id"] == cid]
+        base = med([r["task_wall_s"] for r in rs if not r["casa"]])
+        with_ = med([r["task_wall_s"] for r in rs if r["casa"]])
+        c = [r for r in rs if r["casa"]]
+        summary.append({
+            "id": cid, "category": rs[0]["category"], "name": rs[0]["name"],
+            "task_s_without": base, "task_s_with": with_,
+            "task_overhead_pct": round(100 * (with_ - base) / base, 1) if base and with_ else None,
+            "casa_cpu_pct": med([r.get("cpu_pct") for r in c]),
+            "casa_cpu_s": med([r.get("cpu_s") for r in c]),
+            "casa_rss_avg_mib": med([r.get("rss_avg_mib") for r in c]),
+            "casa_rss_peak_mib": max((r.get("rss_peak_mib") or 0) for r in c) if c else None,
+            "events": med([r.get("events") for r in c]),
+            "latency_p50_ms": med([r.get("latency_p50_ms") for r in c]),
+            "latency_p95_ms": med([r.get("latency_p95_ms") for r in c]),
+            "latency_max_ms": max((r.get("latency_max_ms") or 0) for r in c) if c else None,
+        })
+    doc = {"repeats": repeats, "kernel": os.uname().release, "summary": summary, "runs": rows}
+    (out / "overhead.json").write_text(json.dumps(doc, indent=1) + "\n")
+    lines = ["# casa runtime overhead on the real OpenClaw (CASA's L01-H02)", "",
+             "Generated by `evaluation/run.py overhead` (`make eval-overhead`); do not edit by hand.",
+             f"Each case ran {repeats} times without casa and {repeats} times with casa "
+             "(interleaved), OpenClaw `--local` as uid 65534 with the scripted model. Task time is "
+             "the `openclaw agent` wall time (dominated by OpenClaw's own start-up, ~10 s, so "
+             "differences under a second are noise); casa CPU and RSS are sampled from /proc "
+             "every 100 ms while the case runs; event latency is measured inside casa "
+             "(`--latency-log`: kernel timestamp -> the line is in events.log). Medians over "
+             "the repeats; peak RSS and max latency are the maxima.", "",
+             "| case | category | task s (without) | task s (with casa) | overhead | casa CPU % | "
+             "casa CPU s | casa RSS avg / peak MiB | events | latency p50 / p95 / max ms |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in summary:
+        lines.append(f"| {s['id']} {s['name']} | {s['category']} | {s['task_s_without']} | "
+                     f"{s['task_s_with']} | {s['task_overhead_pct']}% | {s['casa_cpu_pct']} | "
+                     f"{s['casa_cpu_s']} | {s['casa_rss_avg_mib']} / {s['casa_rss_peak_mib']} | "
+                     f"{s['events']} | {s['latency_p50_ms']} / {s['latency_p95_ms']} / "
+                     f"{s['latency_max_ms']} |")
+    (out / "OVERHEAD.md").write_text("\n".join(lines) + "\n")
+    print(f"run.py: wrote {out / 'OVERHEAD.md'}", file=sys.stderr)
 
 
 def openclaw_version(openclaw) -> str:
@@ -280,7 +456,7 @@ def replay(args: argparse.Namespace) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description="casa's evaluation harness (see evaluation/README.md)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("live", "replay"):
+    for name in ("live", "replay", "overhead"):
         p = sub.add_parser(name)
         p.add_argument("--casa", default=str(REPO / "target/release/casa"))
         p.add_argument("--rules", type=Path, default=HERE / "rules.eval.json")
@@ -292,11 +468,16 @@ def main() -> int:
     lp.add_argument("--no-record", action="store_true", help="do not write recordings")
     lp.add_argument("--close-timeout", type=float, default=60.0,
                     help="seconds to wait for casa's session_closed record")
+    op = sub.choices["overhead"]
+    op.add_argument("--repeats", type=int, default=2)
+    op.add_argument("--cases", help="comma-separated overhead case ids (default: all six)")
+    op.add_argument("--results", help="results directory")
+    op.add_argument("--overhead-cases", type=Path, default=HERE / "overhead_cases.json")
     sub.choices["replay"].add_argument("--bless", action="store_true",
                                        help="accept differing replays and rewrite results.json")
     args = ap.parse_args()
     try:
-        return live(args) if args.cmd == "live" else replay(args)
+        return {"live": live, "replay": replay, "overhead": overhead}[args.cmd](args)
     except score.ScoreError as e:
         print(f"run.py: {e}", file=sys.stderr)
         return 2

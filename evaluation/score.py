@@ -59,8 +59,9 @@ def load_cases(path: Path) -> list[dict]:
         for key in ("id", "category", "name", "expected_action"):
             if key not in c:
                 raise ScoreError(f"{path}: case {i} has no {key!r}")
-        if c["expected_action"] not in ACTIONS:
-            raise ScoreError(f"{path}: case {c['id']}: expected_action must be one of {ACTIONS}")
+        for a in [c["expected_action"], *c.get("acceptable_actions", [])]:
+            if a not in ACTIONS:
+                raise ScoreError(f"{path}: case {c['id']}: action {a!r} is not one of {ACTIONS}")
     return cases
 
 
@@ -117,6 +118,7 @@ def score_case(case: dict, case_dir: Path) -> dict:
             events = sum(1 for line in f if json.loads(line)["session_id"] in mine)
 
     expected = case["expected_action"]
+    acceptable = case.get("acceptable_actions") or [expected]
     entry = {
         "id": case["id"],
         "category": case["category"],
@@ -126,8 +128,10 @@ def score_case(case: dict, case_dir: Path) -> dict:
         "action": action,
         "score": score,
         "rules": rules,
-        # casa must have seen the case's session at all, whatever the expectation.
-        "pass": action == expected and bool(mine),
+        # casa must have seen the case's session at all, whatever the expectation. A case may
+        # accept more than its ideal action (benign cases: anything but ALERT).
+        "acceptable_actions": acceptable,
+        "pass": action in acceptable and bool(mine),
         "known_boundary": bool(case.get("known_boundary", False)),
         "expected_rules": case.get("expected_rules", []),
         "expected_score": case.get("expected_score"),
@@ -180,6 +184,7 @@ def summarize(entries: list[dict]) -> dict:
                 sum(1 for e in non_mal if not e["known_boundary"]),
             ),
             "benign_alerts": [e["id"] for e in benign if e["action"] == "ALERT"],
+            "benign_logs": [e["id"] for e in benign if e["action"] == "LOG"],
             "time_to_alert_ms": {
                 "n": len(tta),
                 "p50": tta[len(tta) // 2] if tta else None,
@@ -226,7 +231,8 @@ def write_markdown(path: Path, entries: list[dict], summary: dict, thresholds: d
         lines.append(f"- false-alert rate (benign + boundary cases with ALERT): "
                      f"**{_fmt(s['false_alert_rate'])}**; excluding the known write→exec boundary "
                      f"cases: {_fmt(s['false_alert_rate_excluding_known_boundary'])}")
-        lines.append(f"- benign cases with ALERT: {', '.join(s['benign_alerts']) or 'none'}")
+        lines.append(f"- benign cases with ALERT: {', '.join(s['benign_alerts']) or 'none'}; "
+                     f"with LOG (accepted): {', '.join(s.get('benign_logs', [])) or 'none'}")
         t = s["time_to_alert_ms"]
         lines.append(f"- time to alert (kernel event → alert line written): n={t['n']}, "
                      f"p50={_fmt(t['p50'])} ms, max={_fmt(t['max'])} ms")
@@ -243,7 +249,10 @@ def write_markdown(path: Path, entries: list[dict], summary: dict, thresholds: d
             if e["known_boundary"]:
                 ok += " (known boundary)"
             rules = ", ".join(e["rules"]) or "—"
-            lines.append(f"| {e['id']} | {e['name']} | {e['expected_action']} | {e['action']} | "
+            exp = e["expected_action"]
+            if len(e.get("acceptable_actions", [exp])) > 1:
+                exp += " (" + "/".join(e["acceptable_actions"]) + " ok)"
+            lines.append(f"| {e['id']} | {e['name']} | {exp} | {e['action']} | "
                          f"{e['score']} | {rules} | {_fmt(e['time_to_alert_ms'])} | {ok} |")
         lines.append("")
     lines.append(f"![per-case score against the thresholds]({chart_name})")

@@ -196,6 +196,21 @@ impl AgentProfile {
 
     /// True when this exec starts an agent session (the original's `isOpenClawCLIInvocation`).
     pub fn is_invocation(&self, exec: &Exec) -> bool {
+        self.is_invocation_after(exec, None)
+    }
+
+    /// True when `path` (a script the kernel executed) is this profile's launcher: the
+    /// tracker remembers it for the interpreter exec that follows in the same process.
+    pub fn is_launcher_script(&self, path: &[u8]) -> bool {
+        basename(path) == self.invocation.launcher.as_bytes()
+    }
+
+    /// As [`Self::is_invocation`]; `launched` is the launcher script this same process
+    /// executed just before (`#!/usr/bin/env node`: the kernel ran the script, `env` then
+    /// exec'd the interpreter). The user ran the launcher itself, so wherever it lives — a
+    /// symlink in `~/bin` or `/usr/local/bin` to a global install, any layout — and
+    /// wherever the interpreter comes from, it is the invocation.
+    pub fn is_invocation_after(&self, exec: &Exec, launched: Option<&[u8]>) -> bool {
         if exec.result != 0 {
             return false;
         }
@@ -230,6 +245,7 @@ impl AgentProfile {
             .other_launcher_paths
             .iter()
             .any(|s| launcher.ends_with(s.as_bytes()))
+            || launched == Some(*launcher)
         {
             return true;
         }
@@ -326,6 +342,31 @@ mod tests {
             ],
         );
         assert!(p.is_invocation(&e));
+    }
+
+    #[test]
+    fn a_launcher_the_user_ran_is_an_invocation_in_any_layout() {
+        let p = AgentProfile::openclaw();
+        // `openclaw` on PATH is a symlink in /usr/local/bin to a global install; node is the
+        // distribution's. The directories differ, so the original rule says no...
+        let e = exec(
+            "/usr/bin/node",
+            &[
+                "node",
+                "/usr/local/bin/openclaw",
+                "agent",
+                "--agent",
+                "main",
+                "-m",
+                "x",
+            ],
+        );
+        assert!(!p.is_invocation(&e));
+        // ...but the kernel ran that launcher as a script just before, in this process.
+        assert!(p.is_launcher_script(b"/usr/local/bin/openclaw"));
+        assert!(p.is_invocation_after(&e, Some(b"/usr/local/bin/openclaw")));
+        assert!(!p.is_invocation_after(&e, Some(b"/tmp/other/openclaw")));
+        assert!(!p.is_launcher_script(b"/usr/local/bin/openclaw-helper"));
     }
 
     #[test]

@@ -126,6 +126,9 @@ struct Proc {
     /// The runtime's tool plumbing (a profile's `tool_wrappers`), until it execs something
     /// else.
     wrapper: bool,
+    /// The launcher script this process's last exec ran (`#!/usr/bin/env node`), for the
+    /// interpreter exec that follows.
+    launched: Option<Box<[u8]>>,
     /// A bare shell held back until it does something meaningful.
     pending_shell: bool,
     session: Option<SessionId>,
@@ -209,6 +212,12 @@ impl Tracker {
         self.profiles.iter().any(|p| p.is_invocation(x))
     }
 
+    fn is_invocation_after(&self, x: &Exec, launched: Option<&[u8]>) -> bool {
+        self.profiles
+            .iter()
+            .any(|p| p.is_invocation_after(x, launched))
+    }
+
     /// Register a process found running at start-up (parents before children). Runtime
     /// processes become roots; a running invocation starts a session marked as joined
     /// mid-way; descendants of session members join their session. Returns pids to track.
@@ -241,6 +250,7 @@ impl Tracker {
                 transparent: false,
                 housekeeping: false,
                 wrapper: false,
+                launched: None,
                 pending_shell: false,
                 session,
             },
@@ -311,6 +321,7 @@ impl Tracker {
                             transparent: false,
                             housekeeping: parent.housekeeping,
                             wrapper: false,
+                            launched: None,
                             pending_shell: false,
                             session: parent.session,
                         },
@@ -361,6 +372,7 @@ impl Tracker {
                     transparent: false,
                     housekeeping: parent.housekeeping,
                     wrapper: false,
+                    launched: None,
                     pending_shell: false,
                     session: parent.session,
                 },
@@ -400,7 +412,15 @@ impl Tracker {
             housekeeping = from_runtime && self.patterns.iter().any(|p| p.housekeeping(&text));
             wrapper = !housekeeping && self.patterns.iter().any(|p| p.tool_wrapper(&text));
         }
-        let invocation = self.is_invocation(x);
+        let invocation =
+            self.is_invocation_after(x, known.as_ref().and_then(|p| p.launched.as_deref()));
+        // A launcher script run directly: remembered for the interpreter exec that follows.
+        let launched = (x.script
+            && self
+                .profiles
+                .iter()
+                .any(|p| p.is_launcher_script(x.path.as_bytes())))
+        .then(|| x.path.as_bytes().into());
         // Inside a session only the runtime's own lineage can be the runtime: a tool that
         // execs a file whose name merely contains a marker (`/tmp/openclaw-x.sh`) is still
         // the agent's doing, never exempt.
@@ -484,6 +504,7 @@ impl Tracker {
                 transparent: pending,
                 housekeeping,
                 wrapper,
+                launched,
                 pending_shell: pending,
                 session,
             },

@@ -484,3 +484,67 @@ fn a_tool_cannot_become_the_runtime_by_naming_a_file_after_it() {
     ));
     assert_eq!(runtime_flag(&o), Some(true));
 }
+
+#[test]
+fn a_symlinked_global_launcher_starts_a_session() {
+    let mut t = tracker();
+    // The user's shell runs `openclaw agent …`: the kernel executes the launcher script
+    // (a symlink in /usr/local/bin), then `env` exec's the distribution's node in place.
+    let mut script = Exec::test(
+        "/usr/local/bin/openclaw",
+        &[
+            "/usr/bin/env",
+            "node",
+            "/usr/local/bin/openclaw",
+            "agent",
+            "--agent",
+            "main",
+            "-m",
+            "hi",
+        ],
+    );
+    script.script = true;
+    let o = t.observe(&ev(S, 200, 1, Detail::Exec(script)));
+    assert_eq!(o.started, None);
+    let o = t.observe(&ev(
+        S + 1,
+        200,
+        1,
+        exec(
+            "/usr/bin/node",
+            &[
+                "node",
+                "/usr/local/bin/openclaw",
+                "agent",
+                "--agent",
+                "main",
+                "-m",
+                "hi",
+            ],
+        ),
+    ));
+    assert_eq!(
+        o.started,
+        Some(1),
+        "the launcher the user ran starts the session"
+    );
+    // Without the script exec before it, the same node exec in another process does not.
+    let o = t.observe(&ev(
+        S + 2,
+        300,
+        1,
+        exec(
+            "/usr/bin/node",
+            &[
+                "node",
+                "/usr/local/bin/openclaw",
+                "agent",
+                "--agent",
+                "main",
+                "-m",
+                "hi",
+            ],
+        ),
+    ));
+    assert_eq!(o.started, None);
+}
