@@ -132,9 +132,14 @@ def live(args: argparse.Namespace) -> int:
         print(f"run.py live: modes are {', '.join(MODES)}", file=sys.stderr)
         return 2
     full = len(cases) == len(all_cases) and set(modes) == set(MODES)
+    # --update: a partial run replaces its cases in the committed results and recordings.
+    commit = full or args.update
     results = Path(args.results or HERE / "results" / time.strftime("%Y%m%d-%H%M%S")).resolve()
     results.mkdir(parents=True, exist_ok=True)
-    record_root = (HERE / "recordings") if (full and not args.no_record) else results / "recordings"
+    if args.update and args.no_record:
+        print("run.py live: --update needs the recordings (drop --no-record)", file=sys.stderr)
+        return 2
+    record_root = (HERE / "recordings") if (commit and not args.no_record) else results / "recordings"
     print(f"run.py: {len(cases)} case(s) x {len(modes)} mode(s); outputs in {results}",
           file=sys.stderr)
 
@@ -196,7 +201,18 @@ def live(args: argparse.Namespace) -> int:
             "openclaw": openclaw_version(openclaw),
             "kernel": os.uname().release,
             "agent user": "uid 65534 (nobody)"}
-    out_dir = HERE if full else results
+    out_dir = HERE if commit else results
+    if args.update and not full:
+        # Keep every committed case this run did not redo.
+        old = json.loads((HERE / "results.json").read_text())
+        done = {(e["id"], e["mode"]) for e in entries}
+        kept = [e for e in old["cases"] if (e["id"], e["mode"]) not in done]
+        order = {c["id"]: i for i, c in enumerate(all_cases)}
+        entries = sorted(kept + entries, key=lambda e: (e["mode"], order.get(e["id"], 999)))
+        summary = score.summarize(entries)
+        meta = dict(old.get("meta", {}))
+        meta["updated"] = (f"{', '.join(sorted({e['mode'] + ' ' + e['id'] for e in entries if (e['id'], e['mode']) in done}))} "
+                           f"re-run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     score.write_all(out_dir, entries, summary, thresholds, meta)
     print(f"run.py: wrote {out_dir / 'results.json'} and {out_dir / 'RESULTS.md'}", file=sys.stderr)
     for mode, s in summary.items():
@@ -466,6 +482,9 @@ def main() -> int:
     lp.add_argument("--cases", help="comma-separated case ids (default: all 30)")
     lp.add_argument("--results", help="results directory (default evaluation/results/<time>)")
     lp.add_argument("--no-record", action="store_true", help="do not write recordings")
+    lp.add_argument("--update", action="store_true",
+                    help="a partial run replaces its cases in the committed results.json and "
+                         "recordings/ (the others are kept)")
     lp.add_argument("--close-timeout", type=float, default=60.0,
                     help="seconds to wait for casa's session_closed record")
     op = sub.choices["overhead"]
