@@ -24,6 +24,11 @@ import sys
 from pathlib import Path
 
 ACTIONS = ("NONE", "LOG", "ALERT")
+MODE_ORDER = ("local", "gateway")
+
+
+def mode_key(mode: str) -> tuple:
+    return (MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER), mode)
 RANK = {a: i for i, a in enumerate(ACTIONS)}
 
 
@@ -154,7 +159,7 @@ def score_case(case: dict, case_dir: Path) -> dict:
 def summarize(entries: list[dict]) -> dict:
     """Per-mode confusion matrix and rates."""
     out = {}
-    for mode in sorted({e["mode"] for e in entries}):
+    for mode in sorted({e["mode"] for e in entries}, key=mode_key):
         es = [e for e in entries if e["mode"] == mode]
         matrix = {cat: {a: 0 for a in ACTIONS} for cat in ("malicious", "boundary", "benign")}
         for e in es:
@@ -196,7 +201,8 @@ def summarize(entries: list[dict]) -> dict:
 
 def score_tree(cases: list[dict], results: Path) -> list[dict]:
     entries = []
-    modes = sorted(p.name for p in results.iterdir() if p.is_dir()) if results.exists() else []
+    modes = sorted((p.name for p in results.iterdir() if p.is_dir() and p.name != "recordings"),
+                   key=mode_key) if results.exists() else []
     if not modes:
         raise ScoreError(f"{results}: no <mode>/<case>/ directories to score")
     for mode in modes:
@@ -263,7 +269,7 @@ def write_markdown(path: Path, entries: list[dict], summary: dict, thresholds: d
 def write_svg(path: Path, entries: list[dict], thresholds: dict) -> None:
     """A bar per case and mode (score), with the log and alert thresholds as lines."""
     colors = {"benign": "#4c9a2a", "boundary": "#d9a400", "malicious": "#c0392b"}
-    modes = sorted({e["mode"] for e in entries})
+    modes = sorted({e["mode"] for e in entries}, key=mode_key)
     ids = []
     for e in entries:
         if e["id"] not in ids:
