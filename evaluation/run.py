@@ -456,6 +456,8 @@ def replay(args: argparse.Namespace) -> int:
             entries.append(e)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    order = {c["id"]: i for i, c in enumerate(cases)}
+    entries.sort(key=lambda e: (score.mode_key(e["mode"]), order.get(e["id"], 999)))
     missing = set(before) - {(e["id"], e["mode"]) for e in entries}
     for cid, mode in sorted(missing):
         failed.append(f"{mode} {cid}: in results.json but no recording")
