@@ -321,10 +321,11 @@ def overhead(args: argparse.Namespace) -> int:
                         lat = score.read_jsonl(case_dir / "latency.jsonl")
                         ev = [l["latency_ns"] / 1e6 for l in lat if l["log"] == "events"]
                         row.update(usage)
+                        r3 = lambda v: None if v is None else round(v, 3)  # noqa: E731
                         row.update({"events": len(ev),
-                                    "latency_p50_ms": percentile(ev, 0.5),
-                                    "latency_p95_ms": percentile(ev, 0.95),
-                                    "latency_max_ms": max(ev) if ev else None})
+                                    "latency_p50_ms": r3(percentile(ev, 0.5)),
+                                    "latency_p95_ms": r3(percentile(ev, 0.95)),
+                                    "latency_max_ms": r3(max(ev) if ev else None)})
                     rows.append(row)
                     extra = (f" casa cpu {row.get('cpu_pct')}% rss {row.get('rss_peak_mib')} MiB "
                              f"events {row.get('events')} p50 {row.get('latency_p50_ms')} ms"
