@@ -6,7 +6,7 @@ CARGO ?= cargo
 CASA := target/release/casa
 RUN_ARGS ?=
 
-.PHONY: all setup build run test check bench bench-quick bench-corpus bench-smoke eval clean
+.PHONY: all setup build run test check bench bench-quick bench-corpus bench-smoke eval eval-replay eval-smoke eval-overhead clean
 
 all: build
 
@@ -30,6 +30,8 @@ test:
 	$(CARGO) test --workspace --exclude casa-ebpf --locked
 	$(MAKE) --no-print-directory bench-smoke
 	bash casa/fuzz/run.sh $(FUZZ_SECONDS)
+	$(MAKE) --no-print-directory eval-replay EVAL_CASA=target/debug/casa
+	$(MAKE) --no-print-directory eval-smoke EVAL_CASA=target/debug/casa
 
 # Formatting and clippy -D warnings on every crate, the eBPF crate included.
 check:
@@ -63,9 +65,34 @@ bench-smoke:
 	if [[ "$$last" =~ ^throughput:\ [0-9]+\ events/s$$ ]]; then echo "bench-smoke: ok ($$last)"; \
 	else echo "bench-smoke: last line is not 'throughput: <N> events/s': $$last" >&2; exit 1; fi
 
-eval:
-	@echo "make eval: the evaluation harness is not built yet (issue #7: Evaluation harness)." >&2
-	@exit 1
+# The evaluation (evaluation/README.md): the 30 CASA cases on the real OpenClaw runtime, in
+# --local and gateway mode, recorded and scored into evaluation/RESULTS.md and results.json.
+EVAL_CASA ?= $(CASA)
+PYTHON ?= /usr/bin/python3
+eval: build
+	@./setup.sh
+	bash evaluation/install-openclaw.sh
+	$(PYTHON) evaluation/run.py live --casa $(EVAL_CASA)
+	$(PYTHON) evaluation/run.py overhead --casa $(EVAL_CASA)
+
+# CASA's runtime-overhead cases (L01-H02) with and without casa: evaluation/OVERHEAD.md.
+eval-overhead: build
+	@./setup.sh
+	bash evaluation/install-openclaw.sh
+	$(PYTHON) evaluation/run.py overhead --casa $(EVAL_CASA)
+
+# The committed recordings through `casa replay` (no kernel, root or OpenClaw): fails when a
+# case's score differs from the live run's or misses its expectation; rewrites results.json.
+eval-replay:
+	@test -x $(EVAL_CASA) || $(CARGO) build --release --locked -p casa
+	$(PYTHON) evaluation/run.py replay --casa $(EVAL_CASA)
+
+# One malicious case live, end to end on the real OpenClaw (part of `make test`).
+eval-smoke:
+	@test -x $(EVAL_CASA) || $(CARGO) build --release --locked -p casa
+	bash evaluation/install-openclaw.sh
+	$(PYTHON) evaluation/run.py live --casa $(EVAL_CASA) --modes local --cases M01 \
+	    --results target/eval-smoke
 
 clean:
 	$(CARGO) clean

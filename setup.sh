@@ -80,8 +80,10 @@ else
 fi
 
 # --- Debian packages ---------------------------------------------------------
-# iproute2: network namespaces for tests; procps: ps/pgrep in scripts.
-pkgs=(iproute2 procps)
+# iproute2: network namespaces for tests; procps: ps/pgrep in scripts; python3: the kernel
+# tests' workloads and the evaluation harness (evaluation/, standard library only); curl: the
+# evaluation's scripted agent commands.
+pkgs=(iproute2 procps python3 curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -73,7 +73,7 @@ struct JsonlLine<'a> {
 }
 
 enum Out {
-    Recording(recording::Writer<BufWriter<File>>),
+    Recording(recording::Writer<recording::FileOut>),
     Jsonl(BufWriter<File>, PathBuf),
 }
 
@@ -167,7 +167,7 @@ impl CaptureSink {
         }
         match self.out {
             Out::Recording(w) => {
-                w.finish(&self.summary)?;
+                w.finish_file(&self.summary)?;
             }
             Out::Jsonl(mut w, path) => w
                 .flush()

@@ -206,6 +206,23 @@ fn loader_noise(path: &str) -> bool {
         || p == "/proc"
         || p.starts_with("/proc/")
         || p.contains("/.nvm/")
+        || interpreter_startup(&p)
+}
+
+/// What a Python interpreter reads to start, whatever the script: its standard library and
+/// site packages, its path configuration probes, locale aliases and time zones. Python's
+/// loader is the equivalent of `ld.so` for a script, and its ~20 reads per start would push
+/// the agent's own actions out of the session's 64-event ring (five quick `python3 -c`
+/// commands would no longer look like a burst).
+fn interpreter_startup(p: &str) -> bool {
+    p.starts_with("/usr/lib/python3")
+        || p.starts_with("/usr/local/lib/python3")
+        || p.starts_with("/usr/lib64/python3")
+        || p.ends_with("/pyvenv.cfg")
+        || p.ends_with("._pth")
+        || p.ends_with("/pybuilddir.txt")
+        || p == "/etc/locale.alias"
+        || p.starts_with("/usr/share/zoneinfo/")
 }
 
 /// `path` is routine session file noise (§4.2).
@@ -262,7 +279,10 @@ pub fn ignore_reason(ev: &Event, p: &FilterPolicy, runtime: bool) -> Option<Igno
             let path = o.best_path().to_text();
             if path.trim().is_empty() {
                 Some(IgnoreReason::MissingStructuredFields)
-            } else if loader_noise(&path) {
+            } else if loader_noise(&path) || (runtime && path.contains("/node_modules/")) {
+                // The runtime loading its own packages: thousands of opens per agent run
+                // wherever it is installed (the original only knew the nvm layout, `/.nvm/`).
+                // A tool process (not the runtime) opening the same files still counts.
                 Some(IgnoreReason::RuntimeLoaderNoise)
             } else if session_file_noise(&path) {
                 Some(IgnoreReason::RoutineSessionFileNoise)
@@ -379,6 +399,41 @@ mod tests {
             ignore_reason(&open("/usr/lib/x86_64-linux-gnu/libc.so.6"), &p, false),
             Some(IgnoreReason::RuntimeLoaderNoise)
         );
+    }
+
+    #[test]
+    fn the_runtime_loading_its_packages_is_noise_wherever_it_is_installed() {
+        let p = FilterPolicy::default();
+        let pkg = open("/opt/casa-eval/node/lib/node_modules/openclaw/dist/index.js");
+        assert_eq!(
+            ignore_reason(&pkg, &p, true),
+            Some(IgnoreReason::RuntimeLoaderNoise)
+        );
+        // The same file opened by a tool the agent ran is the agent's doing.
+        assert_eq!(ignore_reason(&pkg, &p, false), None);
+        // The runtime reading anything else (its `read` tool) still counts.
+        assert_eq!(ignore_reason(&open("/etc/shadow"), &p, true), None);
+    }
+
+    #[test]
+    fn python_startup_reads_are_loader_noise_but_scripts_are_not() {
+        let p = FilterPolicy::default();
+        for path in [
+            "/usr/lib/python3.11/encodings/__init__.py",
+            "/usr/lib/python3/dist-packages/_distutils_hack/__init__.py",
+            "/usr/local/lib/python3.11/dist-packages",
+            "/usr/bin/pyvenv.cfg",
+            "/usr/bin/python3.11._pth",
+            "/usr/share/zoneinfo/Etc/UTC",
+        ] {
+            assert_eq!(
+                ignore_reason(&open(path), &p, false),
+                Some(IgnoreReason::RuntimeLoaderNoise),
+                "{path}"
+            );
+        }
+        assert_eq!(ignore_reason(&open("/tmp/x/evil.py"), &p, false), None);
+        assert_eq!(ignore_reason(&open("/home/u/.ssh/id_rsa"), &p, false), None);
     }
 
     #[test]

@@ -166,6 +166,8 @@ pub enum EdgeAction {
 pub struct Pipeline<S: LogSink> {
     tracker: Tracker,
     sessions: HashMap<SessionId, SessionState>,
+    /// argv of the exec that started each open session (redacted), for its snapshots.
+    invocations: HashMap<SessionId, Vec<String>>,
     rules: RuleSet,
     filter: FilterPolicy,
     clock: BootClock,
@@ -205,6 +207,7 @@ impl<S: LogSink> Pipeline<S> {
         Self {
             tracker: Tracker::new(opts.profiles.clone(), opts.timeouts),
             sessions: HashMap::new(),
+            invocations: HashMap::new(),
             rules,
             filter,
             clock,
@@ -345,15 +348,19 @@ impl<S: LogSink> Pipeline<S> {
         if let Some(id) = obs.started {
             self.stats.sessions_started += 1;
             if let Some(s) = self.tracker.session(id) {
-                let args = match &ev.detail {
-                    Detail::Exec(x) => x
-                        .argv
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    _ => String::new(),
+                let (argv, args): (Vec<String>, String) = match &ev.detail {
+                    Detail::Exec(x) => (
+                        x.argv.iter().map(|a| a.to_text()).collect(),
+                        // Console: control characters escaped.
+                        x.argv
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ),
+                    _ => (Vec::new(), String::new()),
                 };
+                self.invocations.insert(id, argv);
                 info!(
                     "[SESSION] start id={id} kind={:?} cli_pid={} root_pid={} path={} args={args}",
                     s.kind,
@@ -618,6 +625,7 @@ impl<S: LogSink> Pipeline<S> {
                     SessionKind::Gateway => "gateway",
                 },
                 leader_pid: leader,
+                invocation: self.invocations.get(&id).cloned().unwrap_or_default(),
                 close_reason: closed.map(|c| match c.reason {
                     CloseReason::LeaderExit => "leader_exit",
                     CloseReason::Quiet => "quiet",
@@ -648,6 +656,7 @@ impl<S: LogSink> Pipeline<S> {
             "session_closed"
         };
         self.snapshot(c.id, reason, c.closed_ns, Some(&c));
+        self.invocations.remove(&c.id);
         if let Some(state) = self.sessions.remove(&c.id)
             && let (Some(span), Some(sink)) = (state.span, self.spans.as_mut())
         {

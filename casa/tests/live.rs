@@ -460,3 +460,52 @@ fn a_live_recording_replays_to_the_same_logs_and_the_latency_trace_has_the_alert
         );
     }
 }
+
+#[test]
+fn a_launcher_symlinked_away_from_node_and_run_from_path_starts_a_session() {
+    let _serial = support::daemon::serial();
+    let mut casa = Daemon::start("live-symlink-launcher", &shipped_rules());
+    // The global-install layout: `openclaw` is a symlink in its own bin directory, node is
+    // the distribution's (/usr/bin/node): the original same-directory rule does not apply.
+    let bin = casa.workdir("global-bin");
+    let launcher = bin.join("openclaw");
+    std::os::unix::fs::symlink(
+        support::daemon::repo_root().join("casa/tests/fixtures/fake-openclaw/openclaw"),
+        &launcher,
+    )
+    .unwrap();
+    let st = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["openclaw", "agent", "--agent", "main", "-m"])
+        .arg("symlinked launcher\n[exec] cat /etc/hostname")
+        .current_dir("/")
+        .env_clear()
+        .env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()))
+        .env("HOME", "/tmp")
+        .env("LANG", "C.UTF-8")
+        .stdin(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{st}\n{}", casa.dump());
+    casa.wait(Duration::from_secs(20), "the session to close", || {
+        casa.log("sessions.log").contains("\"session_closed\"")
+    });
+    casa.stop();
+    let dump = casa.dump();
+    let sessions = lines(&casa.log("sessions.log"));
+    let s = sessions
+        .iter()
+        .find(|s| s["reason"] == "session_closed")
+        .unwrap_or_else(|| panic!("no session\n{dump}"));
+    let inv: Vec<&str> = s["session"]["invocation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(inv[1], launcher.display().to_string(), "{inv:?}\n{dump}");
+    assert!(
+        casa.log("events.log").contains("/etc/hostname"),
+        "the tool's open is in the session\n{dump}"
+    );
+}

@@ -70,6 +70,13 @@ pub fn load_pipeline_config(args: &crate::cli::PipelineArgs) -> anyhow::Result<P
         }
         None => vec![crate::session::AgentProfile::openclaw()],
     };
+    let profiles: Vec<crate::session::AgentProfile> = profiles;
+    for p in &profiles {
+        p.patterns().map_err(|e| match &args.agents {
+            Some(file) => anyhow::anyhow!("{}: {e}", file.display()),
+            None => anyhow::anyhow!("{e}"),
+        })?;
+    }
     Ok(PipelineConfig {
         rules,
         rules_path,

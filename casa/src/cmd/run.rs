@@ -176,7 +176,7 @@ fn scan_proc() -> Vec<SeedProcess> {
 /// `--record`: every input of the pipeline, in order, so a replay reproduces this run. A
 /// write error (full disk) stops the recording, says so once, and the daemon goes on.
 struct LiveRecording {
-    writer: Option<recording::Writer<std::io::BufWriter<fs::File>>>,
+    writer: Option<recording::Writer<recording::FileOut>>,
     path: PathBuf,
     frames: u64,
 }
@@ -197,7 +197,7 @@ impl LiveRecording {
     fn write(
         &mut self,
         f: impl FnOnce(
-            &mut recording::Writer<std::io::BufWriter<fs::File>>,
+            &mut recording::Writer<recording::FileOut>,
         ) -> Result<(), recording::RecordingError>,
     ) {
         let Some(w) = &mut self.writer else { return };
@@ -217,7 +217,7 @@ impl LiveRecording {
 
     fn finish(mut self, summary: &recording::Summary) {
         if let Some(w) = self.writer.take() {
-            match w.finish(summary) {
+            match w.finish_file(summary) {
                 Ok(_) => info!(
                     "recording {}: {} frames",
                     self.path.display(),

@@ -19,6 +19,54 @@ pub struct AgentProfile {
     pub root_markers: Vec<String>,
     /// The exec that starts a session.
     pub invocation: Invocation,
+    /// The runtime's own work, not the agent's: commands a runtime process starts for itself
+    /// (environment and shell-snapshot probes, a `git config` lookup). Regular expressions
+    /// matched against the whole argv joined by single spaces; only a process forked directly
+    /// by a runtime process can match. Such a process and its descendants count as runtime.
+    #[serde(default)]
+    pub housekeeping: Vec<String>,
+    /// The runtime's tool plumbing: the wrapper processes through which it runs each tool
+    /// command (OpenClaw: a `/bin/sh` OOM-score shim that exec's `bash … eval '<command>'`).
+    /// Same matching as `housekeeping`; a wrapper must be forked by a runtime process or be
+    /// exec'd in place by another wrapper. A wrapper's exec is not an agent exec (it would
+    /// double every burst count); its children — the agent's commands — are.
+    #[serde(default)]
+    pub tool_wrappers: Vec<String>,
+}
+
+/// A profile's `housekeeping` and `tool_wrappers` patterns, compiled.
+#[derive(Clone, Debug)]
+pub struct Patterns {
+    housekeeping: Vec<regex::Regex>,
+    tool_wrappers: Vec<regex::Regex>,
+}
+
+impl Patterns {
+    /// True when `argv` (joined by spaces) is one of the runtime's housekeeping commands.
+    pub fn housekeeping(&self, argv: &str) -> bool {
+        self.housekeeping.iter().any(|r| r.is_match(argv))
+    }
+
+    /// True when `argv` is one of the runtime's tool wrappers.
+    pub fn tool_wrapper(&self, argv: &str) -> bool {
+        self.tool_wrappers.iter().any(|r| r.is_match(argv))
+    }
+
+    /// Nothing to match: callers can skip building the argv text.
+    pub fn is_empty(&self) -> bool {
+        self.housekeeping.is_empty() && self.tool_wrappers.is_empty()
+    }
+}
+
+/// A pattern of a profile that does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("agent profile {profile:?}: {field}[{index}] is not a valid regular expression: {source}")]
+pub struct PatternError {
+    pub profile: String,
+    pub field: &'static str,
+    pub index: usize,
+    #[source]
+    pub source: regex::Error,
 }
 
 /// How a session-starting invocation looks, e.g. `node /x/bin/openclaw agent --agent main -m hi`.
@@ -64,6 +112,27 @@ fn contains_ci(hay: &[u8], needle: &str) -> bool {
 }
 
 impl AgentProfile {
+    /// Compile the `housekeeping` and `tool_wrappers` patterns.
+    pub fn patterns(&self) -> Result<Patterns, PatternError> {
+        let compile = |field: &'static str, list: &[String]| {
+            list.iter()
+                .enumerate()
+                .map(|(index, p)| {
+                    regex::Regex::new(p).map_err(|source| PatternError {
+                        profile: self.name.clone(),
+                        field,
+                        index,
+                        source,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Patterns {
+            housekeeping: compile("housekeeping", &self.housekeeping)?,
+            tool_wrappers: compile("tool_wrappers", &self.tool_wrappers)?,
+        })
+    }
+
     /// The built-in OpenClaw profile (reference §3.5, §11).
     pub fn openclaw() -> Self {
         Self {
@@ -80,6 +149,23 @@ impl AgentProfile {
                     "/node_modules/openclaw/openclaw.mjs".into(),
                 ],
             },
+            // OpenClaw 2026.9.6 (shared/docs/openclaw.md §4): before its first tool command a
+            // run imports the login shell's environment, captures and checks a shell
+            // snapshot, and asks git for the workspace's remote.
+            housekeeping: vec![
+                r"^\S*bash -l -c printf '\\0'; env -0$".into(),
+                r"^\S*bash -i -c \{\n:\nprintf '\\n%s\\n' '__OPENCLAW_SHELL_SNAPSHOT_CAPTURE__'\n".into(),
+                r"^\S*bash --noprofile --norc -c \. '[^']*/shell-snapshots/[^']*' >/dev/null 2>&1$"
+                    .into(),
+                r"^\S*git -C \S*/workspace config --get remote\.origin\.url$".into(),
+            ],
+            // Each exec tool call: `/bin/sh -c 'echo 1000 > /proc/self/oom_score_adj …; exec
+            // "$0" "$@"' /bin/bash --noprofile --norc -c "<snapshot> export PATH=… eval '<cmd>'"`.
+            tool_wrappers: vec![
+                r#"^\S*sh -c echo -?\d+ > /proc/self/oom_score_adj 2>/dev/null; exec "\$0" "\$@" "#
+                    .into(),
+                r"^\S*bash --noprofile --norc -c (if \[ -r '[^']*' \]; then \. '[^']*'; fi\n)?export PATH='[^']*'\neval '".into(),
+            ],
         }
     }
 
@@ -110,6 +196,21 @@ impl AgentProfile {
 
     /// True when this exec starts an agent session (the original's `isOpenClawCLIInvocation`).
     pub fn is_invocation(&self, exec: &Exec) -> bool {
+        self.is_invocation_after(exec, None)
+    }
+
+    /// True when `path` (a script the kernel executed) is this profile's launcher: the
+    /// tracker remembers it for the interpreter exec that follows in the same process.
+    pub fn is_launcher_script(&self, path: &[u8]) -> bool {
+        basename(path) == self.invocation.launcher.as_bytes()
+    }
+
+    /// As [`Self::is_invocation`]; `launched` is the launcher script this same process
+    /// executed just before (`#!/usr/bin/env node`: the kernel ran the script, `env` then
+    /// exec'd the interpreter). The user ran the launcher itself, so wherever it lives — a
+    /// symlink in `~/bin` or `/usr/local/bin` to a global install, any layout — and
+    /// wherever the interpreter comes from, it is the invocation.
+    pub fn is_invocation_after(&self, exec: &Exec, launched: Option<&[u8]>) -> bool {
         if exec.result != 0 {
             return false;
         }
@@ -144,6 +245,7 @@ impl AgentProfile {
             .other_launcher_paths
             .iter()
             .any(|s| launcher.ends_with(s.as_bytes()))
+            || launched == Some(*launcher)
         {
             return true;
         }
@@ -240,6 +342,31 @@ mod tests {
             ],
         );
         assert!(p.is_invocation(&e));
+    }
+
+    #[test]
+    fn a_launcher_the_user_ran_is_an_invocation_in_any_layout() {
+        let p = AgentProfile::openclaw();
+        // `openclaw` on PATH is a symlink in /usr/local/bin to a global install; node is the
+        // distribution's. The directories differ, so the original rule says no...
+        let e = exec(
+            "/usr/bin/node",
+            &[
+                "node",
+                "/usr/local/bin/openclaw",
+                "agent",
+                "--agent",
+                "main",
+                "-m",
+                "x",
+            ],
+        );
+        assert!(!p.is_invocation(&e));
+        // ...but the kernel ran that launcher as a script just before, in this process.
+        assert!(p.is_launcher_script(b"/usr/local/bin/openclaw"));
+        assert!(p.is_invocation_after(&e, Some(b"/usr/local/bin/openclaw")));
+        assert!(!p.is_invocation_after(&e, Some(b"/tmp/other/openclaw")));
+        assert!(!p.is_launcher_script(b"/usr/local/bin/openclaw-helper"));
     }
 
     #[test]

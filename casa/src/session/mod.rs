@@ -121,6 +121,14 @@ struct Proc {
     runtime: bool,
     /// Hidden from lineage (a bare shell wrapper).
     transparent: bool,
+    /// Runtime housekeeping (a profile's `housekeeping` command or its descendant).
+    housekeeping: bool,
+    /// The runtime's tool plumbing (a profile's `tool_wrappers`), until it execs something
+    /// else.
+    wrapper: bool,
+    /// The launcher script this process's last exec ran (`#!/usr/bin/env node`), for the
+    /// interpreter exec that follows.
+    launched: Option<Box<[u8]>>,
     /// A bare shell held back until it does something meaningful.
     pending_shell: bool,
     session: Option<SessionId>,
@@ -157,6 +165,7 @@ pub struct Observation {
 /// The process table and the open sessions.
 pub struct Tracker {
     profiles: Vec<AgentProfile>,
+    patterns: Vec<agent::Patterns>,
     timeouts: Timeouts,
     procs: HashMap<u32, Proc>,
     sessions: BTreeMap<SessionId, Session>,
@@ -180,9 +189,17 @@ fn is_bare_shell(x: &Exec) -> bool {
 }
 
 impl Tracker {
+    /// A tracker for these runtimes. Profiles whose patterns do not compile contribute none
+    /// (`cmd` validates them first and refuses to start).
     pub fn new(profiles: Vec<AgentProfile>, timeouts: Timeouts) -> Self {
+        let patterns = profiles
+            .iter()
+            .filter_map(|p| p.patterns().ok())
+            .filter(|p| !p.is_empty())
+            .collect();
         Self {
             profiles,
+            patterns,
             timeouts,
             procs: HashMap::new(),
             sessions: BTreeMap::new(),
@@ -197,6 +214,12 @@ impl Tracker {
 
     fn is_invocation(&self, x: &Exec) -> bool {
         self.profiles.iter().any(|p| p.is_invocation(x))
+    }
+
+    fn is_invocation_after(&self, x: &Exec, launched: Option<&[u8]>) -> bool {
+        self.profiles
+            .iter()
+            .any(|p| p.is_invocation_after(x, launched))
     }
 
     /// Register a process found running at start-up (parents before children). Runtime
@@ -229,6 +252,9 @@ impl Tracker {
                 name: basename(exec.path.as_bytes()),
                 runtime,
                 transparent: false,
+                housekeeping: false,
+                wrapper: false,
+                launched: None,
                 pending_shell: false,
                 session,
             },
@@ -298,6 +324,9 @@ impl Tracker {
                             name: parent.name.clone(),
                             runtime: parent.runtime,
                             transparent: false,
+                            housekeeping: parent.housekeeping,
+                            wrapper: false,
+                            launched: None,
                             pending_shell: false,
                             session: parent.session,
                         },
@@ -344,8 +373,11 @@ impl Tracker {
                 Proc {
                     ppid: ev.ppid,
                     name: String::from_utf8_lossy(ev.comm.as_bytes()).into_owned(),
-                    runtime: false,
+                    runtime: parent.housekeeping,
                     transparent: false,
+                    housekeeping: parent.housekeeping,
+                    wrapper: false,
+                    launched: None,
                     pending_shell: false,
                     session: parent.session,
                 },
@@ -368,9 +400,44 @@ impl Tracker {
     }
 
     fn observe_exec(&mut self, ev: &Event, x: &Exec, obs: &mut Observation) {
-        let runtime = self.is_runtime(ev.comm.as_bytes(), x.path.as_bytes(), &x.argv);
-        let invocation = self.is_invocation(x);
         let known = self.procs.get(&ev.pid).cloned();
+        // Forked by a runtime process and not exec'd anything since: where the runtime's
+        // housekeeping and tool wrappers start.
+        let from_runtime = known.as_ref().is_some_and(|p| p.runtime);
+        let was_wrapper = known.as_ref().is_some_and(|p| p.wrapper);
+        let (mut housekeeping, mut wrapper) =
+            (known.as_ref().is_some_and(|p| p.housekeeping), false);
+        if !housekeeping && (from_runtime || was_wrapper) && !self.patterns.is_empty() {
+            let text = x
+                .argv
+                .iter()
+                .map(|a| a.to_text())
+                .collect::<Vec<_>>()
+                .join(" ");
+            housekeeping = from_runtime && self.patterns.iter().any(|p| p.housekeeping(&text));
+            wrapper = !housekeeping && self.patterns.iter().any(|p| p.tool_wrapper(&text));
+        }
+        let invocation =
+            self.is_invocation_after(x, known.as_ref().and_then(|p| p.launched.as_deref()));
+        // A launcher script run directly: remembered for the interpreter exec that follows.
+        let launched = (x.script
+            && self
+                .profiles
+                .iter()
+                .any(|p| p.is_launcher_script(x.path.as_bytes())))
+        .then(|| x.path.as_bytes().into());
+        // Inside a session only the runtime's own lineage can be the runtime: a tool that
+        // execs a file whose name merely contains a marker (`/tmp/openclaw-x.sh`) is still
+        // the agent's doing, never exempt.
+        let may_be_runtime = from_runtime
+            || invocation
+            || known
+                .as_ref()
+                .and_then(|p| p.session)
+                .filter(|id| self.sessions.contains_key(id))
+                .is_none();
+        let runtime = housekeeping
+            || (may_be_runtime && self.is_runtime(ev.comm.as_bytes(), x.path.as_bytes(), &x.argv));
         let in_session = known
             .as_ref()
             .and_then(|p| p.session)
@@ -440,15 +507,19 @@ impl Tracker {
                 name: basename(x.path.as_bytes()),
                 runtime,
                 transparent: pending,
+                housekeeping,
+                wrapper,
+                launched,
                 pending_shell: pending,
                 session,
             },
         );
         obs.verdict = match session {
             Some(id) if pending => Verdict::PendingShellExec { session: id },
+            // The wrapper's own exec is the runtime's doing (its children are the agent's).
             Some(id) => Verdict::Session {
                 session: id,
-                runtime,
+                runtime: runtime || wrapper,
                 pending_shell: false,
             },
             None => Verdict::Outside,

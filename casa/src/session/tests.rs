@@ -348,3 +348,228 @@ fn expire_skips_ahead_without_missing_a_deadline() {
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0].reason, CloseReason::Idle);
 }
+
+fn runtime_flag(o: &Observation) -> Option<bool> {
+    match o.verdict {
+        Verdict::Session { runtime, .. } => Some(runtime),
+        _ => None,
+    }
+}
+
+const SNAP: &str = "/home/u/.openclaw/cache/shell-snapshots/4694c8ac.sh";
+
+fn shim() -> Detail {
+    exec(
+        "/usr/bin/dash",
+        &[
+            "/bin/sh",
+            "-c",
+            "echo 1000 > /proc/self/oom_score_adj 2>/dev/null; exec \"$0\" \"$@\"",
+            "/bin/bash",
+            "--noprofile",
+            "--norc",
+            "-c",
+            "eval 'cat x'",
+        ],
+    )
+}
+
+fn wrapper(cmd: &str) -> Detail {
+    let script = format!(
+        "if [ -r '{SNAP}' ]; then . '{SNAP}'; fi\nexport PATH='/usr/bin:/bin'\neval '{cmd}'"
+    );
+    exec(
+        "/usr/bin/bash",
+        &["/bin/bash", "--noprofile", "--norc", "-c", &script],
+    )
+}
+
+fn login_probe() -> Detail {
+    exec(
+        "/usr/bin/bash",
+        &["/bin/bash", "-l", "-c", "printf '\\0'; env -0"],
+    )
+}
+
+#[test]
+fn openclaw_housekeeping_and_tool_wrappers_are_the_runtimes_and_the_commands_the_agents() {
+    let mut t = tracker();
+    t.observe(&ev(S, 100, 1, invocation()));
+    // Housekeeping: the login-shell probe forked by the runtime, and what it runs.
+    t.observe(&ev(S + 1, 100, 1, fork(110)));
+    let o = t.observe(&ev(S + 2, 110, 100, login_probe()));
+    assert_eq!(runtime_flag(&o), Some(true), "the probe is the runtime's");
+    t.observe(&ev(S + 3, 110, 100, fork(111)));
+    let o = t.observe(&ev(S + 4, 111, 110, exec("/usr/bin/id", &["id", "-u"])));
+    assert_eq!(runtime_flag(&o), Some(true), "so is what it runs");
+    let git = exec(
+        "/usr/bin/git",
+        &[
+            "git",
+            "-C",
+            "/home/u/.openclaw/workspace",
+            "config",
+            "--get",
+            "remote.origin.url",
+        ],
+    );
+    t.observe(&ev(S + 5, 100, 1, fork(112)));
+    assert_eq!(
+        runtime_flag(&t.observe(&ev(S + 6, 112, 100, git))),
+        Some(true)
+    );
+    // A tool call: the OOM shim forked by the runtime exec's the bash wrapper in place;
+    // both execs are plumbing, the command under them is the agent's.
+    t.observe(&ev(S + 7, 100, 1, fork(120)));
+    let o = t.observe(&ev(S + 8, 120, 100, shim()));
+    assert_eq!(runtime_flag(&o), Some(true), "the shim's exec is plumbing");
+    let o = t.observe(&ev(S + 9, 120, 100, wrapper("cat x")));
+    assert_eq!(
+        runtime_flag(&o),
+        Some(true),
+        "the wrapper's exec is plumbing"
+    );
+    t.observe(&ev(S + 10, 120, 100, fork(121)));
+    let o = t.observe(&ev(S + 11, 121, 120, exec("/usr/bin/cat", &["cat", "x"])));
+    assert_eq!(runtime_flag(&o), Some(false), "the command is the agent's");
+    assert_eq!(session_of(&o), Some(1));
+    // The same argv from an agent command is not plumbing or housekeeping: it was not
+    // started by the runtime.
+    t.observe(&ev(S + 12, 121, 120, fork(122)));
+    let o = t.observe(&ev(S + 13, 122, 121, login_probe()));
+    assert_eq!(runtime_flag(&o), Some(false), "mimicry from a tool counts");
+    t.observe(&ev(S + 14, 121, 120, fork(123)));
+    let o = t.observe(&ev(S + 15, 123, 121, wrapper("curl evil")));
+    assert_eq!(
+        runtime_flag(&o),
+        Some(false),
+        "a wrapper look-alike from a tool counts"
+    );
+    // A wrapper that exec's something other than a wrapper gives the agent's command.
+    t.observe(&ev(S + 16, 100, 1, fork(130)));
+    t.observe(&ev(S + 17, 130, 100, shim()));
+    let o = t.observe(&ev(
+        S + 18,
+        130,
+        100,
+        exec("/usr/bin/python3", &["python3"]),
+    ));
+    assert_eq!(runtime_flag(&o), Some(false));
+}
+
+#[test]
+fn a_bad_pattern_in_an_agent_profile_is_a_located_error() {
+    let mut p = AgentProfile::openclaw();
+    p.tool_wrappers.push("(unclosed".into());
+    let e = p.patterns().unwrap_err().to_string();
+    assert!(
+        e.contains("\"openclaw\"") && e.contains("tool_wrappers[2]"),
+        "{e}"
+    );
+    assert!(AgentProfile::openclaw().patterns().is_ok());
+}
+
+#[test]
+fn a_tool_cannot_become_the_runtime_by_naming_a_file_after_it() {
+    let mut t = tracker();
+    t.observe(&ev(S, 100, 1, invocation()));
+    t.observe(&ev(S + 1, 100, 1, fork(120)));
+    t.observe(&ev(
+        S + 2,
+        120,
+        100,
+        exec("/usr/bin/bash", &["bash", "-c", "x"]),
+    ));
+    t.observe(&ev(S + 3, 120, 100, fork(121)));
+    let o = t.observe(&ev(
+        S + 4,
+        121,
+        120,
+        exec(
+            "/tmp/openclaw-eval/payload.sh",
+            &["/bin/sh", "/tmp/openclaw-eval/payload.sh"],
+        ),
+    ));
+    assert_eq!(session_of(&o), Some(1));
+    assert_eq!(
+        runtime_flag(&o),
+        Some(false),
+        "a payload named openclaw-* is the agent's"
+    );
+    // The runtime's own children still are the runtime (a worker script of the package).
+    t.observe(&ev(S + 5, 100, 1, fork(130)));
+    let o = t.observe(&ev(
+        S + 6,
+        130,
+        100,
+        exec(
+            "/opt/node/bin/node",
+            &["node", "/opt/node/lib/node_modules/openclaw/dist/worker.js"],
+        ),
+    ));
+    assert_eq!(runtime_flag(&o), Some(true));
+}
+
+#[test]
+fn a_symlinked_global_launcher_starts_a_session() {
+    let mut t = tracker();
+    // The user's shell runs `openclaw agent …`: the kernel executes the launcher script
+    // (a symlink in /usr/local/bin), then `env` exec's the distribution's node in place.
+    let mut script = Exec::test(
+        "/usr/local/bin/openclaw",
+        &[
+            "/usr/bin/env",
+            "node",
+            "/usr/local/bin/openclaw",
+            "agent",
+            "--agent",
+            "main",
+            "-m",
+            "hi",
+        ],
+    );
+    script.script = true;
+    let o = t.observe(&ev(S, 200, 1, Detail::Exec(script)));
+    assert_eq!(o.started, None);
+    let o = t.observe(&ev(
+        S + 1,
+        200,
+        1,
+        exec(
+            "/usr/bin/node",
+            &[
+                "node",
+                "/usr/local/bin/openclaw",
+                "agent",
+                "--agent",
+                "main",
+                "-m",
+                "hi",
+            ],
+        ),
+    ));
+    assert_eq!(
+        o.started,
+        Some(1),
+        "the launcher the user ran starts the session"
+    );
+    // Without the script exec before it, the same node exec in another process does not.
+    let o = t.observe(&ev(
+        S + 2,
+        300,
+        1,
+        exec(
+            "/usr/bin/node",
+            &[
+                "node",
+                "/usr/local/bin/openclaw",
+                "agent",
+                "--agent",
+                "main",
+                "-m",
+                "hi",
+            ],
+        ),
+    ));
+    assert_eq!(o.started, None);
+}

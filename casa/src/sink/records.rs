@@ -14,7 +14,8 @@
 //! * `sessions.log` — [`SessionLogRecord`]: `timestamp, session_id, reason
 //!   (periodic_flush|session_closed|shutdown), session{created_at, updated_at, closed_at,
 //!   recent_events[…]}`; added: `session.started_at`, `session.kind`, `session.leader_pid`, `session.close_reason`,
-//!   `session.joined_midway`, `session.incomplete`, `session.final_score`, `session.final_action`.
+//!   `session.joined_midway`, `session.incomplete`, `session.final_score`, `session.final_action`,
+//!   `session.invocation` (argv of the exec that started the session).
 
 use serde::Serialize;
 
@@ -211,6 +212,10 @@ pub struct SessionBody<'a> {
     /// casa additions.
     pub kind: &'static str,
     pub leader_pid: u32,
+    /// casa: argv of the exec that started the session (the CLI invocation, or a gateway
+    /// session's first tool process), redacted like every argv.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub invocation: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]

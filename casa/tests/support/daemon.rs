@@ -29,7 +29,7 @@ pub struct Daemon {
     stderr: Arc<Mutex<String>>,
 }
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()

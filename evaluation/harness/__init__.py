@@ -1,0 +1,1 @@
+"""casa evaluation harness: drive real OpenClaw against the scripted model (stdlib only)."""
