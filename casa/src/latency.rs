@@ -5,8 +5,9 @@
 //! notes every event the pipeline accepted into a session and every event that produced an
 //! alert, and stamps them once the lines are in their files:
 //!
-//! * alert lines are flushed as they are written, so an alert is stamped right after the
-//!   pipeline processed its event;
+//! * alert lines are handed to the file as they are written (the hash chain's fsync and head
+//!   commit follow at the end of the ring-buffer batch), so an alert is stamped right after
+//!   the pipeline processed its event;
 //! * `events.log` lines are flushed at the end of each ring-buffer batch and stamped then.
 //!
 //! The figures are kept in HDR histograms (bounded memory, 3 significant digits) and, with

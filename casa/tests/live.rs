@@ -480,7 +480,10 @@ fn a_launcher_symlinked_away_from_node_and_run_from_path_starts_a_session() {
         .arg("symlinked launcher\n[exec] cat /etc/hostname")
         .current_dir("/")
         .env_clear()
-        .env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()))
+        .env(
+            "PATH",
+            format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display()),
+        )
         .env("HOME", "/tmp")
         .env("LANG", "C.UTF-8")
         .stdin(std::process::Stdio::null())

@@ -397,9 +397,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tokio::select! {
             r = ring.drain(|raw| handle(raw, &mut pipeline, &mut sensor, &mut decode_errors, &mut rec, &mut latency)) => {
                 r?;
-                // Each batch's events.log lines reach the file before the next wait.
+                // Each batch's lines reach their files, and the audit/alert chains are
+                // committed (fsync, head file), before the next wait.
+                pipeline.flush();
                 if latency.has_pending(Stamped::Events) {
-                    pipeline.flush();
                     latency.stamp(Stamped::Events, BootClock::boottime_now_ns());
                 }
             }

@@ -118,6 +118,8 @@ struct OpenLog {
     last_error: Option<String>,
     /// The hash chain of `audit.log` / `alert.log` (`chain`).
     chain: Option<chain::Chain>,
+    /// Lines were chained since the head file was last committed.
+    head_dirty: bool,
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -168,6 +170,7 @@ impl OpenLog {
             failed: 0,
             last_error: None,
             chain: None,
+            head_dirty: false,
         })
     }
 
@@ -242,17 +245,13 @@ impl OpenLog {
             Err(e) => return self.fail(&e, 1),
         }
         if sync {
-            self.flush();
+            self.flush_buffer();
         }
-        if self.out.is_some()
-            && let Some(c) = &mut self.chain
-            && let Err(e) = c.commit_head()
-        {
-            tracing::warn!("{e}");
-        }
+        self.head_dirty |= self.chain.is_some();
     }
 
-    fn flush(&mut self) {
+    /// Hand buffered lines to the file (readers see them).
+    fn flush_buffer(&mut self) {
         if let Some(out) = &mut self.out {
             match out.flush() {
                 Ok(()) => {
@@ -260,6 +259,25 @@ impl OpenLog {
                     self.pending = 0;
                 }
                 Err(e) => self.fail(&e, 0),
+            }
+        }
+    }
+
+    /// Hand buffered lines to the file and, for a chained log, make them durable and commit
+    /// the head file (fsync of the log, atomic head replacement). Alert and audit lines are
+    /// visible the moment they are written; the durable commit follows at the end of the
+    /// ring-buffer batch (the daemon flushes after each), so an alert is not held back by
+    /// three fsyncs per log, and a burst of records shares one commit.
+    fn flush(&mut self) {
+        self.flush_buffer();
+        if self.head_dirty
+            && self.out.is_some()
+            && self.pending == 0
+            && let Some(c) = &mut self.chain
+        {
+            self.head_dirty = false;
+            if let Err(e) = c.commit_head() {
+                tracing::warn!("{e}");
             }
         }
     }
