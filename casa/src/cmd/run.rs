@@ -173,6 +173,20 @@ fn scan_proc() -> Vec<SeedProcess> {
     procs.into_iter().map(|(_, p)| p).collect()
 }
 
+/// Closed sessions after which the daemon returns freed heap memory to the kernel.
+const TRIM_AFTER_CLOSES: u64 = 100;
+
+/// Return free heap pages to the kernel (glibc keeps them otherwise: RSS would stay at the
+/// high-water mark of the busiest moment).
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's allocator; it takes no
+    // pointers and is safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// `--record`: every input of the pipeline, in order, so a replay reproduces this run. A
 /// write error (full disk) stops the recording, says so once, and the daemon goes on.
 struct LiveRecording {
@@ -357,6 +371,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut decode_errors = 0u64;
     let mut last_lost = 0u64;
     let mut tick_lost = 0u64;
+    let mut trimmed_at = 0u64;
 
     let handle = |raw: &[u8],
                   pipeline: &mut Pipeline<FileSinks>,
@@ -424,6 +439,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
                 if let Some(r) = &mut rec {
                     r.flush();
+                }
+                // Sessions free their state when they close; once many have, hand the
+                // freed heap back to the kernel so RSS follows the open sessions down.
+                if pipeline.stats.sessions_closed >= trimmed_at + TRIM_AFTER_CLOSES {
+                    trimmed_at = pipeline.stats.sessions_closed;
+                    release_free_heap();
                 }
             }
             _ = sigint.recv() => { info!("shutdown signal received (SIGINT)"); break; }

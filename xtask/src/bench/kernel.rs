@@ -526,7 +526,7 @@ pub fn latency(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
     let mut body = format!(
         "`casa run --latency-log`: per alert record (and per accepted event), the kernel \
          timestamp of the event against the boot-clock time after its line reached the log \
-         file (alert lines are written with their hash-chain head files, which are synced). \
+         file (alert lines are handed to the file as they are written; the hash chain's fsync and head-file commit follow at the end of the ring-buffer batch). \
          {k} alerting sessions (each writes a script in the agents' `/tmp` work directory and \
          runs it: `write_then_exec_*`, score 9) idle, then {k} more while another tracked \
          session opens a file at {bg_rate}/s (achieved {:.0} and {:.0} events/s). Run twice: \
