@@ -208,25 +208,40 @@ impl LiveRecording {
         }))
     }
 
+    /// Run `f` on the writer; on an error, say so once and stop recording.
+    fn attempt(
+        &mut self,
+        f: impl FnOnce(
+            &mut recording::Writer<recording::FileOut>,
+        ) -> Result<(), recording::RecordingError>,
+    ) -> bool {
+        let Some(w) = &mut self.writer else {
+            return false;
+        };
+        match f(w) {
+            Ok(()) => true,
+            Err(e) => {
+                error!("recording stopped after {} frames: {e}", self.frames);
+                self.writer = None;
+                false
+            }
+        }
+    }
+
+    /// Append one frame.
     fn write(
         &mut self,
         f: impl FnOnce(
             &mut recording::Writer<recording::FileOut>,
         ) -> Result<(), recording::RecordingError>,
     ) {
-        let Some(w) = &mut self.writer else { return };
-        match f(w) {
-            Ok(()) => self.frames += 1,
-            Err(e) => {
-                error!("recording stopped after {} frames: {e}", self.frames);
-                self.writer = None;
-            }
+        if self.attempt(f) {
+            self.frames += 1;
         }
     }
 
     fn flush(&mut self) {
-        self.write(|w| w.flush());
-        self.frames = self.frames.saturating_sub(1);
+        self.attempt(|w| w.flush());
     }
 
     fn finish(mut self, summary: &recording::Summary) {

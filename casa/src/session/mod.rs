@@ -429,19 +429,13 @@ impl Tracker {
         // Inside a session only the runtime's own lineage can be the runtime: a tool that
         // execs a file whose name merely contains a marker (`/tmp/openclaw-x.sh`) is still
         // the agent's doing, never exempt.
-        let may_be_runtime = from_runtime
-            || invocation
-            || known
-                .as_ref()
-                .and_then(|p| p.session)
-                .filter(|id| self.sessions.contains_key(id))
-                .is_none();
-        let runtime = housekeeping
-            || (may_be_runtime && self.is_runtime(ev.comm.as_bytes(), x.path.as_bytes(), &x.argv));
         let in_session = known
             .as_ref()
             .and_then(|p| p.session)
             .filter(|id| self.sessions.contains_key(id));
+        let may_be_runtime = from_runtime || invocation || in_session.is_none();
+        let runtime = housekeeping
+            || (may_be_runtime && self.is_runtime(ev.comm.as_bytes(), x.path.as_bytes(), &x.argv));
         let parent_known = known.is_some() || self.procs.contains_key(&ev.ppid);
 
         let session = match in_session {
