@@ -109,21 +109,32 @@ def select_cases(cases: list[dict], ids: str | None) -> list[dict]:
     return [c for c in cases if c["id"] in wanted]
 
 
+def casa_binary(cmd: str, args: argparse.Namespace, live: bool) -> str | None:
+    """The casa binary to use, or None after saying what is missing. `live` runs also need
+    root (casa loads eBPF programs) and the installed OpenClaw."""
+    if live and os.geteuid() != 0:
+        print(f"run.py {cmd}: needs root (casa loads eBPF programs)", file=sys.stderr)
+        return None
+    casa_bin = str(Path(args.casa).resolve())
+    if not os.access(casa_bin, os.X_OK):
+        print(f"run.py {cmd}: no casa binary at {casa_bin} (cargo build --release -p casa)",
+              file=sys.stderr)
+        return None
+    if live:
+        from harness import openclaw
+        if not os.access(openclaw.openclaw_bin(), os.X_OK):
+            print(f"run.py {cmd}: OpenClaw is not installed at {openclaw.openclaw_bin()} "
+                  "(run evaluation/install-openclaw.sh; make eval does)", file=sys.stderr)
+            return None
+    return casa_bin
+
+
 def live(args: argparse.Namespace) -> int:
     from harness import openclaw, services
     from harness.casa import Casa
 
-    if os.geteuid() != 0:
-        print("run.py live: needs root (casa loads eBPF programs)", file=sys.stderr)
-        return 2
-    casa_bin = str(Path(args.casa).resolve())
-    if not os.access(casa_bin, os.X_OK):
-        print(f"run.py live: no casa binary at {casa_bin} (cargo build --release -p casa)",
-              file=sys.stderr)
-        return 2
-    if not os.access(openclaw.openclaw_bin(), os.X_OK):
-        print(f"run.py live: OpenClaw is not installed at {openclaw.openclaw_bin()} "
-              "(run evaluation/install-openclaw.sh; make eval does)", file=sys.stderr)
+    casa_bin = casa_binary("live", args, live=True)
+    if casa_bin is None:
         return 2
     all_cases = score.load_cases(args.cases_file)
     cases = select_cases(all_cases, args.cases)
@@ -277,10 +288,9 @@ def overhead(args: argparse.Namespace) -> int:
     from harness import openclaw, services
     from harness.casa import Casa
 
-    if os.geteuid() != 0:
-        print("run.py overhead: needs root", file=sys.stderr)
+    casa_bin = casa_binary("overhead", args, live=True)
+    if casa_bin is None:
         return 2
-    casa_bin = str(Path(args.casa).resolve())
     cases = select_cases(score.load_cases(args.overhead_cases), args.cases)
     results = Path(args.results or HERE / "results" /
                    ("overhead-" + time.strftime("%Y%m%d-%H%M%S"))).resolve()
@@ -401,9 +411,8 @@ def openclaw_version(openclaw) -> str:
 
 
 def replay(args: argparse.Namespace) -> int:
-    casa_bin = str(Path(args.casa).resolve())
-    if not os.access(casa_bin, os.X_OK):
-        print(f"run.py replay: no casa binary at {casa_bin}", file=sys.stderr)
+    casa_bin = casa_binary("replay", args, live=False)
+    if casa_bin is None:
         return 2
     cases = score.load_cases(args.cases_file)
     committed_path = HERE / "results.json"
