@@ -23,7 +23,8 @@ use crate::{
     clock::BootClock,
     decode::decode,
     event::Event,
-    recording::{self, RecordingError, Summary},
+    pipeline::Input,
+    recording::{self, Recorder, RecordingError, Summary},
     sensor::{KernelStats, Sensor, SensorError},
 };
 
@@ -73,7 +74,7 @@ struct JsonlLine<'a> {
 }
 
 enum Out {
-    Recording(recording::Writer<recording::FileOut>),
+    Recording(Recorder),
     Jsonl(BufWriter<File>, PathBuf),
 }
 
@@ -93,7 +94,7 @@ impl CaptureSink {
         meta: &recording::Meta,
     ) -> Result<Self, CaptureError> {
         let out = match format {
-            Format::Recording => Out::Recording(recording::Writer::create(path, meta)?),
+            Format::Recording => Out::Recording(Recorder::create(path, meta)?),
             Format::Jsonl => {
                 let f = File::create(path).map_err(|source| CaptureError::Io {
                     path: path.to_owned(),
@@ -129,7 +130,7 @@ impl CaptureSink {
             }
         }
         match &mut self.out {
-            Out::Recording(w) => w.record(raw)?,
+            Out::Recording(r) => r.write(&Input::Record(raw))?,
             Out::Jsonl(w, path) => {
                 if let Ok(ev) = decoded {
                     let line = JsonlLine {
@@ -166,9 +167,7 @@ impl CaptureSink {
             self.summary.kernel.insert(name.to_owned(), v);
         }
         match self.out {
-            Out::Recording(w) => {
-                w.finish_file(&self.summary)?;
-            }
+            Out::Recording(r) => r.finish(&self.summary)?,
             Out::Jsonl(mut w, path) => w
                 .flush()
                 .map_err(|source| CaptureError::Io { path, source })?,

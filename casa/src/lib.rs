@@ -14,6 +14,7 @@
 //! shutdown), so a replay of it reproduces the live logs exactly. Wall-clock latency is
 //! measured only at the edge (`latency`).
 
+pub mod assemble;
 pub mod capture;
 pub mod cli;
 pub mod clock;
@@ -23,7 +24,9 @@ pub mod decode;
 pub mod event;
 pub mod filter;
 pub mod latency;
+pub mod names;
 pub mod pipeline;
+pub mod procfs;
 pub mod recording;
 pub mod redact;
 pub mod rules;

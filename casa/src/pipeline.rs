@@ -1,17 +1,20 @@
-//! The pipeline: the one path from a decoded [`Event`] to the logs, shared by the live daemon
-//! and replay.
+//! The pipeline: the one path from an input (a kernel record, the start-up `/proc` scan, a
+//! clock tick, a loss notice, the shutdown) to the logs and the session spans, shared by the
+//! live daemon, replay, the benchmark and the tests.
 //!
 //! ```text
-//! Event ─▶ session::Tracker::observe ─▶ filter::ignore_reason ─▶ context::SessionContext::apply
-//!       ─▶ rules::RuleSet::matching ─▶ rules::Scorer::decide ─▶ sink (events/sessions/audit/alert)
+//! Input ─▶ decode ─▶ session::Tracker::observe ─▶ filter::ignore_reason
+//!       ─▶ context::SessionContext::apply ─▶ rules::RuleSet::matching ─▶ rules::Scorer::decide
+//!       ─▶ sink (events/sessions/audit/alert) + telemetry span
 //! ```
 //!
-//! Time comes only from the events (`ktime_ns`) and from [`Pipeline::advance`], which the live
-//! daemon calls with the kernel clock when no events arrive; so a replay of the same
-//! recording produces the same bytes every time. Rules are evaluated only when a session's
-//! context changed, and only the rules the session has not triggered yet (each counts once);
-//! `PipelineOptions::naive` turns both shortcuts off, and a test checks that the outputs are
-//! identical.
+//! [`Pipeline::feed`] is the single entry point: every caller hands it an [`Input`] (the same
+//! set as a recording's frames, so a recording replays exactly what the daemon consumed) and
+//! reads back an [`Outcome`] (pids to track, what was written). Time comes only from the
+//! inputs (`ktime_ns`, ticks), so a replay of the same recording produces the same bytes
+//! every time. Rules are evaluated only when a session's context changed, and only the rules
+//! the session has not triggered yet (each counts once); `PipelineOptions::naive` turns both
+//! shortcuts off, and a test checks that the outputs are identical.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -24,8 +27,10 @@ use tracing::info;
 use crate::{
     clock::BootClock,
     context::{Observed, SessionContext},
+    decode::{DecodeError, decode},
     event::{Detail, Event},
     filter::{self, FilterPolicy, IgnoreReason},
+    recording::Seed,
     rules::{Action, RuleSet, Scorer},
     session::{
         AgentProfile, CloseReason, Closed, SessionId, SessionKind, Timeouts, Tracker, Verdict,
@@ -82,6 +87,47 @@ pub struct PipelineStats {
     pub alert_records: u64,
     /// Events whose argv had secrets redacted.
     pub redacted: u64,
+    /// Kernel records that did not decode (counted, never dropped silently).
+    pub undecodable: u64,
+    /// The kernel's count of lost records, as last reported by an [`Input::Lost`].
+    pub kernel_lost: u64,
+}
+
+/// One input of the pipeline: the same set as a recording's frames
+/// (`crate::recording::Frame`), so that a recording of the daemon's inputs replays to the
+/// same logs.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// The processes found running at start-up (`/proc`), parents before children.
+    Scan(&'a Seed),
+    /// One raw record from the kernel's ring buffer (decoded by the pipeline).
+    Record(&'a [u8]),
+    /// Time passed with no record (kernel boot clock, ns): sessions expire, snapshots fall
+    /// due.
+    Tick(u64),
+    /// The kernel's total of lost records so far: when it grew, every open session is marked
+    /// incomplete.
+    Lost(u64),
+    /// End of input at this time: every session closes, sinks and spans flush.
+    Shutdown(u64),
+}
+
+/// What one [`Input`] did: the edge acts on it (tracks pids, stamps latency) instead of
+/// diffing the pipeline's counters.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Pids the edge must add to the kernel's tracked set.
+    pub track: Vec<u32>,
+    /// The decoded event of an [`Input::Record`].
+    pub event: Option<Event>,
+    /// Why an [`Input::Record`] did not decode (also counted in `stats.undecodable`).
+    pub decode_error: Option<DecodeError>,
+    /// The event was accepted into a session (an `events.log` line was written).
+    pub accepted: bool,
+    /// `audit.log` records written for this input.
+    pub audit_records: u64,
+    /// `alert.log` records written for this input.
+    pub alert_records: u64,
 }
 
 /// Time spent in each stage, measured only when [`Pipeline::time_stages`] turned it on (for
@@ -155,13 +201,6 @@ struct SessionState {
     final_action: Action,
 }
 
-/// Work the edge must do after an event (the pipeline itself touches no kernel state).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EdgeAction {
-    /// Add this pid to the kernel's tracked set.
-    Track(u32),
-}
-
 /// The pipeline over one sink.
 pub struct Pipeline<S: LogSink> {
     tracker: Tracker,
@@ -175,25 +214,13 @@ pub struct Pipeline<S: LogSink> {
     opts: PipelineOptions,
     next_flush_ns: Option<u64>,
     last_ns: u64,
+    /// Latest time any input carried (end of a recording without a shutdown frame).
+    latest_ns: u64,
+    /// An [`Input::Shutdown`] was fed.
+    finished: bool,
     spans: Option<Box<dyn SpanSink>>,
     stages: Option<Box<StageTimes>>,
     pub stats: PipelineStats,
-}
-
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Ignore => "IGNORE",
-        Action::Log => "LOG",
-        Action::Alert => "ALERT",
-    }
-}
-
-fn action_rank(a: Action) -> u8 {
-    match a {
-        Action::Ignore => 1,
-        Action::Log => 2,
-        Action::Alert => 3,
-    }
 }
 
 impl<S: LogSink> Pipeline<S> {
@@ -215,6 +242,8 @@ impl<S: LogSink> Pipeline<S> {
             opts,
             next_flush_ns: None,
             last_ns: 0,
+            latest_ns: 0,
+            finished: false,
             spans: None,
             stages: None,
             stats: PipelineStats::default(),
@@ -254,6 +283,65 @@ impl<S: LogSink> Pipeline<S> {
         self.sessions.len()
     }
 
+    /// Feed one input; the single entry point of the pipeline (live, replay, bench, tests).
+    pub fn feed(&mut self, input: Input<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        match input {
+            Input::Scan(seed) => {
+                self.latest_ns = self.latest_ns.max(seed.now_ns);
+                for p in &seed.processes {
+                    let pids = self
+                        .tracker
+                        .seed(p.pid, p.ppid, &p.comm, &p.exec(), seed.now_ns);
+                    out.track.extend(pids);
+                }
+            }
+            Input::Record(raw) => match decode(raw) {
+                Ok(ev) => {
+                    self.latest_ns = self.latest_ns.max(ev.ktime_ns);
+                    let before = (
+                        self.stats.accepted,
+                        self.stats.audit_records,
+                        self.stats.alert_records,
+                    );
+                    out.track = self.process(&ev);
+                    out.accepted = self.stats.accepted > before.0;
+                    out.audit_records = self.stats.audit_records - before.1;
+                    out.alert_records = self.stats.alert_records - before.2;
+                    out.event = Some(ev);
+                }
+                Err(e) => {
+                    self.stats.undecodable += 1;
+                    out.decode_error = Some(e);
+                }
+            },
+            Input::Tick(now_ns) => {
+                self.latest_ns = self.latest_ns.max(now_ns);
+                self.advance(now_ns);
+            }
+            Input::Lost(total) => {
+                if total > self.stats.kernel_lost {
+                    self.stats.kernel_lost = total;
+                    self.mark_incomplete();
+                }
+            }
+            Input::Shutdown(now_ns) => {
+                self.finish(now_ns);
+                self.finished = true;
+            }
+        }
+        out
+    }
+
+    /// The input ended: a recording without a shutdown frame (`casa record`) finishes at the
+    /// latest time any of its inputs carried. Nothing to do after an [`Input::Shutdown`].
+    pub fn end_of_input(&mut self) {
+        if !self.finished {
+            let at = self.latest_ns;
+            self.feed(Input::Shutdown(at));
+        }
+    }
+
     /// Swap in new rules and filter settings. Sessions keep the rules they already triggered
     /// (by name) and their scores.
     pub fn reload(&mut self, rules: RuleSet, filter: FilterPolicy) {
@@ -275,26 +363,14 @@ impl<S: LogSink> Pipeline<S> {
     }
 
     /// The kernel lost events: every session open now may miss some of its own.
-    pub fn mark_incomplete(&mut self) {
+    fn mark_incomplete(&mut self) {
         for s in self.sessions.values_mut() {
             s.incomplete = true;
         }
     }
 
-    /// Register a process found running at start-up; returns pids to track.
-    pub fn seed(
-        &mut self,
-        pid: u32,
-        ppid: u32,
-        comm: &[u8],
-        exec: &crate::event::Exec,
-        now_ns: u64,
-    ) -> Vec<u32> {
-        self.tracker.seed(pid, ppid, comm, exec, now_ns)
-    }
-
     /// Let time pass to `now_ns` (kernel clock): close sessions, write periodic snapshots.
-    pub fn advance(&mut self, now_ns: u64) {
+    fn advance(&mut self, now_ns: u64) {
         if now_ns < self.last_ns {
             return;
         }
@@ -321,8 +397,8 @@ impl<S: LogSink> Pipeline<S> {
         }
     }
 
-    /// Process one event. Returns what the edge must do for the kernel.
-    pub fn process(&mut self, ev: &Event) -> Vec<EdgeAction> {
+    /// Process one decoded event. Returns the pids the edge must track.
+    fn process(&mut self, ev: &Event) -> Vec<u32> {
         if self.opts.redact
             && let Detail::Exec(_) = ev.detail
         {
@@ -338,7 +414,7 @@ impl<S: LogSink> Pipeline<S> {
         self.process_inner(ev)
     }
 
-    fn process_inner(&mut self, ev: &Event) -> Vec<EdgeAction> {
+    fn process_inner(&mut self, ev: &Event) -> Vec<u32> {
         self.stats.events += 1;
         let (t, sinks_before) = (stage_start(&self.stages), sinks_ns(&self.stages));
         self.advance(ev.ktime_ns);
@@ -373,7 +449,7 @@ impl<S: LogSink> Pipeline<S> {
                 );
             }
         }
-        let actions = obs.track.iter().map(|&p| EdgeAction::Track(p)).collect();
+        let actions = obs.track;
         match obs.verdict {
             Verdict::Outside => {}
             Verdict::PendingShellExec { .. } => self.stats.pending_shells += 1,
@@ -492,16 +568,14 @@ impl<S: LogSink> Pipeline<S> {
                     .collect::<Vec<_>>(),
                 d.increment,
                 d.score,
-                action_name(d.action),
+                d.action.as_str(),
                 ctx.history
             );
         }
         if d.triggered.is_empty() {
             return;
         }
-        if action_rank(d.action) > action_rank(state.final_action) {
-            state.final_action = d.action;
-        }
+        state.final_action = state.final_action.max(d.action);
         let (log_t, alert_t) = (d.log_threshold, d.alert_threshold);
         let (audit, alert) = (d.score >= log_t, d.score >= alert_t);
         if let Some(span) = &mut state.span {
@@ -512,7 +586,7 @@ impl<S: LogSink> Pipeline<S> {
                 .collect();
             let info = DecisionInfo {
                 score: d.score,
-                action: action_name(d.action),
+                action: d.action.as_str(),
                 log_threshold: log_t,
                 alert_threshold: alert_t,
                 triggered: &triggered,
@@ -537,7 +611,7 @@ impl<S: LogSink> Pipeline<S> {
             span_id: hex(&state.span_id),
             event: AuditEvent::new(ev),
             decision: DecisionRecord {
-                action: action_name(d.action),
+                action: d.action.as_str(),
                 score: d.score,
                 log_threshold: log_t,
                 alert_threshold: alert_t,
@@ -620,23 +694,14 @@ impl<S: LogSink> Pipeline<S> {
                         event: r,
                     })
                     .collect(),
-                kind: match kind {
-                    SessionKind::Cli => "cli",
-                    SessionKind::Gateway => "gateway",
-                },
+                kind: crate::names::variant_name(&kind),
                 leader_pid: leader,
                 invocation: self.invocations.get(&id).cloned().unwrap_or_default(),
-                close_reason: closed.map(|c| match c.reason {
-                    CloseReason::LeaderExit => "leader_exit",
-                    CloseReason::Quiet => "quiet",
-                    CloseReason::Idle => "idle",
-                    CloseReason::MaxAge => "max_age",
-                    CloseReason::Shutdown => "shutdown",
-                }),
+                close_reason: closed.map(|c| crate::names::variant_name(&c.reason)),
                 joined_midway: midway,
                 incomplete: state.incomplete,
                 final_score: state.scorer.score(),
-                final_action: action_name(state.final_action),
+                final_action: state.final_action.as_str(),
             },
         };
         write_json(&mut self.sink, Log::Sessions, &record);
@@ -668,7 +733,7 @@ impl<S: LogSink> Pipeline<S> {
                 created_at: &created_at,
                 closed_at: &closed_at,
                 final_score: state.scorer.score(),
-                final_action: action_name(state.final_action),
+                final_action: state.final_action.as_str(),
                 kind: c.kind,
                 ctx: state.ctx.context(),
             });
@@ -677,7 +742,7 @@ impl<S: LogSink> Pipeline<S> {
     }
 
     /// End of input (shutdown or end of replay) at `now_ns`: close every session, flush.
-    pub fn finish(&mut self, now_ns: u64) {
+    fn finish(&mut self, now_ns: u64) {
         self.advance(now_ns);
         for c in self.tracker.close_all(now_ns.max(self.last_ns)) {
             self.close(c);

@@ -577,6 +577,97 @@ impl<R: Read> Reader<R> {
     }
 }
 
+impl Frame {
+    /// The pipeline input this frame recorded (`None` for the summary, which is no input).
+    pub fn input(&self) -> Option<crate::pipeline::Input<'_>> {
+        use crate::pipeline::Input;
+        Some(match self {
+            Frame::Record(raw) => Input::Record(raw),
+            Frame::Seed(seed) => Input::Scan(seed),
+            Frame::Tick(now) => Input::Tick(*now),
+            Frame::Lost(total) => Input::Lost(*total),
+            Frame::Finish(now) => Input::Shutdown(*now),
+            Frame::Summary(_) => return None,
+        })
+    }
+}
+
+impl Meta {
+    /// Metadata for a recording started now on this host.
+    pub fn now(clock: BootClock, command: &[std::ffi::OsString], all_processes: bool) -> Self {
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default()
+        };
+        Meta {
+            wire_version: casa_common::WIRE_VERSION,
+            clock,
+            casa_version: env!("CARGO_PKG_VERSION").to_owned(),
+            hostname: read("/proc/sys/kernel/hostname"),
+            kernel: read("/proc/sys/kernel/osrelease"),
+            started_at: clock.rfc3339(BootClock::boottime_now_ns()),
+            command: command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            all_processes,
+        }
+    }
+}
+
+/// A recording file being written, frame by frame, with the frames counted: the one writer
+/// behind `casa run --record` (every pipeline input) and `casa record` (kernel records).
+pub struct Recorder {
+    writer: Writer<FileOut>,
+    frames: u64,
+}
+
+impl Recorder {
+    /// Create (or truncate) `path`; gzip when its name ends in `.gz`.
+    pub fn create(path: &Path, meta: &Meta) -> Result<Self, RecordingError> {
+        Ok(Self {
+            writer: Writer::create(path, meta)?,
+            frames: 0,
+        })
+    }
+
+    /// Append the frame that records `input`.
+    pub fn write(&mut self, input: &crate::pipeline::Input<'_>) -> Result<(), RecordingError> {
+        use crate::pipeline::Input;
+        let w = &mut self.writer;
+        match *input {
+            Input::Scan(seed) => w.seed(seed),
+            Input::Record(raw) => w.record(raw),
+            Input::Tick(now) => w.tick(now),
+            Input::Lost(total) => w.lost(total),
+            Input::Shutdown(now) => w.stop(now),
+        }?;
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Frames written so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.writer.path
+    }
+
+    /// Write buffered frames to the file.
+    pub fn flush(&mut self) -> Result<(), RecordingError> {
+        self.writer.flush()
+    }
+
+    /// Append the summary and close the file.
+    pub fn finish(self, summary: &Summary) -> Result<(), RecordingError> {
+        self.writer.finish_file(summary)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,10 +11,9 @@ use std::{
 };
 
 use casa::{
-    decode::decode,
     filter::FilterPolicy,
     pipeline::{Pipeline, PipelineOptions},
-    recording::{Frame, Reader},
+    recording::Reader,
     rules::RuleSet,
     sink::{Log, MemorySink},
 };
@@ -177,15 +176,13 @@ fn run_pipeline(rec: &Path, naive: bool) -> Vec<(Log, String)> {
         MemorySink::default(),
         opts,
     );
-    let mut last = 0;
     while let Some(f) = reader.next_frame().unwrap() {
-        if let Frame::Record(raw) = f {
-            let ev = decode(&raw).unwrap();
-            last = ev.ktime_ns;
-            p.process(&ev);
+        if let Some(input) = f.input() {
+            let out = p.feed(input);
+            assert!(out.decode_error.is_none(), "{}: {out:?}", rec.display());
         }
     }
-    p.finish(last);
+    p.end_of_input();
     p.sink().lines.clone()
 }
 

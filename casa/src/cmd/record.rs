@@ -9,7 +9,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use super::{meta, sensor_options};
+use super::sensor_options;
 use crate::{
     capture::{self, CaptureError, CaptureSink, Format, shell_exit_code, spawn_tracked},
     cli::{FormatArg, RecordArgs},
@@ -31,7 +31,7 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let mut sink = CaptureSink::create(
         &args.out,
         format,
-        &meta(clock, &args.command, args.sensor.all_processes),
+        &crate::recording::Meta::now(clock, &args.command, args.sensor.all_processes),
     )?;
     let child = if args.command.is_empty() {
         info!(

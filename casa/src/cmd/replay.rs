@@ -12,12 +12,13 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::{load_pipeline_config, policy_offline};
 use crate::{
+    assemble::{PipelineConfig, policy_offline, span_exporter},
     cli::ReplayArgs,
     decode::decode,
     pipeline::Pipeline,
     recording::{Frame, Reader},
+    settings::Env,
     sink::{FileSinks, Log, LogPaths, LogSink},
 };
 
@@ -47,73 +48,30 @@ fn read_all(path: &std::path::Path) -> anyhow::Result<(crate::clock::BootClock, 
     Ok((clock, frames))
 }
 
-/// What feeding a recording produced besides the logs.
-#[derive(Debug, Default)]
-pub(crate) struct Fed {
-    pub decode_errors: u64,
-    /// The recording said when the daemon stopped (`casa run --record`).
-    pub finished: bool,
-}
-
-/// Feed the frames to the pipeline in order, exactly as `casa run` consumed them live:
-/// the start-up process scan, kernel records, clock ticks, loss notices and the shutdown.
-/// A recording without a shutdown frame (`casa record`) finishes at its last event.
+/// Feed every frame to the pipeline in order, exactly as `casa run` consumed them live (the
+/// start-up `/proc` scan, kernel records, clock ticks, loss notices, the shutdown); a
+/// recording without a shutdown frame (`casa record`) finishes at its latest time.
 pub(crate) fn feed<S: LogSink>(
     pipeline: &mut Pipeline<S>,
     frames: &[Frame],
     mut on_error: impl FnMut(usize, &crate::decode::DecodeError),
-) -> Fed {
-    let mut fed = Fed::default();
-    let mut last = 0;
+) {
     for (i, frame) in frames.iter().enumerate() {
-        match frame {
-            Frame::Record(raw) => match decode(raw) {
-                Ok(ev) => {
-                    last = last.max(ev.ktime_ns);
-                    pipeline.process(&ev);
-                }
-                Err(e) => {
-                    fed.decode_errors += 1;
-                    on_error(i, &e);
-                }
-            },
-            Frame::Seed(seed) => {
-                for p in &seed.processes {
-                    pipeline.seed(p.pid, p.ppid, &p.comm, &p.exec(), seed.now_ns);
-                }
-                last = last.max(seed.now_ns);
-            }
-            Frame::Tick(now) => {
-                pipeline.advance(*now);
-                last = last.max(*now);
-            }
-            Frame::Lost(_) => pipeline.mark_incomplete(),
-            Frame::Finish(now) => {
-                pipeline.finish(*now);
-                fed.finished = true;
-            }
-            Frame::Summary(_) => {}
+        if let Some(input) = frame.input()
+            && let Some(e) = pipeline.feed(input).decode_error
+        {
+            on_error(i, &e);
         }
     }
-    if !fed.finished {
-        pipeline.finish(last);
-    }
-    fed
+    pipeline.end_of_input();
 }
 
 pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let cfg = load_pipeline_config(&args.pipeline)?;
+    let cfg = PipelineConfig::load(&args.pipeline, &Env::load())?;
     let (clock, frames) = read_all(&args.file)?;
     let policy = policy_offline(&cfg.rules);
     if args.bench {
-        let records: Vec<Vec<u8>> = frames
-            .into_iter()
-            .filter_map(|f| match f {
-                Frame::Record(raw) => Some(raw),
-                _ => None,
-            })
-            .collect();
-        return bench(cfg, policy, clock, &records);
+        return bench(cfg, policy, clock, &frames);
     }
     fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("creating {}", args.out_dir.display()))?;
@@ -130,12 +88,12 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     let sinks = FileSinks::open(&paths)?;
     let mut pipeline = Pipeline::new(cfg.rules, policy, clock, sinks, cfg.options);
-    let spans = super::span_exporter(&crate::settings::Env::load())?;
+    let spans = span_exporter(&Env::load())?;
     let export_stats = spans.as_ref().map(|s| s.stats.clone());
     if let Some(spans) = spans {
         pipeline = pipeline.with_spans(Box::new(spans));
     }
-    let fed = feed(&mut pipeline, &frames, |i, e| {
+    feed(&mut pipeline, &frames, |i, e| {
         eprintln!(
             "casa replay: {}: frame {i}: undecodable record: {e}",
             args.file.display()
@@ -150,7 +108,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         s.sessions_started,
         s.audit_records,
         s.alert_records,
-        fed.decode_errors,
+        s.undecodable,
         args.out_dir.display()
     );
     if let Some(st) = export_stats {
@@ -159,7 +117,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     if failed.iter().any(|&n| n > 0) {
         anyhow::bail!("could not write {failed:?} lines (events, sessions, audit, alert)");
     }
-    Ok(if fed.decode_errors > 0 {
+    Ok(if pipeline.stats.undecodable > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -215,17 +173,24 @@ fn clock_read_ns() -> f64 {
 /// Figures are per event of the recording, on the calling thread's CPU time (one core);
 /// wall-clock figures are printed too. The last line is `throughput: <N> events/s`.
 fn bench(
-    cfg: super::PipelineConfig,
+    cfg: PipelineConfig,
     policy: crate::filter::FilterPolicy,
     clock: crate::clock::BootClock,
-    records: &[Vec<u8>],
+    frames: &[Frame],
 ) -> anyhow::Result<ExitCode> {
+    let records: Vec<&[u8]> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Record(raw) => Some(&raw[..]),
+            _ => None,
+        })
+        .collect();
     let n = (records.len() as f64).max(1.0);
     let per_event = |d: Duration| d.as_nanos() as f64 / n;
 
     let (decoded, decode_pass) = timed(|| {
         let mut ok = 0u64;
-        for raw in records {
+        for &raw in &records {
             if let Ok(ev) = decode(raw) {
                 std::hint::black_box(&ev);
                 ok += 1;
@@ -245,14 +210,7 @@ fn bench(
         if timed_stages {
             pipeline.time_stages();
         }
-        let mut last = 0;
-        for raw in records {
-            if let Ok(ev) = decode(raw) {
-                last = last.max(ev.ktime_ns);
-                pipeline.process(&ev);
-            }
-        }
-        pipeline.finish(last);
+        feed(&mut pipeline, frames, |_, _| {});
         pipeline
     };
     // The same rules, loaded again (a rule set is not cloneable: it owns compiled programs).

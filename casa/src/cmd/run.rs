@@ -23,15 +23,16 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
-use super::{load_pipeline_config, policy_offline, sensor_options};
+use super::sensor_options;
 use crate::{
+    assemble::{EndpointConfig, PipelineConfig, policy_offline, span_exporter},
     cli::RunArgs,
     clock::BootClock,
-    decode::decode,
     filter::Endpoints,
     latency::{LatencyTrace, Stamped},
-    pipeline::{EdgeAction, Pipeline},
-    recording::{self, Seed, SeedProcess},
+    pipeline::{Input, Outcome, Pipeline},
+    procfs,
+    recording::{self, Meta, Recorder},
     rules::RuleSet,
     sensor::Sensor,
     settings::Env,
@@ -117,62 +118,6 @@ fn claim_instance(pid_path: &Path, logs: &LogPaths) -> anyhow::Result<Instance> 
     })
 }
 
-/// A process read from `/proc`.
-/// One running process as `/proc` describes it, with its start time (for ordering).
-fn read_proc(pid: u32) -> Option<(u64, SeedProcess)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ppid = fields.get(1)?.parse().ok()?;
-    let start = fields.get(19)?.parse().ok()?;
-    let comm = fs::read(format!("/proc/{pid}/comm")).ok()?;
-    let comm = comm.strip_suffix(b"\n").unwrap_or(&comm).to_vec();
-    let exe = fs::read_link(format!("/proc/{pid}/exe"))
-        .map(|p| p.into_os_string().into_encoded_bytes())
-        .unwrap_or_default();
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let argv: Vec<Vec<u8>> = cmdline
-        .strip_suffix(&[0])
-        .unwrap_or(&cmdline)
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect();
-    // The name the program was started as (what the kernel's exec event calls `filename`):
-    // argv[0] when it is a path, so the invocation rule sees the symlink-level directory.
-    let filename = argv
-        .first()
-        .filter(|a| a.contains(&b'/'))
-        .cloned()
-        .unwrap_or_else(|| exe.clone());
-    Some((
-        start,
-        SeedProcess {
-            pid,
-            ppid,
-            comm,
-            exe,
-            filename,
-            argv,
-        },
-    ))
-}
-
-/// Every process in `/proc`, parents before children (by start time).
-fn scan_proc() -> Vec<SeedProcess> {
-    let me = std::process::id();
-    let mut procs: Vec<(u64, SeedProcess)> = fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|&p| p != me)
-                .filter_map(read_proc)
-                .collect()
-        })
-        .unwrap_or_default();
-    procs.sort_by_key(|(start, p)| (*start, p.pid));
-    procs.into_iter().map(|(_, p)| p).collect()
-}
-
 /// Closed sessions after which the daemon returns freed heap memory to the kernel.
 const TRIM_AFTER_CLOSES: u64 = 100;
 
@@ -187,107 +132,87 @@ fn release_free_heap() {
     }
 }
 
-/// `--record`: every input of the pipeline, in order, so a replay reproduces this run. A
-/// write error (full disk) stops the recording, says so once, and the daemon goes on.
-struct LiveRecording {
-    writer: Option<recording::Writer<recording::FileOut>>,
-    path: PathBuf,
-    frames: u64,
+/// The live edge around the pipeline: each input is recorded (with `--record`), fed to the
+/// pipeline, and its outcome acted on (new pids tracked in the kernel, latency stamped).
+struct Edge {
+    pipeline: Pipeline<FileSinks>,
+    sensor: Sensor,
+    recorder: Option<Recorder>,
+    latency: LatencyTrace,
 }
 
-impl LiveRecording {
-    fn create(path: Option<PathBuf>, meta: &recording::Meta) -> anyhow::Result<Option<Self>> {
-        let Some(path) = path else { return Ok(None) };
-        let writer = recording::Writer::create(&path, meta)
-            .with_context(|| format!("create recording {}", path.display()))?;
-        info!("recording every pipeline input to {}", path.display());
-        Ok(Some(Self {
-            writer: Some(writer),
-            path,
-            frames: 0,
-        }))
+impl Edge {
+    fn feed(&mut self, input: Input<'_>) -> Outcome {
+        self.record(&input);
+        let out = self.pipeline.feed(input);
+        for &pid in &out.track {
+            let sensor = &mut self.sensor;
+            procfs::track_tree(
+                pid,
+                |p| sensor.track(p),
+                |p, e| warn!("cannot track {p}: {e}"),
+            );
+        }
+        if let Some(e) = &out.decode_error
+            && self.pipeline.stats.undecodable <= 5
+        {
+            warn!("undecodable record: {e}");
+        }
+        if let Some(ev) = &out.event {
+            if out.alert_records > 0 {
+                // Alert lines are flushed as they are written: the line is in the file.
+                self.latency.note(Stamped::Alert, ev);
+                self.latency
+                    .stamp(Stamped::Alert, BootClock::boottime_now_ns());
+            }
+            if out.accepted {
+                self.latency.note(Stamped::Events, ev);
+            }
+        }
+        out
     }
 
-    /// Run `f` on the writer; on an error, say so once and stop recording.
-    fn attempt(
-        &mut self,
-        f: impl FnOnce(
-            &mut recording::Writer<recording::FileOut>,
-        ) -> Result<(), recording::RecordingError>,
-    ) -> bool {
-        let Some(w) = &mut self.writer else {
-            return false;
-        };
-        match f(w) {
-            Ok(()) => true,
-            Err(e) => {
-                error!("recording stopped after {} frames: {e}", self.frames);
-                self.writer = None;
-                false
-            }
+    /// Append `input` to the recording; a write error (full disk) stops the recording, says
+    /// so once, and the daemon goes on.
+    fn record(&mut self, input: &Input<'_>) {
+        if let Some(r) = &mut self.recorder
+            && let Err(e) = r.write(input)
+        {
+            error!("recording stopped after {} frames: {e}", r.frames());
+            self.recorder = None;
         }
     }
 
-    /// Append one frame.
-    fn write(
-        &mut self,
-        f: impl FnOnce(
-            &mut recording::Writer<recording::FileOut>,
-        ) -> Result<(), recording::RecordingError>,
-    ) {
-        if self.attempt(f) {
-            self.frames += 1;
-        }
-    }
-
-    fn flush(&mut self) {
-        self.attempt(|w| w.flush());
-    }
-
-    fn finish(mut self, summary: &recording::Summary) {
-        if let Some(w) = self.writer.take() {
-            match w.finish_file(summary) {
-                Ok(_) => info!(
-                    "recording {}: {} frames",
-                    self.path.display(),
-                    self.frames + 1
-                ),
-                Err(e) => error!("recording {} is incomplete: {e}", self.path.display()),
-            }
+    fn flush_recording(&mut self) {
+        if let Some(r) = &mut self.recorder
+            && let Err(e) = r.flush()
+        {
+            error!("recording stopped after {} frames: {e}", r.frames());
+            self.recorder = None;
         }
     }
 }
 
-/// Track `pid` and the descendants it already has (children forked before the kernel knew
-/// about it are found in `/proc`; later ones the kernel adds itself).
-fn track_tree(sensor: &mut Sensor, pid: u32) {
-    let mut stack = vec![pid];
-    let mut n = 0;
-    while let Some(p) = stack.pop() {
-        if let Err(e) = sensor.track(p) {
-            warn!("cannot track {p}: {e}");
-            continue;
+/// Resolve the configured endpoints off the async runtime and hand them to the loop.
+fn resolve_endpoints(
+    rules: &RuleSet,
+    tx: &tokio::sync::mpsc::Sender<Endpoints>,
+    what: &'static str,
+) {
+    let config = EndpointConfig::of(rules);
+    let tx = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let (e, problems) = config.resolve();
+        for p in problems {
+            warn!("{what}: {p}");
         }
-        n += 1;
-        if n > 10_000 {
-            break;
-        }
-        if let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) {
-            for t in tasks.flatten() {
-                let children = fs::read_to_string(t.path().join("children")).unwrap_or_default();
-                stack.extend(
-                    children
-                        .split_whitespace()
-                        .filter_map(|c| c.parse::<u32>().ok()),
-                );
-            }
-        }
-    }
+        let _ = tx.blocking_send(e);
+    });
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let env = Env::load();
-    let cfg = load_pipeline_config(&args.pipeline).context("load rule config")?;
+    let cfg = PipelineConfig::load(&args.pipeline, &env).context("load rule config")?;
     let paths = LogPaths {
         events: env.path(
             args.events_log,
@@ -313,17 +238,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut ring = sensor.take_ring()?;
     let sinks = FileSinks::open(&paths).context("initialize audit monitor")?;
     let mut policy = policy_offline(&cfg.rules);
-    let (urls, cidrs) = super::endpoint_config(&cfg.rules);
-    let (endpoints, problems) =
-        tokio::task::spawn_blocking(move || Endpoints::resolve(&urls, &cidrs)).await?;
+    let endpoints = EndpointConfig::of(&cfg.rules);
+    let (resolved, problems) = tokio::task::spawn_blocking(move || endpoints.resolve()).await?;
     for p in &problems {
         warn!("configured connect endpoint skipped: {p}");
     }
-    policy.endpoints = endpoints;
+    policy.endpoints = resolved;
     let refresh = cfg.rules.filters().configured_connect_refresh_seconds;
     let mut pipeline = Pipeline::new(cfg.rules, policy, clock, sinks, cfg.options);
     let env2 = env.clone();
-    let spans = tokio::task::spawn_blocking(move || super::span_exporter(&env2)).await??;
+    let spans = tokio::task::spawn_blocking(move || span_exporter(&env2)).await??;
     let export_stats = spans.as_ref().map(|s| s.stats.clone());
     if let Some(spans) = spans {
         pipeline = pipeline.with_spans(Box::new(spans));
@@ -333,30 +257,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         env.first(&["CASA_LATENCY_TRACE_PATH", "CASA_LATENCY_TRACE"])
             .map(PathBuf::from)
     });
-    let mut latency =
+    let latency =
         LatencyTrace::new(clock, latency_path.as_deref()).context("open latency trace")?;
-    let mut rec = LiveRecording::create(
-        args.record.clone(),
-        &super::meta(clock, &[], args.sensor.all_processes),
-    )?;
-
-    let now = BootClock::boottime_now_ns();
-    let mut seeded = 0;
-    let processes = scan_proc();
-    for p in &processes {
-        for pid in pipeline.seed(p.pid, p.ppid, &p.comm, &p.exec(), now) {
-            track_tree(&mut sensor, pid);
-            seeded += 1;
+    let recorder = match &args.record {
+        Some(path) => {
+            let r = Recorder::create(path, &Meta::now(clock, &[], args.sensor.all_processes))
+                .with_context(|| format!("create recording {}", path.display()))?;
+            info!("recording every pipeline input to {}", path.display());
+            Some(r)
         }
-    }
-    if let Some(r) = &mut rec {
-        let seed = Seed {
-            now_ns: now,
-            processes,
-        };
-        r.write(|w| w.seed(&seed));
-    }
-    if seeded == 0 {
+        None => None,
+    };
+    let mut edge = Edge {
+        pipeline,
+        sensor,
+        recorder,
+        latency,
+    };
+
+    let scan = procfs::scan(BootClock::boottime_now_ns());
+    if edge.feed(Input::Scan(&scan)).track.is_empty() {
         info!("openclaw not found: will track agent processes as they start");
     }
     info!("bootstrap done");
@@ -383,82 +303,35 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }));
     refresh_tick.tick().await;
     let (ep_tx, mut ep_rx) = tokio::sync::mpsc::channel::<Endpoints>(2);
-    let mut decode_errors = 0u64;
     let mut last_lost = 0u64;
-    let mut tick_lost = 0u64;
     let mut trimmed_at = 0u64;
-
-    let handle = |raw: &[u8],
-                  pipeline: &mut Pipeline<FileSinks>,
-                  sensor: &mut Sensor,
-                  decode_errors: &mut u64,
-                  rec: &mut Option<LiveRecording>,
-                  latency: &mut LatencyTrace| {
-        if let Some(r) = rec {
-            r.write(|w| w.record(raw));
-        }
-        match decode(raw) {
-            Ok(ev) => {
-                let (accepted, alerts) = (pipeline.stats.accepted, pipeline.stats.alert_records);
-                for a in pipeline.process(&ev) {
-                    match a {
-                        EdgeAction::Track(pid) => track_tree(sensor, pid),
-                    }
-                }
-                if pipeline.stats.alert_records > alerts {
-                    // Alert lines are flushed as they are written: the line is in the file.
-                    latency.note(Stamped::Alert, &ev);
-                    latency.stamp(Stamped::Alert, BootClock::boottime_now_ns());
-                }
-                if pipeline.stats.accepted > accepted {
-                    latency.note(Stamped::Events, &ev);
-                }
-            }
-            Err(e) => {
-                *decode_errors += 1;
-                if *decode_errors <= 5 {
-                    warn!("undecodable record: {e}");
-                }
-            }
-        }
-    };
 
     loop {
         tokio::select! {
-            r = ring.drain(|raw| handle(raw, &mut pipeline, &mut sensor, &mut decode_errors, &mut rec, &mut latency)) => {
+            r = ring.drain(|raw| { edge.feed(Input::Record(raw)); }) => {
                 r?;
                 // Each batch's lines reach their files, and the audit/alert chains are
                 // committed (fsync, head file), before the next wait.
-                pipeline.flush();
-                if latency.has_pending(Stamped::Events) {
-                    latency.stamp(Stamped::Events, BootClock::boottime_now_ns());
+                edge.pipeline.flush();
+                if edge.latency.has_pending(Stamped::Events) {
+                    edge.latency.stamp(Stamped::Events, BootClock::boottime_now_ns());
                 }
             }
             _ = tick.tick() => {
-                let now = BootClock::boottime_now_ns();
-                if let Some(r) = &mut rec {
-                    r.write(|w| w.tick(now));
+                edge.feed(Input::Tick(BootClock::boottime_now_ns()));
+                edge.pipeline.flush();
+                edge.pipeline.sink_mut().follow_rotation();
+                edge.latency.flush();
+                let lost = edge.sensor.kernel_stats()?.lost();
+                if lost > edge.pipeline.stats.kernel_lost {
+                    warn!("kernel lost {} events (ring buffer full): open sessions are marked incomplete", lost - edge.pipeline.stats.kernel_lost);
+                    edge.feed(Input::Lost(lost));
                 }
-                pipeline.advance(now);
-                pipeline.flush();
-                pipeline.sink_mut().follow_rotation();
-                latency.flush();
-                let lost = sensor.kernel_stats()?.lost();
-                if lost > tick_lost {
-                    warn!("kernel lost {} events (ring buffer full): open sessions are marked incomplete", lost - tick_lost);
-                    if let Some(r) = &mut rec {
-                        r.write(|w| w.lost(lost));
-                    }
-                    pipeline.mark_incomplete();
-                    tick_lost = lost;
-                }
-                if let Some(r) = &mut rec {
-                    r.flush();
-                }
+                edge.flush_recording();
                 // Sessions free their state when they close; once many have, hand the
                 // freed heap back to the kernel so RSS follows the open sessions down.
-                if pipeline.stats.sessions_closed >= trimmed_at + TRIM_AFTER_CLOSES {
-                    trimmed_at = pipeline.stats.sessions_closed;
+                if edge.pipeline.stats.sessions_closed >= trimmed_at + TRIM_AFTER_CLOSES {
+                    trimmed_at = edge.pipeline.stats.sessions_closed;
                     release_free_heap();
                 }
             }
@@ -471,47 +344,31 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                         for w in new.warnings() {
                             warn!("{w}");
                         }
-                        let changes = new.describe_changes_from(pipeline.rules());
+                        let changes = new.describe_changes_from(edge.pipeline.rules());
                         let mut policy = policy_offline(&new);
-                        let (urls, cidrs) = super::endpoint_config(&new);
-                        policy.endpoints = pipeline.endpoints().clone();
-                        pipeline.reload(new, policy);
+                        policy.endpoints = edge.pipeline.endpoints().clone();
+                        resolve_endpoints(&new, &ep_tx, "configured connect endpoint skipped");
+                        edge.pipeline.reload(new, policy);
                         info!("rule config reloaded from {} in {:?}: {changes}", rules_path.display(), started.elapsed());
-                        let tx = ep_tx.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let (e, problems) = Endpoints::resolve(&urls, &cidrs);
-                            for p in problems {
-                                warn!("configured connect endpoint skipped: {p}");
-                            }
-                            let _ = tx.blocking_send(e);
-                        });
                     }
                     Err(e) => error!("rule reload failed from {}: {e} (keeping the previous rules)", rules_path.display()),
                 }
-                pipeline.sink_mut().reopen();
+                edge.pipeline.sink_mut().reopen();
             }
             Some(e) = ep_rx.recv() => {
-                pipeline.set_endpoints(e);
+                edge.pipeline.set_endpoints(e);
                 info!("configured connect endpoints refreshed");
             }
             _ = refresh_tick.tick() => {
-                let (urls, cidrs) = super::endpoint_config(pipeline.rules());
-                let tx = ep_tx.clone();
-                tokio::task::spawn_blocking(move || {
-                    let (e, problems) = Endpoints::resolve(&urls, &cidrs);
-                    for p in problems {
-                        warn!("configured connect refresh: {p}");
-                    }
-                    let _ = tx.blocking_send(e);
-                });
+                resolve_endpoints(edge.pipeline.rules(), &ep_tx, "configured connect refresh");
             }
             _ = stats_tick.tick() => {
-                let k = sensor.kernel_stats()?;
-                let s = &pipeline.stats;
+                let k = edge.sensor.kernel_stats()?;
+                let s = &edge.pipeline.stats;
                 info!(
                     "events={} accepted={} sessions open={} started={} audit={} alert={} undecodable={} log write failures={:?}; kernel: {}",
-                    s.events, s.accepted, pipeline.session_states(), s.sessions_started, s.audit_records, s.alert_records,
-                    decode_errors, pipeline.sink().failed(), k.describe()
+                    s.events, s.accepted, edge.pipeline.session_states(), s.sessions_started, s.audit_records, s.alert_records,
+                    s.undecodable, edge.pipeline.sink().failed(), k.describe()
                 );
                 if k.lost() > last_lost {
                     warn!("kernel lost {} events since the last report", k.lost() - last_lost);
@@ -520,41 +377,47 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 if let Some(st) = &export_stats {
                     info!("telemetry: {}", st.describe());
                 }
-                info!("latency to events.log: {}; to alert.log: {}", latency.events(), latency.alerts());
+                info!("latency to events.log: {}; to alert.log: {}", edge.latency.events(), edge.latency.alerts());
             }
         }
     }
     ring.drain_now(|raw| {
-        handle(
-            raw,
-            &mut pipeline,
-            &mut sensor,
-            &mut decode_errors,
-            &mut rec,
-            &mut latency,
-        )
+        edge.feed(Input::Record(raw));
     });
-    pipeline.flush();
-    latency.stamp(Stamped::Events, BootClock::boottime_now_ns());
-    latency.flush();
-    // Finishing flushes spans (bounded, blocking HTTP): off the async runtime.
+    edge.pipeline.flush();
+    edge.latency
+        .stamp(Stamped::Events, BootClock::boottime_now_ns());
+    edge.latency.flush();
     let now = BootClock::boottime_now_ns();
-    if let Some(mut r) = rec.take() {
-        r.write(|w| w.stop(now));
-        let k = sensor.kernel_stats()?;
+    let Edge {
+        mut pipeline,
+        sensor,
+        mut recorder,
+        latency,
+    } = edge;
+    if let Some(mut r) = recorder.take() {
         let summary = recording::Summary {
-            decode_errors,
-            kernel: k
+            decode_errors: pipeline.stats.undecodable,
+            kernel: sensor
+                .kernel_stats()?
                 .named()
                 .into_iter()
                 .map(|(n, v)| (n.to_owned(), v))
                 .collect(),
             ..Default::default()
         };
-        r.finish(&summary);
+        let path = r.path().to_owned();
+        match r.write(&Input::Shutdown(now)).and_then(|()| {
+            let frames = r.frames() + 1;
+            r.finish(&summary).map(|()| frames)
+        }) {
+            Ok(frames) => info!("recording {}: {frames} frames", path.display()),
+            Err(e) => error!("recording {} is incomplete: {e}", path.display()),
+        }
     }
+    // Finishing flushes spans (bounded, blocking HTTP): off the async runtime.
     let pipeline = tokio::task::spawn_blocking(move || {
-        pipeline.finish(now);
+        pipeline.feed(Input::Shutdown(now));
         pipeline
     })
     .await?;
@@ -567,7 +430,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         s.sessions_started,
         s.audit_records,
         s.alert_records,
-        decode_errors,
+        s.undecodable,
         pipeline.sink().written(),
         pipeline.sink().failed(),
         k.describe()

@@ -3,14 +3,15 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use super::RuleSet;
 use super::eval::RuleBits;
 use crate::context::Context;
 
 /// What to do with the event that produced a decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Action {
     Ignore,
     Log,
@@ -20,23 +21,13 @@ pub enum Action {
 impl Action {
     /// `"IGNORE"`, `"LOG"` or `"ALERT"`, as in CASA's logs.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ignore => "IGNORE",
-            Self::Log => "LOG",
-            Self::Alert => "ALERT",
-        }
+        crate::names::variant_name(&self)
     }
 }
 
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Action {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
     }
 }
 

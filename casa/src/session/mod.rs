@@ -106,10 +106,7 @@ pub struct Closed {
 }
 
 fn kind_name(k: SessionKind) -> &'static str {
-    match k {
-        SessionKind::Cli => "cli",
-        SessionKind::Gateway => "gateway",
-    }
+    crate::names::variant_name(&k)
 }
 
 #[derive(Clone, Debug)]
