@@ -2,17 +2,18 @@
 //!
 //! ```text
 //! [kernel]  casa-ebpf programs ──EVENTS ring buffer──┐
-//! [user]    sensor::RingReader  (live)  ─ raw bytes ─┤
-//!           recording::Reader   (replay) ─ raw bytes ─┘
-//!              │
-//!           decode::decode ──▶ event::Event ──▶ (sessions, context, rules, sinks)
+//! [user]    sensor::RingReader + procfs scan, ticks, loss (live) ─┐
+//!           recording::Reader                      (replay) ─────┤
+//!              │                                                  │
+//!           pipeline::Input ──▶ Pipeline::feed ──▶ pipeline::Outcome
+//!                                 (decode, sessions, context, rules, sinks, span)
 //! ```
 //!
-//! Live capture and replay hand the same raw record bytes to the same decoder, and time inside
-//! the pipeline comes only from the events' kernel timestamps (`clock`). `casa run --record`
-//! also records the daemon's other inputs (the start-up `/proc` scan, clock ticks, loss,
+//! Live capture and replay hand the same inputs to the same entry point, and time inside the
+//! pipeline comes only from the inputs' kernel timestamps (`clock`). `casa run --record`
+//! records every input it fed (the start-up `/proc` scan, kernel records, clock ticks, loss,
 //! shutdown), so a replay of it reproduces the live logs exactly. Wall-clock latency is
-//! measured only at the edge (`latency`).
+//! measured only at the edge (`latency`). `ARCHITECTURE.md` has the module map.
 
 pub mod assemble;
 pub mod capture;
