@@ -266,19 +266,46 @@ fn ignorable_connect(ip: IpAddr, port: u16, p: &FilterPolicy) -> bool {
     ip.is_loopback() && !p.allowed_loopback_ports.contains(&port)
 }
 
-/// Whether a session event stays out of analysis, and why. `runtime`: the acting process is
-/// the agent runtime itself (its configured-endpoint connections are ignored).
-pub fn ignore_reason(ev: &Event, p: &FilterPolicy, runtime: bool) -> Option<IgnoreReason> {
+/// Who acted, as the session stage sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Actor {
+    /// The agent runtime itself (its configured-endpoint connections and its own file noise
+    /// are ignored).
+    pub runtime: bool,
+    /// Started by the runtime itself, not by an agent command (only then is a routine probe
+    /// such as `id` or `uname -a` the runtime's noise).
+    pub runtime_started: bool,
+}
+
+/// Open flags that create or change a file: such an open by an agent command is never noise
+/// (`echo … >> ~/.bashrc` is persistence, whatever the path looks like).
+const WRITE_FLAGS: u32 =
+    (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u32;
+
+/// `/proc/<pid>/…` of the acting process itself (`/proc/self/oom_score_adj` as the kernel
+/// resolves it): a process adjusting its own settings changes nothing outside it. Another
+/// process's entries and `/proc/sys` are not.
+fn own_proc_entry(path: &str, pid: u32) -> bool {
+    path.strip_prefix("/proc/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(p, _)| p == "self" || p.parse::<u32>() == Ok(pid))
+}
+
+/// Whether a session event stays out of analysis, and why.
+pub fn ignore_reason(ev: &Event, p: &FilterPolicy, actor: Actor) -> Option<IgnoreReason> {
+    let runtime = actor.runtime;
     match &ev.detail {
         Detail::Exec(x) if x.result != 0 => Some(IgnoreReason::FailedExec),
         Detail::Exec(_) if runtime => Some(IgnoreReason::AgentRuntimeExec),
-        Detail::Exec(x) if is_transparent_routine_exec(x) => {
+        Detail::Exec(x) if actor.runtime_started && is_transparent_routine_exec(x) => {
             Some(IgnoreReason::TransparentRoutineExec)
         }
         Detail::Open(o) => {
             let path = o.best_path().to_text();
             if path.trim().is_empty() {
                 Some(IgnoreReason::MissingStructuredFields)
+            } else if !runtime && o.flags & WRITE_FLAGS != 0 && !own_proc_entry(&path, ev.pid) {
+                None
             } else if loader_noise(&path) || (runtime && path.contains("/node_modules/")) {
                 // The runtime loading its own packages: thousands of opens per agent run
                 // wherever it is installed (the original only knew the nvm layout, `/.nvm/`).
@@ -310,6 +337,17 @@ pub fn ignore_reason(ev: &Event, p: &FilterPolicy, runtime: bool) -> Option<Igno
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An agent command's process.
+    const AGENT: Actor = Actor {
+        runtime: false,
+        runtime_started: false,
+    };
+    /// The runtime's own process.
+    const RUNTIME: Actor = Actor {
+        runtime: true,
+        runtime_started: false,
+    };
     use crate::event::{Bytes, Connect, Open};
 
     fn open(path: &str) -> Event {
@@ -372,31 +410,31 @@ mod tests {
     fn original_filter_cases() {
         let p = FilterPolicy::default();
         assert_eq!(
-            ignore_reason(&open("/proc/self/status"), &p, false),
+            ignore_reason(&open("/proc/self/status"), &p, AGENT),
             Some(IgnoreReason::RuntimeLoaderNoise)
         );
         assert_eq!(
             ignore_reason(
                 &open("/home/u/.nvm/versions/node/v24/lib/node_modules/openclaw/package.json"),
                 &p,
-                false
+                AGENT
             ),
             Some(IgnoreReason::RuntimeLoaderNoise)
         );
         assert_eq!(
-            ignore_reason(&open("/home/u/.nvm/versions/node/v24/bin/node"), &p, false),
+            ignore_reason(&open("/home/u/.nvm/versions/node/v24/bin/node"), &p, AGENT),
             Some(IgnoreReason::RuntimeLoaderNoise)
         );
         assert_eq!(
-            ignore_reason(&open("/tmp/openclaw-eval/backdoor.sh"), &p, false),
+            ignore_reason(&open("/tmp/openclaw-eval/backdoor.sh"), &p, AGENT),
             None
         );
         assert_eq!(
-            ignore_reason(&open("/root/.openclaw/state.json"), &p, false),
+            ignore_reason(&open("/root/.openclaw/state.json"), &p, AGENT),
             Some(IgnoreReason::RoutineSessionFileNoise)
         );
         assert_eq!(
-            ignore_reason(&open("/usr/lib/x86_64-linux-gnu/libc.so.6"), &p, false),
+            ignore_reason(&open("/usr/lib/x86_64-linux-gnu/libc.so.6"), &p, AGENT),
             Some(IgnoreReason::RuntimeLoaderNoise)
         );
     }
@@ -406,13 +444,13 @@ mod tests {
         let p = FilterPolicy::default();
         let pkg = open("/opt/casa-eval/node/lib/node_modules/openclaw/dist/index.js");
         assert_eq!(
-            ignore_reason(&pkg, &p, true),
+            ignore_reason(&pkg, &p, RUNTIME),
             Some(IgnoreReason::RuntimeLoaderNoise)
         );
         // The same file opened by a tool the agent ran is the agent's doing.
-        assert_eq!(ignore_reason(&pkg, &p, false), None);
+        assert_eq!(ignore_reason(&pkg, &p, AGENT), None);
         // The runtime reading anything else (its `read` tool) still counts.
-        assert_eq!(ignore_reason(&open("/etc/shadow"), &p, true), None);
+        assert_eq!(ignore_reason(&open("/etc/shadow"), &p, RUNTIME), None);
     }
 
     #[test]
@@ -427,39 +465,39 @@ mod tests {
             "/usr/share/zoneinfo/Etc/UTC",
         ] {
             assert_eq!(
-                ignore_reason(&open(path), &p, false),
+                ignore_reason(&open(path), &p, AGENT),
                 Some(IgnoreReason::RuntimeLoaderNoise),
                 "{path}"
             );
         }
-        assert_eq!(ignore_reason(&open("/tmp/x/evil.py"), &p, false), None);
-        assert_eq!(ignore_reason(&open("/home/u/.ssh/id_rsa"), &p, false), None);
+        assert_eq!(ignore_reason(&open("/tmp/x/evil.py"), &p, AGENT), None);
+        assert_eq!(ignore_reason(&open("/home/u/.ssh/id_rsa"), &p, AGENT), None);
     }
 
     #[test]
     fn loopback_and_allowed_ports() {
         let mut p = FilterPolicy::default();
         assert_eq!(
-            ignore_reason(&connect("127.0.0.1", 18000), &p, false),
+            ignore_reason(&connect("127.0.0.1", 18000), &p, AGENT),
             Some(IgnoreReason::IgnorableConnectNoise)
         );
         p.allowed_loopback_ports.insert(18000);
-        assert_eq!(ignore_reason(&connect("127.0.0.1", 18000), &p, false), None);
+        assert_eq!(ignore_reason(&connect("127.0.0.1", 18000), &p, AGENT), None);
         assert_eq!(
-            ignore_reason(&connect("::ffff:127.0.0.1", 18000), &p, false),
+            ignore_reason(&connect("::ffff:127.0.0.1", 18000), &p, AGENT),
             None
         );
         assert_eq!(
-            ignore_reason(&connect("0.0.0.0", 80), &p, false),
+            ignore_reason(&connect("0.0.0.0", 80), &p, AGENT),
             Some(IgnoreReason::IgnorableConnectNoise)
         );
         p.ignored_connect_ips.insert("10.1.1.1".parse().unwrap());
         assert_eq!(
-            ignore_reason(&connect("10.1.1.1", 80), &p, false),
+            ignore_reason(&connect("10.1.1.1", 80), &p, AGENT),
             Some(IgnoreReason::IgnorableConnectNoise)
         );
         assert_eq!(
-            ignore_reason(&connect("93.184.216.34", 443), &p, false),
+            ignore_reason(&connect("93.184.216.34", 443), &p, AGENT),
             None
         );
     }
@@ -474,16 +512,16 @@ mod tests {
             ..FilterPolicy::default()
         };
         assert_eq!(
-            ignore_reason(&connect("203.0.113.7", 443), &p, true),
+            ignore_reason(&connect("203.0.113.7", 443), &p, RUNTIME),
             Some(IgnoreReason::ConfiguredConnect)
         );
         assert_eq!(
-            ignore_reason(&connect("203.0.113.7", 443), &p, false),
+            ignore_reason(&connect("203.0.113.7", 443), &p, AGENT),
             None,
             "kept from a tool process"
         );
         assert_eq!(
-            ignore_reason(&connect("198.51.100.9", 8443), &p, true),
+            ignore_reason(&connect("198.51.100.9", 8443), &p, RUNTIME),
             Some(IgnoreReason::ConfiguredConnect)
         );
     }
@@ -541,5 +579,80 @@ mod tests {
             &["id", "-u", "root"]
         )));
         assert!(!is_transparent_routine_exec(&x("/usr/bin/curl", &["curl"])));
+    }
+
+    fn write(path: &str, flags: i32) -> Event {
+        let mut ev = open(path);
+        if let Detail::Open(o) = &mut ev.detail {
+            o.flags = flags as u32;
+        }
+        ev
+    }
+
+    #[test]
+    fn an_agent_commands_writes_are_never_noise() {
+        let p = FilterPolicy::default();
+        for path in [
+            "/home/u/.bashrc",
+            "/home/u/.profile",
+            "/etc/hosts",
+            "/etc/ld.so.cache",
+        ] {
+            assert_ne!(ignore_reason(&open(path), &p, AGENT), None, "{path} read");
+            for flags in [
+                libc::O_WRONLY,
+                libc::O_RDWR,
+                libc::O_WRONLY | libc::O_APPEND,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+            ] {
+                assert_eq!(
+                    ignore_reason(&write(path, flags), &p, AGENT),
+                    None,
+                    "{path}"
+                );
+            }
+        }
+        // A process setting its own knobs (the tool wrapper's OOM score) changes nothing
+        // outside it; another process's entries and /proc/sys are not its own.
+        let mut own = write("/proc/1/oom_score_adj", libc::O_WRONLY);
+        assert_eq!(
+            ignore_reason(&own, &p, AGENT),
+            Some(IgnoreReason::RuntimeLoaderNoise)
+        );
+        own.pid = 2;
+        assert_eq!(ignore_reason(&own, &p, AGENT), None);
+        let sys = write("/proc/sys/kernel/core_pattern", libc::O_WRONLY);
+        assert_eq!(ignore_reason(&sys, &p, AGENT), None);
+        // The runtime's own state writes stay its noise.
+        assert_eq!(
+            ignore_reason(
+                &write("/root/.openclaw/state/openclaw.sqlite-wal", libc::O_RDWR),
+                &p,
+                RUNTIME
+            ),
+            Some(IgnoreReason::RoutineSessionFileNoise)
+        );
+    }
+
+    #[test]
+    fn a_routine_probe_is_noise_only_when_the_runtime_started_it() {
+        let p = FilterPolicy::default();
+        let id = Event {
+            detail: Detail::Exec(Exec::test("/usr/bin/id", &["id"])),
+            ..open("/x")
+        };
+        let by_runtime = Actor {
+            runtime: false,
+            runtime_started: true,
+        };
+        assert_eq!(
+            ignore_reason(&id, &p, by_runtime),
+            Some(IgnoreReason::TransparentRoutineExec)
+        );
+        assert_eq!(
+            ignore_reason(&id, &p, AGENT),
+            None,
+            "the agent's own `id` counts"
+        );
     }
 }

@@ -457,9 +457,14 @@ impl<S: LogSink> Pipeline<S> {
                 session,
                 runtime,
                 pending_shell,
+                runtime_started,
             } => {
                 let t = stage_start(&self.stages);
-                let reason = filter::ignore_reason(ev, &self.filter, runtime);
+                let actor = filter::Actor {
+                    runtime,
+                    runtime_started,
+                };
+                let reason = filter::ignore_reason(ev, &self.filter, actor);
                 stage_end(&mut self.stages, t, Stage::Context, 0);
                 if pending_shell {
                     if reason.is_none() && !matches!(ev.detail, Detail::Exit(_)) {
@@ -893,12 +898,42 @@ mod tests {
             p.sink().of(Log::Sessions).is_empty(),
             "a thread exit closed the session"
         );
+        // The tool (110) finishes first; the session ends grace after its last process.
+        p.process(&ev(10 * S, 110, 110, 100, exit(true, true)));
         p.process(&ev(11 * S, 100, 100, 1, exit(true, true)));
         p.advance(13 * S + 1);
         let s = p.sink().of(Log::Sessions);
         assert_eq!(s.len(), 1);
         assert!(s[0].contains("\"session_closed\""));
         assert_eq!(p.session_states(), 0, "session state is freed on close");
+    }
+
+    #[test]
+    fn a_process_that_outlives_the_invocation_keeps_its_session_open() {
+        let closed = |p: &Pipeline<MemorySink>| {
+            p.sink()
+                .of(Log::Sessions)
+                .iter()
+                .filter(|l| l.contains("\"session_closed\""))
+                .count()
+        };
+        let mut p = pipeline();
+        start(&mut p, S);
+        // The invocation exits while its tool (110) still runs, as a daemonised payload
+        // would; what 110 does later is still the session's.
+        p.process(&ev(2 * S, 100, 100, 1, exit(true, true)));
+        p.advance(40 * S);
+        assert_eq!(closed(&p), 0, "the session closed while its subtree lived");
+        let before = p.stats.accepted;
+        p.process(&ev(41 * S, 110, 110, 1, open("/home/u/.ssh/id_rsa")));
+        assert_eq!(
+            p.stats.accepted,
+            before + 1,
+            "the survivor's open is the session's"
+        );
+        p.process(&ev(42 * S, 110, 110, 1, exit(true, true)));
+        p.advance(44 * S + 1);
+        assert_eq!(closed(&p), 1);
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub enum SessionKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CloseReason {
-    /// The CLI leader exited and the grace period passed.
+    /// Every process of the CLI invocation's subtree exited (the leader and everything it
+    /// started, daemons included) and the grace period passed.
     LeaderExit,
     /// A gateway session's processes all exited and the quiet period passed.
     Quiet,
@@ -91,9 +92,18 @@ pub struct Session {
     pub closing: Option<(u64, u64)>,
     /// casa started (or restarted) while this session was already running.
     pub joined_midway: bool,
+    /// Processes of the session whose parent exited while they lived (a daemonised or
+    /// double-forked payload, anything that outlived the agent's turn): `(pid, time)`, the
+    /// first [`REPARENTED_MAX`] of them.
+    pub reparented: Vec<(u32, u64)>,
+    /// How many more were re-parented beyond [`REPARENTED_MAX`] (the bound is itself a fact).
+    pub reparented_dropped: u64,
     /// Live processes of the session.
     live: HashSet<u32>,
 }
+
+/// Most re-parented processes a session remembers individually.
+pub const REPARENTED_MAX: usize = 64;
 
 /// A session that just closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +138,10 @@ struct Proc {
     launched: Option<Box<[u8]>>,
     /// A bare shell held back until it does something meaningful.
     pending_shell: bool,
+    /// Started by the runtime itself (forked by a runtime process, or by a bare shell the
+    /// runtime started), not by an agent command: only such processes can be the runtime's
+    /// routine probes or held-back shells.
+    runtime_started: bool,
     session: Option<SessionId>,
 }
 
@@ -142,10 +156,13 @@ pub enum Verdict {
     /// Belongs to `session`. `runtime`: the acting process is the agent runtime itself.
     /// `pending_shell`: the process is a held-back bare shell (the caller promotes it with
     /// [`Tracker::promote`] when the event is meaningful, or drops the event).
+    /// `runtime_started`: the process was started by the runtime itself, not by an agent
+    /// command (the filter treats routine probes as noise only then).
     Session {
         session: SessionId,
         runtime: bool,
         pending_shell: bool,
+        runtime_started: bool,
     },
 }
 
@@ -253,6 +270,7 @@ impl Tracker {
                 wrapper: false,
                 launched: None,
                 pending_shell: false,
+                runtime_started: false,
                 session,
             },
         );
@@ -283,6 +301,8 @@ impl Tracker {
                 last_event_ns: now_ns,
                 closing: None,
                 joined_midway: midway,
+                reparented: Vec::new(),
+                reparented_dropped: 0,
                 live,
             },
         );
@@ -311,8 +331,9 @@ impl Tracker {
                     if let Some(id) = parent.session
                         && let Some(s) = self.sessions.get_mut(&id)
                     {
+                        // The subtree is alive again: no close countdown.
                         s.live.insert(f.child_pid);
-                        s.closing = s.closing.filter(|_| s.kind == SessionKind::Cli);
+                        s.closing = None;
                     }
                     self.procs.insert(
                         f.child_pid,
@@ -325,6 +346,8 @@ impl Tracker {
                             wrapper: false,
                             launched: None,
                             pending_shell: false,
+                            runtime_started: parent.runtime
+                                || (parent.pending_shell && parent.runtime_started),
                             session: parent.session,
                         },
                     );
@@ -341,7 +364,7 @@ impl Tracker {
                     Verdict::Outside
                 };
                 if x.leader || x.process_gone {
-                    self.observe_exit(ev, x.leader, x.process_gone);
+                    self.observe_exit(ev, x.process_gone);
                 }
                 obs.verdict = verdict;
             }
@@ -376,11 +399,13 @@ impl Tracker {
                     wrapper: false,
                     launched: None,
                     pending_shell: false,
+                    runtime_started: parent.runtime,
                     session: parent.session,
                 },
             );
             if let Some(s) = parent.session.and_then(|id| self.sessions.get_mut(&id)) {
                 s.live.insert(ev.pid);
+                s.closing = None;
             }
         }
         match self.procs.get(&ev.pid) {
@@ -389,6 +414,7 @@ impl Tracker {
                     session,
                     runtime: p.runtime,
                     pending_shell: p.pending_shell,
+                    runtime_started: p.runtime_started,
                 },
                 _ => Verdict::Outside,
             },
@@ -490,7 +516,16 @@ impl Tracker {
         if session.is_none() && !runtime && !parent_known {
             return;
         }
-        let pending = session.is_some() && !invocation && !runtime && is_bare_shell(x);
+        // Started by the runtime (this process was forked by it, or by a bare shell it
+        // started) and not exec'd anything of the agent's since.
+        let runtime_started = from_runtime
+            || known
+                .as_ref()
+                .is_some_and(|p| p.runtime_started && !p.wrapper);
+        // A bare shell is held back only when the runtime started it: one an agent command
+        // starts (`curl … | sh`, `base64 -d | sh`) runs what it reads, an exec like any other.
+        let pending =
+            session.is_some() && !invocation && !runtime && runtime_started && is_bare_shell(x);
         self.procs.insert(
             ev.pid,
             Proc {
@@ -502,6 +537,7 @@ impl Tracker {
                 wrapper,
                 launched,
                 pending_shell: pending,
+                runtime_started,
                 session,
             },
         );
@@ -512,12 +548,13 @@ impl Tracker {
                 session: id,
                 runtime: runtime || wrapper,
                 pending_shell: false,
+                runtime_started,
             },
             None => Verdict::Outside,
         };
     }
 
-    fn observe_exit(&mut self, ev: &Event, leader: bool, gone: bool) {
+    fn observe_exit(&mut self, ev: &Event, gone: bool) {
         let Some(p) = self.procs.get(&ev.pid) else {
             return;
         };
@@ -526,23 +563,37 @@ impl Tracker {
         {
             if gone {
                 s.live.remove(&ev.pid);
+                // Its children that still live are re-parented (to init or a subreaper):
+                // they stay in the session, and that they outlived their parent is a fact.
+                let mut orphans: Vec<u32> = s
+                    .live
+                    .iter()
+                    .copied()
+                    .filter(|pid| self.procs.get(pid).is_some_and(|c| c.ppid == ev.pid))
+                    .collect();
+                orphans.sort_unstable();
+                for pid in orphans {
+                    if s.reparented.len() < REPARENTED_MAX {
+                        s.reparented.push((pid, ev.ktime_ns));
+                    } else {
+                        s.reparented_dropped += 1;
+                    }
+                }
             }
-            match s.kind {
+            // The session lives as long as its subtree: the countdown starts when the last
+            // process exits (a CLI session's leader exiting is not enough: what it left
+            // running is still the session's).
+            if s.live.is_empty() && s.closing.is_none() {
+                let grace = match s.kind {
+                    SessionKind::Cli => self.timeouts.grace_ns,
+                    SessionKind::Gateway => self.timeouts.gateway_quiet_ns,
+                };
                 // An exit stamped before the session began (events out of order) counts from
                 // the session's start: a session never closes before it was created.
-                SessionKind::Cli if leader && ev.pid == s.leader && s.closing.is_none() => {
-                    let at = ev.ktime_ns.max(s.created_ns);
-                    let until = at.saturating_add(self.timeouts.grace_ns);
-                    s.closing = Some((at, until));
-                    self.next_due_ns = self.next_due_ns.min(until);
-                }
-                SessionKind::Gateway if s.live.is_empty() && s.closing.is_none() => {
-                    let at = ev.ktime_ns.max(s.created_ns);
-                    let until = at.saturating_add(self.timeouts.gateway_quiet_ns);
-                    s.closing = Some((at, until));
-                    self.next_due_ns = self.next_due_ns.min(until);
-                }
-                _ => {}
+                let at = ev.ktime_ns.max(s.created_ns);
+                let until = at.saturating_add(grace);
+                s.closing = Some((at, until));
+                self.next_due_ns = self.next_due_ns.min(until);
             }
         }
         if gone {

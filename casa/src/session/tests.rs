@@ -270,7 +270,8 @@ fn bare_shell_is_pending_and_transparent_until_promoted() {
         Verdict::Session {
             session: 1,
             runtime: false,
-            pending_shell: true
+            pending_shell: true,
+            runtime_started: true,
         }
     );
     t.promote(110);
@@ -572,4 +573,81 @@ fn a_symlinked_global_launcher_starts_a_session() {
         ),
     ));
     assert_eq!(o.started, None);
+}
+
+#[test]
+fn a_cli_session_lives_as_long_as_its_subtree_and_records_who_outlived_a_parent() {
+    let mut t = tracker();
+    t.observe(&ev(S, 100, 1, invocation()));
+    t.observe(&ev(S, 100, 1, fork(110)));
+    t.observe(&ev(S, 110, 100, exec("/bin/sh", &["sh", "-c", "x"])));
+    // `setsid sh -c '…' &` then the shell exits: 120 is re-parented.
+    t.observe(&ev(2 * S, 110, 100, fork(120)));
+    t.observe(&ev(
+        2 * S,
+        120,
+        110,
+        exec("/usr/bin/sleep", &["sleep", "45"]),
+    ));
+    t.observe(&ev(3 * S, 110, 100, exit(true)));
+    t.observe(&ev(4 * S, 100, 1, exit(true)));
+    assert!(t.expire(60 * S).is_empty(), "120 still runs");
+    let s = t.session(1).expect("open");
+    assert_eq!(s.reparented, vec![(120, 3 * S)]);
+    assert_eq!(s.reparented_dropped, 0);
+    // The payload acts after the invocation is gone: still the session's.
+    let o = t.observe(&ev(61 * S, 120, 1, connect()));
+    assert_eq!(session_of(&o), Some(1));
+    t.observe(&ev(62 * S, 120, 1, exit(true)));
+    let closed = t.expire(64 * S + 1);
+    assert_eq!(
+        closed,
+        vec![Closed {
+            id: 1,
+            kind: "cli",
+            closed_ns: 64 * S,
+            reason: CloseReason::LeaderExit
+        }]
+    );
+}
+
+#[test]
+fn re_parented_processes_are_bounded_and_the_overflow_is_counted() {
+    let mut t = tracker();
+    t.observe(&ev(S, 100, 1, invocation()));
+    t.observe(&ev(S, 100, 1, fork(110)));
+    let n = super::REPARENTED_MAX as u32 + 5;
+    for i in 0..n {
+        t.observe(&ev(S, 110, 100, fork(1000 + i)));
+    }
+    t.observe(&ev(2 * S, 110, 100, exit(true)));
+    let s = t.session(1).expect("open");
+    assert_eq!(s.reparented.len(), super::REPARENTED_MAX);
+    assert_eq!(s.reparented_dropped, 5);
+    assert!(s.reparented.windows(2).all(|w| w[0] < w[1]), "in pid order");
+}
+
+#[test]
+fn a_bare_shell_an_agent_command_starts_is_an_exec_like_any_other() {
+    let mut t = tracker();
+    t.observe(&ev(S, 100, 1, invocation()));
+    t.observe(&ev(S, 100, 1, fork(110)));
+    t.observe(&ev(
+        S,
+        110,
+        100,
+        exec("/bin/bash", &["bash", "-c", "curl x | sh"]),
+    ));
+    t.observe(&ev(S, 110, 100, fork(120)));
+    // `curl … | sh`: the shell reads its program from the pipe.
+    let o = t.observe(&ev(S, 120, 110, exec("/bin/sh", &["sh"])));
+    assert_eq!(
+        o.verdict,
+        Verdict::Session {
+            session: 1,
+            runtime: false,
+            pending_shell: false,
+            runtime_started: false,
+        }
+    );
 }
