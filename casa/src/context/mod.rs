@@ -185,7 +185,5 @@ pub use classify::{
     has_write_intent, is_burst_excluded_connect, is_burst_ignored_open, is_memfd_or_deleted,
     is_sensitive_path, is_suspicious_exec_path,
 };
-pub use history::{
-    RecentEvent, RecentEventRecord, RecentEventSorted, RecentKind, history_reference,
-};
+pub use history::{RecentEvent, RecentEventSorted, RecentKind, history_reference};
 pub use session::{Observed, SessionContext};
