@@ -36,7 +36,7 @@ pub enum Command {
     Dump(DumpArgs),
     /// Run a recording through the same pipeline as `run` (no kernel, no root).
     Replay(ReplayArgs),
-    /// Validate or self-test a rules file.
+    /// Validate or self-test a rules file, or list the context fields.
     #[command(subcommand)]
     Rules(RulesCommand),
     /// Verify a hash-chained log (audit.log, alert.log) against its head file; exit 0 ok,
@@ -93,6 +93,12 @@ pub enum RulesCommand {
         /// Fixture directory with `positive/<rule>.json` and `baseline/*.json`.
         #[arg(long, default_value = "casa/tests/fixtures/rules")]
         fixtures: PathBuf,
+    },
+    /// List the context fields rules can read: CEL name, type and meaning.
+    Fields {
+        /// Print README's field table (Markdown), to paste between its markers.
+        #[arg(long)]
+        markdown: bool,
     },
 }
 

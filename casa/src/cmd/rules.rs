@@ -1,9 +1,10 @@
-//! `casa rules check` and `casa rules test`.
+//! `casa rules check`, `casa rules test` and `casa rules fields`.
 
 use std::process::ExitCode;
 
 use crate::{
     cli::RulesCommand,
+    context::{markdown_table, plain_table},
     rules::{RuleSet, self_test},
     settings::Env,
 };
@@ -49,6 +50,17 @@ pub fn rules(cmd: &RulesCommand) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        RulesCommand::Fields { markdown } => {
+            print!(
+                "{}",
+                if *markdown {
+                    markdown_table()
+                } else {
+                    plain_table()
+                }
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -107,14 +107,6 @@ pub fn exec_capability(exec: &Exec, h: &Heuristics) -> Capability {
     c
 }
 
-/// Sticky merge: bools OR, `dangerous_count` max.
-pub fn merge_capability(dst: &mut Capability, src: &Capability) {
-    dst.has_dangerous_caps |= src.has_dangerous_caps;
-    dst.dangerous_count = dst.dangerous_count.max(src.dangerous_count);
-    dst.seccomp_disabled |= src.seccomp_disabled;
-    dst.capability_unknown |= src.capability_unknown;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,87 +91,12 @@ impl RecentEvent {
             RecentKind::Exit => "EXIT",
         }
     }
-
-    /// The `recent_events` element of `sessions.log` with the caller's formatted time, in the
-    /// original's field order.
-    pub fn record<'a>(&'a self, timestamp: &'a str) -> RecentEventRecord<'a> {
-        RecentEventRecord {
-            timestamp,
-            event: self,
-        }
-    }
-
-    /// [`Self::record`] as a JSON value: `{"timestamp","type","pid","tid"(omitted when 0),
-    /// OPENAT: "path","flags","mode"; EXECVE: "path"; CONNECT: "addr","port"}`.
-    pub fn to_json(&self, timestamp: &str) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        m.insert("timestamp".into(), timestamp.into());
-        m.insert("type".into(), self.type_name().into());
-        m.insert("pid".into(), self.pid.into());
-        if self.tid != 0 {
-            m.insert("tid".into(), self.tid.into());
-        }
-        match &self.kind {
-            RecentKind::Exec { path } => {
-                m.insert("path".into(), path.as_str().into());
-            }
-            RecentKind::Open {
-                path, flags, mode, ..
-            } => {
-                m.insert("path".into(), path.as_str().into());
-                m.insert("flags".into(), (*flags).into());
-                m.insert("mode".into(), (*mode).into());
-            }
-            RecentKind::Connect { addr, port, .. } => {
-                m.insert("addr".into(), addr.as_str().into());
-                m.insert("port".into(), (*port).into());
-            }
-            RecentKind::Exit => {}
-        }
-        serde_json::Value::Object(m)
-    }
 }
 
-/// A [`RecentEvent`] with its formatted timestamp; serialises as [`RecentEvent::to_json`]
-/// does, keeping the field order.
-#[derive(Clone, Copy, Debug)]
-pub struct RecentEventRecord<'a> {
-    pub timestamp: &'a str,
-    pub event: &'a RecentEvent,
-}
-
-impl Serialize for RecentEventRecord<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let e = self.event;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("timestamp", self.timestamp)?;
-        m.serialize_entry("type", e.type_name())?;
-        m.serialize_entry("pid", &e.pid)?;
-        if e.tid != 0 {
-            m.serialize_entry("tid", &e.tid)?;
-        }
-        match &e.kind {
-            RecentKind::Exec { path } => m.serialize_entry("path", path)?,
-            RecentKind::Open {
-                path, flags, mode, ..
-            } => {
-                m.serialize_entry("path", path)?;
-                m.serialize_entry("flags", flags)?;
-                m.serialize_entry("mode", mode)?;
-            }
-            RecentKind::Connect { addr, port, .. } => {
-                m.serialize_entry("addr", addr)?;
-                m.serialize_entry("port", port)?;
-            }
-            RecentKind::Exit => {}
-        }
-        m.end()
-    }
-}
-
-/// A [`RecentEvent`] with its formatted timestamp, serialised exactly as
-/// [`RecentEvent::to_json`] is (keys in alphabetical order, as a `serde_json::Map` writes
-/// them) but without building the map: `sessions.log` snapshots write many of these.
+/// A [`RecentEvent`] with its formatted timestamp: the `recent_events` element of
+/// `sessions.log`, `{"timestamp","type","pid","tid"(omitted when 0), OPENAT: "path","flags",
+/// "mode"; EXECVE: "path"; CONNECT: "addr","port"}` with its keys in alphabetical order (as
+/// a `serde_json::Map` writes them), written without building a map: snapshots write many.
 #[derive(Clone, Debug)]
 pub struct RecentEventSorted<'a> {
     pub timestamp: String,
@@ -691,6 +616,18 @@ mod tests {
         }
     }
 
+    fn sorted(e: &RecentEvent) -> String {
+        serde_json::to_string(&RecentEventSorted {
+            timestamp: "T".into(),
+            event: e,
+        })
+        .unwrap()
+    }
+
+    fn value(e: &RecentEvent) -> serde_json::Value {
+        serde_json::from_str(&sorted(e)).unwrap()
+    }
+
     #[test]
     fn json_shape_per_type() {
         let open = ev(
@@ -704,13 +641,13 @@ mod tests {
             },
         );
         assert_eq!(
-            open.to_json("T"),
+            value(&open),
             serde_json::json!({"timestamp":"T","type":"OPENAT","pid":7,"tid":8,
                                "path":"/tmp/a","flags":577,"mode":438})
         );
         assert_eq!(
-            serde_json::to_string(&open.record("T")).unwrap(),
-            r#"{"timestamp":"T","type":"OPENAT","pid":7,"tid":8,"path":"/tmp/a","flags":577,"mode":438}"#
+            sorted(&open),
+            r#"{"flags":577,"mode":438,"path":"/tmp/a","pid":7,"tid":8,"timestamp":"T","type":"OPENAT"}"#
         );
         let exec = ev(
             7,
@@ -720,11 +657,11 @@ mod tests {
             },
         );
         assert_eq!(
-            serde_json::to_string(&exec.record("T")).unwrap(),
-            r#"{"timestamp":"T","type":"EXECVE","pid":7,"path":"/bin/sh"}"#
+            sorted(&exec),
+            r#"{"path":"/bin/sh","pid":7,"timestamp":"T","type":"EXECVE"}"#
         );
         assert_eq!(
-            exec.to_json("T"),
+            value(&exec),
             serde_json::json!({"timestamp":"T","type":"EXECVE","pid":7,"path":"/bin/sh"})
         );
         let connect = ev(
@@ -737,36 +674,32 @@ mod tests {
             },
         );
         assert_eq!(
-            serde_json::to_string(&connect.record("T")).unwrap(),
-            r#"{"timestamp":"T","type":"CONNECT","pid":7,"tid":9,"addr":"8.8.8.8","port":443}"#
+            sorted(&connect),
+            r#"{"addr":"8.8.8.8","pid":7,"port":443,"tid":9,"timestamp":"T","type":"CONNECT"}"#
         );
         assert_eq!(
-            connect.to_json("T"),
+            value(&connect),
             serde_json::json!({"timestamp":"T","type":"CONNECT","pid":7,"tid":9,
                                "addr":"8.8.8.8","port":443})
         );
         let exit = ev(7, 7, RecentKind::Exit);
         assert_eq!(
-            serde_json::to_string(&exit.record("T")).unwrap(),
-            r#"{"timestamp":"T","type":"EXIT","pid":7,"tid":7}"#
+            sorted(&exit),
+            r#"{"pid":7,"tid":7,"timestamp":"T","type":"EXIT"}"#
         );
         assert_eq!(
-            exit.to_json("T"),
+            value(&exit),
             serde_json::json!({"timestamp":"T","type":"EXIT","pid":7,"tid":7})
         );
         for e in [&open, &exec, &connect, &exit] {
             let mut e = e.clone();
             for tid in [e.tid, 0] {
                 e.tid = tid;
-                let sorted = RecentEventSorted {
-                    timestamp: "T".into(),
-                    event: &e,
-                };
-                assert_eq!(
-                    serde_json::to_string(&sorted).unwrap(),
-                    serde_json::to_string(&e.to_json("T")).unwrap(),
-                    "{e:?}"
-                );
+                // Keys in alphabetical order (what a `serde_json::Map` writes), tid only
+                // when non-zero.
+                let v = value(&e);
+                assert_eq!(sorted(&e), serde_json::to_string(&v).unwrap(), "{e:?}");
+                assert_eq!(v.get("tid").is_some(), tid != 0, "{e:?}");
             }
         }
     }

@@ -8,51 +8,76 @@
 //! paths are the kernel-resolved absolute paths, so write→exec matches `./x.sh` against
 //! `/tmp/x.sh`, and `opened_deleted_path` / `memfd_or_deleted_exec` really fire.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// The CEL input of one session at one moment. Field names are the CEL names.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Context {
-    pub session_id: u64,
-    pub execution: Execution,
-    pub capability: Capability,
-    pub history: History,
-}
+// THE definition of the context: every CEL variable and field, its type and its meaning.
+// The structs, the CEL activation, the self-test fixtures, the span's final state, the
+// sticky merge and README's field table are all produced from this list (see `fields.rs`).
+// To add a field: add it here with a `///` meaning, derive it (`session.rs` for
+// `execution`/`capability`, `history.rs` for `history`), then regenerate README's table
+// with `casa rules fields --markdown`.
+fields::context_schema! {
+    /// Sticky over the session: a flag is set once any of the session's processes had it at
+    /// an exec or an exit.
+    group execution: Execution {
+        /// An exec path contains a `suspicious_path_patterns` entry (`/tmp/`, `/dev/shm/`, …),
+        /// or is a memfd or a deleted file.
+        suspicious_path_exec: bool,
+        /// An exec's visible lineage is at least `deep_chain_threshold` ancestors deep.
+        deep_chain: bool,
+        /// A process or one of its visible ancestors is a shell (`shell_names`).
+        shell_in_chain: bool,
+        /// A process or one of its visible ancestors is a network tool (`network_tool_names`).
+        network_tool_in_chain: bool,
+        /// A process or one of its visible ancestors is an interpreter (`interpreter_names`).
+        interpreter_in_chain: bool,
+        /// A process or one of its visible ancestors is a container runtime
+        /// (`container_runtime_names`).
+        container_runtime_in_chain: bool,
+        /// An exec path is a memfd (`memfd:…`) or a deleted file (`… (deleted)`).
+        memfd_or_deleted_exec: bool,
+    }
 
-/// `execution.*`: sticky (OR-accumulated over the session's processes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Execution {
-    pub suspicious_path_exec: bool,
-    pub deep_chain: bool,
-    pub shell_in_chain: bool,
-    pub network_tool_in_chain: bool,
-    pub interpreter_in_chain: bool,
-    pub container_runtime_in_chain: bool,
-    pub memfd_or_deleted_exec: bool,
-}
+    /// Sticky over the session, from the credentials seen at each exec (`dangerous_count`:
+    /// the session maximum).
+    group capability: Capability {
+        /// An exec ran with at least one `dangerous_capability_names` capability effective.
+        has_dangerous_caps: bool,
+        /// How many of the dangerous capabilities an exec had effective (session maximum).
+        dangerous_count: i64,
+        /// An exec ran without a seccomp filter (seccomp mode 0).
+        seccomp_disabled: bool,
+    }
+    internal {
+        /// No credential snapshot (effective set or seccomp mode) was available for an exec.
+        capability_unknown: bool,
+    }
 
-/// `capability.*`: sticky; `dangerous_count` is the session maximum.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Capability {
-    pub has_dangerous_caps: bool,
-    pub dangerous_count: i64,
-    pub seccomp_disabled: bool,
-    /// Not exposed to CEL: no credential snapshot was available for the exec.
-    #[serde(skip)]
-    pub capability_unknown: bool,
-}
-
-/// `history.*`: derived from the session's recent events.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct History {
-    pub connect_then_exec: bool,
-    pub sensitive_then_network: bool,
-    pub sensitive_then_execve: bool,
-    pub burst_open: bool,
-    pub burst_connect: bool,
-    pub burst_exec: bool,
-    pub write_then_exec_same_path: bool,
-    pub opened_deleted_path: bool,
+    /// Over the session's last `recent_event_limit` events (`opened_deleted_path`: over each
+    /// process's last `max_per_process_artifacts` opens); a flag clears when the events that
+    /// set it leave the window.
+    group history: History {
+        /// A connect (any result) is followed by an exec.
+        connect_then_exec: bool,
+        /// A sensitive open (even a failed one) and a connect within
+        /// `sensitive_history_window_seconds` of each other, either order.
+        sensitive_then_network: bool,
+        /// A sensitive open (even a failed one) and an exec within
+        /// `sensitive_history_window_seconds` of each other, either order.
+        sensitive_then_execve: bool,
+        /// `burst_open_threshold` opens (outside the burst ignore list) within
+        /// `burst_window_seconds`.
+        burst_open: bool,
+        /// `burst_connect_threshold` connects to non-local destinations within
+        /// `burst_window_seconds`.
+        burst_connect: bool,
+        /// `burst_exec_threshold` execs within `burst_window_seconds`.
+        burst_exec: bool,
+        /// A successful write-intent open of a path is followed by an exec of the same path.
+        write_then_exec_same_path: bool,
+        /// A process opened a file that was already deleted (`… (deleted)`).
+        opened_deleted_path: bool,
+    }
 }
 
 /// One visible node of a process's lineage, target first (node 0 is the process itself).
@@ -173,6 +198,7 @@ impl Default for Heuristics {
 
 mod capability;
 mod classify;
+mod fields;
 mod history;
 mod session;
 #[cfg(test)]
@@ -185,7 +211,9 @@ pub use classify::{
     has_write_intent, is_burst_excluded_connect, is_burst_ignored_open, is_memfd_or_deleted,
     is_sensitive_path, is_suspicious_exec_path,
 };
-pub use history::{
-    RecentEvent, RecentEventRecord, RecentEventSorted, RecentKind, history_reference,
+pub use fields::{
+    Field, FieldKind, FieldType, FieldValue, Group, README_BEGIN, README_END, SESSION_ID_DOC,
+    baseline_fixture, markdown_table, plain_table,
 };
+pub use history::{RecentEvent, RecentEventSorted, RecentKind, history_reference};
 pub use session::{Observed, SessionContext};

@@ -61,7 +61,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::{
     Capability, Context, Execution, Heuristics, History, LineageNode,
-    capability::{exec_capability, merge_capability},
+    capability::exec_capability,
     classify::{
         basename, is_burst_ignored_open, is_deleted_path, is_memfd_or_deleted,
         is_suspicious_exec_path, name_in,
@@ -146,16 +146,6 @@ impl ProcessState {
     }
 }
 
-fn merge_execution(dst: &mut Execution, src: &Execution) {
-    dst.suspicious_path_exec |= src.suspicious_path_exec;
-    dst.deep_chain |= src.deep_chain;
-    dst.shell_in_chain |= src.shell_in_chain;
-    dst.network_tool_in_chain |= src.network_tool_in_chain;
-    dst.interpreter_in_chain |= src.interpreter_in_chain;
-    dst.container_runtime_in_chain |= src.container_runtime_in_chain;
-    dst.memfd_or_deleted_exec |= src.memfd_or_deleted_exec;
-}
-
 /// The `addr` text and IP of a connect destination.
 fn connect_target(addr: &SockAddr) -> (String, u16, Option<std::net::IpAddr>) {
     match addr {
@@ -218,11 +208,11 @@ impl SessionContext {
                 proc.lineage_names = obs.lineage.iter().map(|n| n.name.clone()).collect();
                 proc.exec_path = Some(path.clone());
                 let exec = proc.current_execution(h);
-                merge_execution(&mut proc.execution, &exec);
-                merge_execution(&mut self.ctx.execution, &exec);
+                proc.execution.merge(&exec);
+                self.ctx.execution.merge(&exec);
                 let cap = exec_capability(x, h);
-                merge_capability(&mut proc.capability, &cap);
-                merge_capability(&mut self.ctx.capability, &cap);
+                proc.capability.merge(&cap);
+                self.ctx.capability.merge(&cap);
                 RecentKind::Exec { path }
             }
             Detail::Open(o) => {
@@ -250,8 +240,8 @@ impl SessionContext {
             }
             Detail::Exit(_) | Detail::Fork(_) => {
                 let exec = proc.current_execution(h);
-                merge_execution(&mut proc.execution, &exec);
-                merge_execution(&mut self.ctx.execution, &exec);
+                proc.execution.merge(&exec);
+                self.ctx.execution.merge(&exec);
                 RecentKind::Exit
             }
         };
@@ -346,8 +336,8 @@ impl SessionContext {
         let mut execution = Execution::default();
         let mut capability = Capability::default();
         for p in pids.iter().filter_map(|pid| self.processes.get(pid)) {
-            merge_execution(&mut execution, &p.execution);
-            merge_capability(&mut capability, &p.capability);
+            execution.merge(&p.execution);
+            capability.merge(&p.capability);
         }
         self.ctx.execution = execution;
         self.ctx.capability = capability;

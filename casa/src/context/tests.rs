@@ -127,7 +127,7 @@ fn history_of(events: &[Event], h: &Heuristics) -> History {
     let mut s = SessionContext::new(1);
     fold(&mut s, events, h);
     assert_reference(&s, h);
-    s.context().history
+    s.context().history.clone()
 }
 
 fn assert_reference(s: &SessionContext, h: &Heuristics) {
@@ -650,7 +650,7 @@ fn chain_names_from_ancestors() {
         ],
         &h,
     );
-    let x = s.context().execution;
+    let x = s.context().execution.clone();
     assert!(x.shell_in_chain && x.interpreter_in_chain);
     assert!(x.container_runtime_in_chain && x.network_tool_in_chain);
     assert!(!x.suspicious_path_exec && !x.memfd_or_deleted_exec && !x.deep_chain);
@@ -662,13 +662,13 @@ fn memfd_and_deleted_exec() {
     for path in ["/memfd:payload (deleted)", "memfd:x", "/opt/tool (deleted)"] {
         let mut s = SessionContext::new(1);
         exec_with(&mut s, &exec(T0, 100, path), &[], &h);
-        let x = s.context().execution;
+        let x = s.context().execution.clone();
         assert!(x.memfd_or_deleted_exec, "{path}");
         assert!(x.suspicious_path_exec, "{path}");
     }
     let mut s = SessionContext::new(1);
     exec_with(&mut s, &exec(T0, 100, "/tmp/x.sh"), &[], &h);
-    let x = s.context().execution;
+    let x = s.context().execution.clone();
     assert!(x.suspicious_path_exec && !x.memfd_or_deleted_exec);
 }
 
@@ -699,7 +699,7 @@ fn capability_from_configured_bits() {
         &[event(T0, 100, "ping", Detail::Exec(x.clone()))],
         &h,
     );
-    let c = s.context().capability;
+    let c = s.context().capability.clone();
     assert!(c.has_dangerous_caps && !c.seccomp_disabled && !c.capability_unknown);
     assert_eq!(c.dangerous_count, 1);
 
@@ -711,7 +711,7 @@ fn capability_from_configured_bits() {
         &[event(T0, 100, "ping", Detail::Exec(x.clone()))],
         &h,
     );
-    let c = s.context().capability;
+    let c = s.context().capability.clone();
     assert!(!c.has_dangerous_caps);
     assert_eq!(c.dangerous_count, 0);
 
@@ -729,7 +729,7 @@ fn capability_from_configured_bits() {
         ],
         &h,
     );
-    let c = s.context().capability;
+    let c = s.context().capability.clone();
     assert_eq!(c.dangerous_count, 2);
     assert!(c.has_dangerous_caps && c.seccomp_disabled);
 }
@@ -742,13 +742,13 @@ fn capability_unknown_when_not_read() {
     x.seccomp_mode = Some(0);
     let mut s = SessionContext::new(1);
     fold(&mut s, &[event(T0, 100, "ls", Detail::Exec(x.clone()))], &h);
-    let c = s.context().capability;
+    let c = s.context().capability.clone();
     assert!(c.capability_unknown && c.seccomp_disabled && !c.has_dangerous_caps);
     x.cap_effective = Some(1 << 21);
     x.seccomp_mode = None;
     let mut s = SessionContext::new(1);
     fold(&mut s, &[event(T0, 100, "ls", Detail::Exec(x))], &h);
-    let c = s.context().capability;
+    let c = s.context().capability.clone();
     assert!(c.capability_unknown && c.has_dangerous_caps && !c.seccomp_disabled);
 }
 
@@ -897,7 +897,7 @@ fn prune_transparent_shell_removes_the_wrapper() {
     );
     let curl = exec(T0 + 4, 61, "/usr/bin/curl");
     exec_with(&mut s, &curl, &[node(61, "curl"), node(1, "openclaw")], &h);
-    let x = s.context().execution;
+    let x = s.context().execution.clone();
     assert!(x.shell_in_chain && x.interpreter_in_chain && x.network_tool_in_chain);
     assert!(s.context().history.connect_then_exec);
     assert_eq!(s.process_count(), 3);
@@ -907,7 +907,7 @@ fn prune_transparent_shell_removes_the_wrapper() {
     assert_eq!(s.process_count(), 2);
     assert!(s.recent().all(|e| e.pid != 50));
     assert_eq!(s.recent().len(), 2);
-    let x = s.context().execution;
+    let x = s.context().execution.clone();
     assert!(
         !x.shell_in_chain && !x.interpreter_in_chain,
         "rebuilt: {x:?}"
@@ -968,7 +968,7 @@ fn prune_rebuilds_capability() {
     fold(&mut s, &[exec(T0 + 1, 51, "/bin/ls")], &h);
     assert!(s.context().capability.has_dangerous_caps);
     assert!(s.prune_transparent_shell(50, &h));
-    let c = s.context().capability;
+    let c = s.context().capability.clone();
     assert!(!c.has_dangerous_caps && !c.seccomp_disabled);
     assert_eq!(c.dangerous_count, 0);
 }
@@ -1123,7 +1123,7 @@ proptest! {
                 let clocks_sorted = ring.windows(2).all(|w| w[0].clock_ns <= w[1].clock_ns);
                 prop_assert!(clocks_sorted);
                 let reference = history_reference(&ring, s.recorded_open_paths(), h);
-                prop_assert_eq!(s.context().history, reference);
+                prop_assert_eq!(&s.context().history, &reference);
             }
         }
     }

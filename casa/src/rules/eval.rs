@@ -7,38 +7,20 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use cel::common::ast::{EntryExpr, Expr};
-use cel::common::types::{CelBool, CelInt, CelMap, CelMapKey};
+use cel::common::types::{CelBool, CelInt, CelList, CelMap, CelMapKey, CelString};
 use cel::common::value::Val;
 use cel::{Env, IdedExpr, Program, Value};
 
-use crate::context::Context;
+use crate::context::{Capability, Context, Execution, FieldValue, History};
 
-/// The CEL variables (reference §5.5).
-pub const VARIABLES: [&str; 4] = ["execution", "capability", "history", "session_id"];
-/// The fields of `execution` (all bool).
-pub const EXECUTION_FIELDS: [&str; 7] = [
-    "suspicious_path_exec",
-    "deep_chain",
-    "shell_in_chain",
-    "network_tool_in_chain",
-    "interpreter_in_chain",
-    "container_runtime_in_chain",
-    "memfd_or_deleted_exec",
-];
-/// The fields of `capability` (`dangerous_count` is an int, the others bool).
-pub const CAPABILITY_FIELDS: [&str; 3] =
-    ["has_dangerous_caps", "dangerous_count", "seccomp_disabled"];
-/// The fields of `history` (all bool).
-pub const HISTORY_FIELDS: [&str; 8] = [
-    "connect_then_exec",
-    "sensitive_then_network",
-    "sensitive_then_execve",
-    "burst_open",
-    "burst_connect",
-    "burst_exec",
-    "write_then_exec_same_path",
-    "opened_deleted_path",
-];
+/// The CEL variables (reference §5.5), from the context definition ([`Context::VARIABLES`]).
+pub const VARIABLES: &[&str] = Context::VARIABLES;
+/// The fields of `execution` ([`Execution::NAMES`]).
+pub const EXECUTION_FIELDS: &[&str] = Execution::NAMES;
+/// The fields of `capability` ([`Capability::NAMES`]).
+pub const CAPABILITY_FIELDS: &[&str] = Capability::NAMES;
+/// The fields of `history` ([`History::NAMES`]).
+pub const HISTORY_FIELDS: &[&str] = History::NAMES;
 
 /// CEL type names that may appear as bare identifiers (`type(x) == int`).
 const TYPE_NAMES: [&str; 11] = [
@@ -55,82 +37,49 @@ const TYPE_NAMES: [&str; 11] = [
     "dyn",
 ];
 
-fn fields_of(variable: &str) -> Option<&'static [&'static str]> {
-    match variable {
-        "execution" => Some(&EXECUTION_FIELDS),
-        "capability" => Some(&CAPABILITY_FIELDS),
-        "history" => Some(&HISTORY_FIELDS),
-        _ => None,
+/// The field names of a map variable of the context.
+fn fields_of(variable: &str) -> Option<Vec<&'static str>> {
+    Context::GROUPS
+        .iter()
+        .find(|g| g.name == variable)
+        .map(|g| g.fields.iter().map(|f| f.name).collect())
+}
+
+/// The CEL map of one group of the context.
+type CelFields = HashMap<CelMapKey<'static>, Box<dyn Val>>;
+
+/// The CEL value of a context field.
+fn cel_value(value: FieldValue<'_>) -> Box<dyn Val> {
+    match value {
+        FieldValue::Bool(b) => Box::new(CelBool::from(b)),
+        FieldValue::Int(i) => Box::new(CelInt::from(i)),
+        FieldValue::StrList(items) => Box::new(CelList::from(
+            items
+                .iter()
+                .map(|s| Box::new(CelString::from(s.clone())) as Box<dyn Val>)
+                .collect::<Vec<_>>(),
+        )),
     }
 }
 
-fn bool_map(keys: &'static [&'static str], values: &[bool]) -> Box<dyn Val> {
-    let map: HashMap<CelMapKey<'static>, Box<dyn Val>> = keys
-        .iter()
-        .zip(values)
-        .map(|(k, v)| {
-            (
-                CelMapKey::from(*k),
-                Box::new(CelBool::from(*v)) as Box<dyn Val>,
-            )
-        })
-        .collect();
-    Box::new(CelMap::from(map))
-}
-
-/// The CEL activation of one context: `execution`, `capability`, `history`, `session_id`.
-/// `capability_unknown` is deliberately not exposed.
+/// The CEL activation of one context: one map per group of the context definition
+/// (`execution`, `capability`, `history`) holding its fields, and `session_id`. Internal
+/// fields (`capability_unknown`) are not part of the definition's field table, so not
+/// exposed.
 pub(crate) fn activation(env: &Arc<Env>, ctx: &Context) -> cel::Context<'static, 'static> {
-    let e = &ctx.execution;
-    let c = &ctx.capability;
-    let h = &ctx.history;
+    let mut maps: Vec<(&str, CelFields)> = Context::GROUPS
+        .iter()
+        .map(|g| (g.name, HashMap::with_capacity(g.fields.len())))
+        .collect();
+    for (field, value) in ctx.values() {
+        if let Some((_, map)) = maps.iter_mut().find(|(name, _)| *name == field.group) {
+            map.insert(CelMapKey::from(field.name), cel_value(value));
+        }
+    }
     let mut act = cel::Context::with_env(Arc::clone(env));
-    act.add_variable_as_val(
-        "execution",
-        bool_map(
-            &EXECUTION_FIELDS,
-            &[
-                e.suspicious_path_exec,
-                e.deep_chain,
-                e.shell_in_chain,
-                e.network_tool_in_chain,
-                e.interpreter_in_chain,
-                e.container_runtime_in_chain,
-                e.memfd_or_deleted_exec,
-            ],
-        ),
-    );
-    let capability: HashMap<CelMapKey<'static>, Box<dyn Val>> = HashMap::from([
-        (
-            CelMapKey::from(CAPABILITY_FIELDS[0]),
-            Box::new(CelBool::from(c.has_dangerous_caps)) as Box<dyn Val>,
-        ),
-        (
-            CelMapKey::from(CAPABILITY_FIELDS[1]),
-            Box::new(CelInt::from(c.dangerous_count)),
-        ),
-        (
-            CelMapKey::from(CAPABILITY_FIELDS[2]),
-            Box::new(CelBool::from(c.seccomp_disabled)),
-        ),
-    ]);
-    act.add_variable_as_val("capability", Box::new(CelMap::from(capability)));
-    act.add_variable_as_val(
-        "history",
-        bool_map(
-            &HISTORY_FIELDS,
-            &[
-                h.connect_then_exec,
-                h.sensitive_then_network,
-                h.sensitive_then_execve,
-                h.burst_open,
-                h.burst_connect,
-                h.burst_exec,
-                h.write_then_exec_same_path,
-                h.opened_deleted_path,
-            ],
-        ),
-    );
+    for (name, map) in maps {
+        act.add_variable_as_val(name, Box::new(CelMap::from(map)));
+    }
     let session_id = i64::try_from(ctx.session_id).unwrap_or(i64::MAX);
     act.add_variable_as_val("session_id", Box::new(CelInt::from(session_id)));
     act
@@ -511,6 +460,47 @@ mod tests {
         }
         let program = compile(&env, "has(capability.capability_unknown)").expect("compiles");
         assert_eq!(execute(&program, &act), Ok(Value::Bool(false)));
+    }
+
+    #[test]
+    fn activation_exposes_exactly_the_fields_of_the_definition() {
+        let env = Arc::new(Env::stdlib());
+        let base = activation(&env, &Context::default());
+        let eval = |expr: &str, act: &cel::Context<'_, '_>| {
+            let program = compile(&env, expr).expect("compiles");
+            assert_eq!(check_references(&program), None, "{expr}");
+            execute(&program, act)
+        };
+        for g in Context::GROUPS {
+            let expr = format!("size({}) == {}", g.name, g.fields.len());
+            assert_eq!(eval(&expr, &base), Ok(Value::Bool(true)), "{expr}");
+            for f in g.fields {
+                let ctx: Context = serde_json::from_value(f.positive_fixture()).expect("fixture");
+                let act = activation(&env, &ctx);
+                let expr = f.positive_expr();
+                assert_eq!(eval(&expr, &act), Ok(Value::Bool(true)), "{expr}");
+                assert_eq!(eval(&expr, &base), Ok(Value::Bool(false)), "{expr}");
+                let cel_type = f.kind.cel_type().split('(').next().unwrap_or_default();
+                let expr = format!("type({}) == {cel_type}", f.path);
+                assert_eq!(eval(&expr, &base), Ok(Value::Bool(true)), "{expr}");
+            }
+        }
+        assert_eq!(eval("session_id == 0", &base), Ok(Value::Bool(true)));
+        let names: Vec<&str> = Context::GROUPS.iter().map(|g| g.name).collect();
+        assert_eq!(VARIABLES[..names.len()], names[..]);
+        assert_eq!(VARIABLES.len(), names.len() + 1);
+    }
+
+    #[test]
+    fn string_list_fields_become_cel_lists() {
+        let env = Arc::new(Env::stdlib());
+        let items = vec!["a".to_owned(), "b".to_owned()];
+        let mut act = cel::Context::with_env(Arc::clone(&env));
+        act.add_variable_as_val("l", cel_value(FieldValue::StrList(&items)));
+        for expr in ["size(l) == 2", "'b' in l", "l[0] == 'a'"] {
+            let program = compile(&env, expr).expect("compiles");
+            assert_eq!(execute(&program, &act), Ok(Value::Bool(true)), "{expr}");
+        }
     }
 
     #[test]

@@ -2,97 +2,21 @@
 //! (`<dir>/positive/<rule name>.json`), and no rule may fire on a baseline fixture
 //! (`<dir>/baseline/*.json`).
 //!
-//! A fixture is a `Context`-shaped object, `{"execution":{...},"capability":{...},
-//! "history":{...}}` (optionally `"session_id"`); missing fields are false / 0, unknown keys
-//! are errors.
+//! A fixture is a [`Context`] as JSON, `{"execution":{...},"capability":{...},
+//! "history":{...}}` (optionally `"session_id"`), read through the context definition's own
+//! `Deserialize`: missing fields are false / 0, unknown keys are errors.
+//!
+//! The tests run the same check on fixtures generated from the context definition (one rule
+//! and one positive fixture per field, and the all-default baseline): a field the fixture
+//! parser, the rule loader or the CEL activation does not know fails there.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::eval::RuleBits;
 use super::locate::Source;
 use super::{RuleSet, RulesError};
-use crate::context::{Capability, Context, Execution, History};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, expecting = "a context object")]
-struct FixtureContext {
-    session_id: u64,
-    execution: FixtureExecution,
-    capability: FixtureCapability,
-    history: FixtureHistory,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct FixtureExecution {
-    suspicious_path_exec: bool,
-    deep_chain: bool,
-    shell_in_chain: bool,
-    network_tool_in_chain: bool,
-    interpreter_in_chain: bool,
-    container_runtime_in_chain: bool,
-    memfd_or_deleted_exec: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct FixtureCapability {
-    has_dangerous_caps: bool,
-    dangerous_count: i64,
-    seccomp_disabled: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct FixtureHistory {
-    connect_then_exec: bool,
-    sensitive_then_network: bool,
-    sensitive_then_execve: bool,
-    burst_open: bool,
-    burst_connect: bool,
-    burst_exec: bool,
-    write_then_exec_same_path: bool,
-    opened_deleted_path: bool,
-}
-
-impl From<FixtureContext> for Context {
-    fn from(f: FixtureContext) -> Self {
-        let e = f.execution;
-        let c = f.capability;
-        let h = f.history;
-        Context {
-            session_id: f.session_id,
-            execution: Execution {
-                suspicious_path_exec: e.suspicious_path_exec,
-                deep_chain: e.deep_chain,
-                shell_in_chain: e.shell_in_chain,
-                network_tool_in_chain: e.network_tool_in_chain,
-                interpreter_in_chain: e.interpreter_in_chain,
-                container_runtime_in_chain: e.container_runtime_in_chain,
-                memfd_or_deleted_exec: e.memfd_or_deleted_exec,
-            },
-            capability: Capability {
-                has_dangerous_caps: c.has_dangerous_caps,
-                dangerous_count: c.dangerous_count,
-                seccomp_disabled: c.seccomp_disabled,
-                capability_unknown: false,
-            },
-            history: History {
-                connect_then_exec: h.connect_then_exec,
-                sensitive_then_network: h.sensitive_then_network,
-                sensitive_then_execve: h.sensitive_then_execve,
-                burst_open: h.burst_open,
-                burst_connect: h.burst_connect,
-                burst_exec: h.burst_exec,
-                write_then_exec_same_path: h.write_then_exec_same_path,
-                opened_deleted_path: h.opened_deleted_path,
-            },
-        }
-    }
-}
+use crate::context::Context;
 
 /// Reads a fixture file into a [`Context`]; errors are located like rules.json errors.
 pub fn load_fixture(path: &Path) -> Result<Context, RulesError> {
@@ -101,16 +25,19 @@ pub fn load_fixture(path: &Path) -> Result<Context, RulesError> {
         path: shown.clone(),
         source,
     })?;
-    let src = Source::new(&shown, &text);
-    serde_json::from_str::<FixtureContext>(&text)
-        .map(Context::from)
-        .map_err(|e| {
-            let located = super::json_error(&src, &e);
-            RulesError::Fixture {
-                loc: located.location().cloned().unwrap_or_else(|| src.at(0)),
-                message: super::serde_message(&e),
-            }
-        })
+    parse_fixture(&shown, &text)
+}
+
+/// Parses fixture text (`shown` names it in errors).
+fn parse_fixture(shown: &str, text: &str) -> Result<Context, RulesError> {
+    let src = Source::new(shown, text);
+    serde_json::from_str::<Context>(text).map_err(|e| {
+        let located = super::json_error(&src, &e);
+        RulesError::Fixture {
+            loc: located.location().cloned().unwrap_or_else(|| src.at(0)),
+            message: super::serde_message(&e),
+        }
+    })
 }
 
 /// What a self-test case checked.
@@ -276,4 +203,108 @@ pub fn self_test(set: &RuleSet, fixtures_dir: &Path) -> Result<SelfTestReport, R
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{Field, baseline_fixture};
+
+    /// The rule [`field_self_test`] uses for a context field: named after the field's CEL path
+    /// (`history.burst_exec`), true exactly when the field is not at its default.
+    fn field_rule(f: &Field) -> serde_json::Value {
+        serde_json::json!({
+            "name": f.path,
+            "description": f.meaning(),
+            "expr": f.positive_expr(),
+            "weight": 1,
+            "enabled": true,
+        })
+    }
+
+    /// One [`field_rule`] per field, loaded like a rules file.
+    fn field_rule_set(fields: &[&Field]) -> Result<RuleSet, RulesError> {
+        let rules = serde_json::json!({
+            "analysis": {"lineage_max_depth": 6},
+            "thresholds": {"log": 1, "alert": 2},
+            "rules": fields.iter().map(|f| field_rule(f)).collect::<Vec<_>>(),
+        });
+        RuleSet::parse(&rules.to_string(), "<context definition>")
+    }
+
+    /// The self-test of the context definition itself: one rule per field of the definition
+    /// ([`Field::positive_expr`]), each of which must fire, alone, on its field's generated
+    /// positive fixture ([`Field::positive_fixture`]), and none on the generated baseline
+    /// ([`baseline_fixture`]). The fixtures go through the same parser as fixture files and the
+    /// rules through the same loader and CEL activation as `rules.json`, so a field that one of
+    /// them does not know fails here.
+    fn field_self_test() -> Result<SelfTestReport, RulesError> {
+        let fields: Vec<&Field> = Context::GROUPS.iter().flat_map(|g| g.fields).collect();
+        let set = field_rule_set(&fields)?;
+        let mut report = SelfTestReport::default();
+        for f in &fields {
+            let shown = format!("<positive fixture of {}>", f.path);
+            let ctx = parse_fixture(&shown, &f.positive_fixture().to_string())?;
+            let matched = set.matching_all(&ctx);
+            let alone: RuleBits = set.index_of(f.path).into_iter().collect();
+            report.cases.push(SelfTestCase {
+                kind: CaseKind::Positive {
+                    rule: f.path.to_owned(),
+                },
+                fixture: PathBuf::from(shown),
+                passed: !alone.is_empty() && matched == alone,
+                detail: fired(&set, &matched),
+            });
+        }
+        let shown = "<baseline fixture>";
+        let ctx = parse_fixture(shown, &baseline_fixture().to_string())?;
+        let matched = set.matching_all(&ctx);
+        report.cases.push(SelfTestCase {
+            kind: CaseKind::Baseline,
+            fixture: PathBuf::from(shown),
+            passed: matched.is_empty(),
+            detail: fired(&set, &matched),
+        });
+        Ok(report)
+    }
+
+    #[test]
+    fn every_field_of_the_definition_passes_its_self_test() {
+        let report = field_self_test().expect("generated rules and fixtures load");
+        let fields = Context::GROUPS
+            .iter()
+            .map(|g| g.fields.len())
+            .sum::<usize>();
+        assert_eq!(report.cases.len(), fields + 1, "{report}");
+        assert!(report.passed(), "{report}");
+    }
+
+    #[test]
+    fn a_fixture_setting_two_fields_fails_the_field_check() {
+        // The check is exact: a rule firing on another field's fixture is a failure.
+        let fields: Vec<&Field> = Context::GROUPS.iter().flat_map(|g| g.fields).collect();
+        let set = field_rule_set(&fields).expect("loads");
+        let ctx = parse_fixture(
+            "x",
+            r#"{"history": {"burst_exec": true}, "execution": {"deep_chain": true}}"#,
+        )
+        .expect("parses");
+        let matched = set.matching_all(&ctx);
+        assert_eq!(matched.len(), 2);
+        let alone: RuleBits = set.index_of("history.burst_exec").into_iter().collect();
+        assert_ne!(matched, alone);
+    }
+
+    #[test]
+    fn fixtures_reject_internal_and_unknown_fields() {
+        for text in [
+            r#"{"capability": {"capability_unknown": true}}"#,
+            r#"{"history": {"burst_opn": true}}"#,
+            r#"{"histroy": {}}"#,
+        ] {
+            let e = parse_fixture("f.json", text).expect_err(text);
+            assert!(matches!(e, RulesError::Fixture { .. }), "{e}");
+            assert!(e.to_string().contains("unknown field"), "{e}");
+        }
+    }
 }

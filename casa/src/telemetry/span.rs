@@ -5,10 +5,12 @@
 //! `alert emitted` — and its final state as attributes, with the original CASA's names
 //! (reference §10.1). Routine events are capped per session; security-relevant ones (rule
 //! matches, audit/alert, and the events that triggered them) are always kept, and the number
-//! of routine events left out is recorded on the span (`casa.session.events_dropped`).
+//! of routine events left out is recorded on the span (`casa.session.events_dropped`). The
+//! context part of the final state is every field of the context definition
+//! (`casa.<group>.<field>`, see `context/fields.rs`).
 
 use crate::{
-    context::Context,
+    context::{Context, FieldValue},
     event::{Detail, Event, SockAddr},
     sink::records::type_name,
 };
@@ -304,10 +306,7 @@ impl SpanBuilder {
         if self.held_back.take().is_some() {
             self.dropped += 1;
         }
-        let x = &ctx.execution;
-        let c = &ctx.capability;
-        let h = &ctx.history;
-        let attrs: Vec<Attr> = vec![
+        let mut attrs: Vec<Attr> = vec![
             ("casa.session.id", Value::I64(self.session_id as i64)),
             ("casa.session.pid", Value::I64(self.leader.into())),
             ("casa.session.kind", Value::Str(kind.into())),
@@ -344,67 +343,9 @@ impl SpanBuilder {
                 "casa.session.events_dropped",
                 Value::I64(self.dropped as i64),
             ),
-            (
-                "casa.execution.suspicious_path_exec",
-                Value::Bool(x.suspicious_path_exec),
-            ),
-            ("casa.execution.deep_chain", Value::Bool(x.deep_chain)),
-            (
-                "casa.execution.shell_in_chain",
-                Value::Bool(x.shell_in_chain),
-            ),
-            (
-                "casa.execution.network_tool_in_chain",
-                Value::Bool(x.network_tool_in_chain),
-            ),
-            (
-                "casa.execution.interpreter_in_chain",
-                Value::Bool(x.interpreter_in_chain),
-            ),
-            (
-                "casa.execution.container_runtime_in_chain",
-                Value::Bool(x.container_runtime_in_chain),
-            ),
-            (
-                "casa.execution.memfd_or_deleted_exec",
-                Value::Bool(x.memfd_or_deleted_exec),
-            ),
-            (
-                "casa.capability.has_dangerous_caps",
-                Value::Bool(c.has_dangerous_caps),
-            ),
-            (
-                "casa.capability.dangerous_count",
-                Value::I64(c.dangerous_count),
-            ),
-            (
-                "casa.capability.seccomp_disabled",
-                Value::Bool(c.seccomp_disabled),
-            ),
-            (
-                "casa.history.connect_then_exec",
-                Value::Bool(h.connect_then_exec),
-            ),
-            (
-                "casa.history.sensitive_then_network",
-                Value::Bool(h.sensitive_then_network),
-            ),
-            (
-                "casa.history.sensitive_then_execve",
-                Value::Bool(h.sensitive_then_execve),
-            ),
-            ("casa.history.burst_open", Value::Bool(h.burst_open)),
-            ("casa.history.burst_connect", Value::Bool(h.burst_connect)),
-            ("casa.history.burst_exec", Value::Bool(h.burst_exec)),
-            (
-                "casa.history.write_then_exec_same_path",
-                Value::Bool(h.write_then_exec_same_path),
-            ),
-            (
-                "casa.history.opened_deleted_path",
-                Value::Bool(h.opened_deleted_path),
-            ),
         ];
+        // Every field of the context definition, as `casa.<group>.<field>`, in definition order.
+        attrs.extend(ctx.values().map(|(f, v)| (f.span_key, context_value(v))));
         SessionSpan {
             trace_id: self.trace_id,
             span_id: self.span_id,
@@ -414,6 +355,15 @@ impl SpanBuilder {
             attrs,
             events: self.events,
         }
+    }
+}
+
+/// The span attribute value of a context field.
+fn context_value(v: FieldValue<'_>) -> Value {
+    match v {
+        FieldValue::Bool(b) => Value::Bool(b),
+        FieldValue::Int(i) => Value::I64(i),
+        FieldValue::StrList(items) => Value::StrArray(items.to_vec()),
     }
 }
 
@@ -544,6 +494,58 @@ mod tests {
             .find(|(k, _)| *k == "casa.session.event_count.accepted")
             .map(|(_, v)| v.clone());
         assert_eq!(accepted, Some(Value::I64(total as i64)));
+    }
+
+    #[test]
+    fn final_state_carries_every_context_field_of_the_definition() {
+        // Every field set to its positive value, so each attribute's value is checked.
+        let mut ctx = Context {
+            session_id: 3,
+            ..Context::default()
+        };
+        for f in Context::GROUPS.iter().flat_map(|g| g.fields) {
+            let one: Context = serde_json::from_value(f.positive_fixture()).expect("fixture");
+            ctx.execution.merge(&one.execution);
+            ctx.capability.merge(&one.capability);
+            ctx.history.merge(&one.history);
+        }
+        let span = SpanBuilder::new([1; 16], [2; 8], 3, 10, 0).finish(&FinalState {
+            end_unix_ns: 1,
+            created_at: "c",
+            closed_at: "e",
+            final_score: 0,
+            final_action: "NONE",
+            kind: "cli",
+            ctx: &ctx,
+        });
+        let got: Vec<(&str, Value)> = span
+            .attrs
+            .iter()
+            .filter(|(k, _)| {
+                Context::GROUPS
+                    .iter()
+                    .any(|g| k.starts_with(&format!("casa.{}.", g.name)))
+            })
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        let want: Vec<(&str, Value)> = Context::GROUPS
+            .iter()
+            .flat_map(|g| g.fields)
+            .map(|f| {
+                let v = match f.kind {
+                    crate::context::FieldKind::Bool => Value::Bool(true),
+                    crate::context::FieldKind::Int => Value::I64(1),
+                    crate::context::FieldKind::StrList => Value::StrArray(vec!["x".into()]),
+                };
+                (f.span_key, v)
+            })
+            .collect();
+        assert_eq!(got, want);
+        // The context attributes close the list, after the session's own.
+        assert_eq!(
+            span.attrs[span.attrs.len() - want.len() - 1].0,
+            "casa.session.events_dropped"
+        );
     }
 
     #[test]
