@@ -453,3 +453,162 @@ impl Drop for FileSinks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::{
+        records::{AuditEvent, DecisionRecord, EventFields, TriggeredRuleRecord},
+        *,
+    };
+
+    /// A scratch directory, removed when the test passes.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                let _ = fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn scratch(name: &str) -> Scratch {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "casa-sink-unit-{}-{}-{name}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+
+    fn fields(i: u64) -> EventFields {
+        EventFields {
+            path: Some(format!("/tmp/é \"x\"\n{i}")),
+            args: Some(vec!["sh".into(), "-c".into(), "echo\t\u{1}".into()]),
+            result: Some(-13),
+            status: Some(0),
+            ..EventFields::default()
+        }
+    }
+
+    fn event_record(i: u64) -> EventRecord {
+        EventRecord {
+            timestamp: format!("2026-05-21T10:17:{i:02}.000000001Z"),
+            pid: 4100,
+            tid: 4101,
+            ppid: 1,
+            uid: 0,
+            kind: "OPENAT",
+            comm: "sh".into(),
+            fields: fields(i),
+            session_id: i,
+        }
+    }
+
+    fn audit_record(i: u64) -> FullLogRecord {
+        FullLogRecord {
+            timestamp: format!("2026-05-21T10:17:{i:02}.123456789Z"),
+            session_id: u64::MAX - i,
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            span_id: "00f067aa0ba902b7".into(),
+            event: AuditEvent {
+                kind: "EXECVE",
+                pid: 7,
+                ppid: 1,
+                uid: 1000,
+                comm: "bash".into(),
+                fields: fields(i),
+            },
+            decision: DecisionRecord {
+                action: "ALERT",
+                score: -(i as i64),
+                log_threshold: 4,
+                alert_threshold: 9,
+                triggered_rules: vec![
+                    TriggeredRuleRecord {
+                        name: "b_rule".into(),
+                        expr: "a && b".into(),
+                        weight: 5,
+                    },
+                    TriggeredRuleRecord {
+                        name: "a_rule".into(),
+                        expr: String::new(),
+                        weight: 0,
+                    },
+                ],
+            },
+        }
+    }
+
+    #[test]
+    fn sink_file_lines_are_the_records_json_and_chained_records_are_sealed_from_their_json() {
+        let d = scratch("files");
+        let paths = LogPaths::in_dir(&d.0);
+        let mut sinks = FileSinks::open(&paths).unwrap();
+        for i in 0..3 {
+            sinks.write(Record::Event(&event_record(i)));
+            sinks.write(Record::Audit(&audit_record(i)));
+            if i == 1 {
+                sinks.write(Record::Alert(&audit_record(i)));
+            }
+        }
+        sinks.flush();
+        assert_eq!(sinks.written(), [3, 0, 3, 1]);
+        assert_eq!(sinks.failed(), [0; 4]);
+        drop(sinks);
+
+        // events.log: each record's JSON, in declaration order.
+        let mut want = Vec::new();
+        for i in 0..3 {
+            want.extend(serde_json::to_vec(&event_record(i)).unwrap());
+            want.push(b'\n');
+        }
+        assert_eq!(fs::read(&paths.events).unwrap(), want);
+
+        // audit.log / alert.log: exactly what sealing the record's serialised line gives (the
+        // way records reached the chain before they were handed over as values).
+        let reference = scratch("reference");
+        for (log, ids) in [(Log::Audit, &[0, 1, 2][..]), (Log::Alert, &[1][..])] {
+            let path = reference.0.join(log.name());
+            let mut c = chain::Chain::new(&path).unwrap();
+            for &i in ids {
+                let line = serde_json::to_vec(&audit_record(i)).unwrap();
+                let mut sealed = c.seal_line(&line).unwrap();
+                sealed.push(b'\n');
+                let mut f = open_append(&path).unwrap();
+                f.write_all(&sealed).unwrap();
+                c.commit_head().unwrap();
+            }
+            let text = |p: &Path| String::from_utf8(fs::read(p).unwrap()).unwrap();
+            assert_eq!(text(paths.get(log)), text(&path), "{}", log.name());
+            assert_eq!(
+                fs::read(chain::head_path(paths.get(log))).unwrap(),
+                fs::read(chain::head_path(&path)).unwrap()
+            );
+            let r = chain::verify(paths.get(log), None).unwrap();
+            assert_eq!(r.exit_code(), 0, "{}", r.verdict());
+            assert_eq!(r.records, ids.len() as u64);
+        }
+    }
+
+    #[test]
+    fn sink_memory_keeps_each_records_json_under_its_log() {
+        let mut m = MemorySink::default();
+        m.write(Record::Event(&event_record(1)));
+        m.write(Record::Audit(&audit_record(2)));
+        m.write(Record::Alert(&audit_record(2)));
+        let audit = serde_json::to_string(&audit_record(2)).unwrap();
+        assert_eq!(
+            m.of(Log::Events),
+            [serde_json::to_string(&event_record(1)).unwrap()]
+        );
+        assert_eq!(m.of(Log::Audit), [audit.as_str()]);
+        assert_eq!(m.of(Log::Alert), [audit.as_str()]);
+        assert!(m.of(Log::Sessions).is_empty());
+    }
+}

@@ -506,3 +506,103 @@ fn chain_open_never_fails() {
     assert!(c.starts_segment());
     assert!(c.take_notes()[0].contains("could not read"));
 }
+
+#[test]
+fn chain_seal_record_gives_the_bytes_of_sealing_its_serialised_line() {
+    // Every JSON shape a record has: nested objects, arrays, escapes, unicode, negative and
+    // large integers, null, booleans. Sealed as a value or as its serialised line, the bytes
+    // (and so the hashes) are the same.
+    let records = [
+        json!({ "timestamp": "2026-05-21T10:17:00Z", "session_id": u64::MAX,
+            "event": { "type": "OPENAT", "path": "/tmp/é \"x\"\n\t\u{1}", "result": -13,
+                "args": ["sh", "-c", "echo ✓"] },
+            "decision": { "score": -9, "triggered_rules": [{ "name": "z", "weight": 2 }],
+                "flag": true, "none": null } }),
+        json!({ "a": [], "b": {}, "c": [[1, 2], { "y": 1, "x": 2 }] }),
+    ];
+    let (by_value, by_line) = (tmp_log("by-value"), tmp_log("by-line"));
+    let mut a = Chain::new(&by_value).unwrap();
+    let mut b = Chain::new(&by_line).unwrap();
+    for r in &records {
+        let line = serde_json::to_vec(r).unwrap();
+        assert_eq!(a.seal_record(r).unwrap(), b.seal_line(&line).unwrap());
+    }
+    assert_eq!(a.head(), b.head());
+    // A value that is not an object, or has the chain's fields, is refused as before.
+    assert!(matches!(
+        a.seal_record(&[1, 2]),
+        Err(ChainError::NotAnObject)
+    ));
+    assert!(matches!(
+        a.seal_record(&json!({ "seq": 1 })),
+        Err(ChainError::ReservedField("seq"))
+    ));
+}
+
+#[test]
+fn chain_markers_serialise_to_the_members_the_format_names() {
+    let head = Head {
+        seq: 3,
+        hash: "ab".repeat(32),
+        lines: 3,
+        bytes: 900,
+    };
+    let declared = vec![IncompleteLine {
+        line: 4,
+        bytes: 10,
+        sha256: "cd".repeat(32),
+    }];
+    let segment = Marker::SegmentStart(SegmentStart {
+        segment_start: format::True,
+        reason: "why".into(),
+        previous: Previous {
+            last_seq: Some(3),
+            last_hash: Some("ef".repeat(32)),
+            lines: Some(4),
+            bytes: 910,
+            head: Some(head.clone()),
+        },
+        incomplete_lines: declared.clone(),
+        timestamp: "2026-05-21T10:17:00Z".into(),
+    });
+    assert!(segment.starts_segment());
+    assert_eq!(
+        serde_json::to_value(&segment).unwrap(),
+        json!({ "segment_start": true, "reason": "why",
+            "previous": { "last_seq": 3, "last_hash": "ef".repeat(32), "lines": 4, "bytes": 910,
+                "head": { "seq": 3, "hash": "ab".repeat(32), "lines": 3, "bytes": 900 } },
+            "incomplete_lines": [{ "line": 4, "bytes": 10, "sha256": "cd".repeat(32) }],
+            "timestamp": "2026-05-21T10:17:00Z" })
+    );
+    // Unknown members are written as null; no declared lines, no `incomplete_lines`.
+    let unread = Marker::SegmentStart(SegmentStart {
+        segment_start: format::True,
+        reason: "unreadable".into(),
+        previous: Previous {
+            last_seq: None,
+            last_hash: None,
+            lines: None,
+            bytes: 7,
+            head: None,
+        },
+        incomplete_lines: Vec::new(),
+        timestamp: "t".into(),
+    });
+    assert_eq!(
+        serde_json::to_value(&unread).unwrap(),
+        json!({ "segment_start": true, "reason": "unreadable", "timestamp": "t",
+            "previous": { "last_seq": null, "last_hash": null, "lines": null, "bytes": 7,
+                "head": null } })
+    );
+    let interrupted = Marker::Interrupted(Interrupted {
+        reason: "line 4".into(),
+        incomplete_lines: declared,
+        timestamp: "t".into(),
+    });
+    assert!(!interrupted.starts_segment());
+    assert_eq!(
+        serde_json::to_value(&interrupted).unwrap(),
+        json!({ "reason": "line 4", "timestamp": "t",
+            "incomplete_lines": [{ "line": 4, "bytes": 10, "sha256": "cd".repeat(32) }] })
+    );
+}
