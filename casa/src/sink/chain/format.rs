@@ -1,9 +1,10 @@
 //! The chain's exact bytes: canonical JSON, the record hash, the line of a sealed record, the
 //! head file's content and the marker records (see the parent module's docs for the format).
 //!
-//! Both sides use only this module to know what a chained line is: the writer ([`super::writer`])
-//! builds lines with [`seal_fields`], the verifier ([`super::verify`]) rebuilds them with
-//! [`canonical`], [`record_hash`] and [`line_of`] and reads lines with [`classify`].
+//! Both sides use only this module to know what a chained line is: the writer
+//! ([`super::writer`]) builds lines with `seal_fields`, the verifier
+//! ([`super::verify`](mod@super::verify)) rebuilds them with [`canonical`], [`record_hash`]
+//! and `line_of` and reads lines with `classify`.
 
 use std::{
     fs, io,

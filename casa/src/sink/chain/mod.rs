@@ -4,7 +4,8 @@
 //! # Record format
 //!
 //! Every line of a chained log is one JSON object: the record as the pipeline built it
-//! ([`super::records::FullLogRecord`]) plus three fields:
+//! ([`super::records::FullLogRecord`], handed to [`Chain::seal_record`] as a value and
+//! serialised once, straight into the canonical body) plus three fields:
 //!
 //! * `seq` — 1, 2, … within a segment (see below);
 //! * `prev_hash` — the `hash` of the previous record of the segment, or 64 zeros
@@ -57,16 +58,17 @@
 //!
 //! * The head matches that record → the chain continues. If lines were left after it, the
 //!   next write first ends an unterminated last line with a newline, then writes a marker
-//!   record `{"incomplete_lines":[{"line":L,"bytes":N,"sha256":"…"},…],"reason":"…",
-//!   "timestamp":"…",…}` that chains onto that record and names each such line (number,
-//!   length and SHA-256 of its bytes, without the newline). The lines are kept, outside the
-//!   chain.
+//!   record ([`Interrupted`]) `{"incomplete_lines":[{"line":L,"bytes":N,"sha256":"…"},…],
+//!   "reason":"…","timestamp":"…",…}` that chains onto that record and names each such line
+//!   (number, length and SHA-256 of its bytes, without the newline). The lines are kept,
+//!   outside the chain.
 //! * They disagree (no head file, head deleted or unreadable, the log edited, rotated,
 //!   truncated, or written past the head by a stop before the head was updated) → a new
-//!   *segment*: the next write starts with a marker `{"segment_start":true,"reason":"…",
-//!   "timestamp":"…","previous":{"last_seq":…,"last_hash":…,"lines":…,"bytes":…,
+//!   *segment*: the next write starts with a marker ([`SegmentStart`]) `{"segment_start":true,
+//!   "reason":"…","timestamp":"…","previous":{"last_seq":…,"last_hash":…,"lines":…,"bytes":…,
 //!   "head":{…}|null},"seq":1,"prev_hash":"000…",…}` (plus `incomplete_lines` when there are
-//!   such lines). `previous.last_hash` is the hash of the log's last chained record, so the
+//!   such lines; a member of `previous` is `null` when unknown, e.g. when the log could not
+//!   be read). `previous.last_hash` is the hash of the log's last chained record, so the
 //!   segments stay bound to each other: verification requires it to be the hash of the
 //!   record before the marker.
 //!
@@ -79,7 +81,7 @@
 //!
 //! # Verification
 //!
-//! [`verify`] walks every line and stops at the first problem ([`ProblemKind`]): a line that is
+//! [`verify()`] walks every line and stops at the first problem ([`ProblemKind`]): a line that is
 //! not JSON or not a chained record and that no marker declares, a declared line changed
 //! since, a record whose content does not match its hash (edited),
 //! a record not in canonical form, a `prev_hash`/`seq` that does not follow the previous
@@ -90,15 +92,15 @@
 //! incomplete tail (warning, not a record). [`VerifyReport::exit_code`]: 0 ok, 1 chain broken
 //! (including beyond head), 2 truncated or rolled back against the head; errors reading the
 //! files ([`ChainError`]) are 3.
-
 //!
 //! # Layout
 //!
-//! * [`format`]: the exact bytes — canonical JSON, the hash, a sealed record's line, the head
-//!   file's content, the marker records ([`Marker`]) — and what a chained line is;
+//! * [`format`](mod@format): the exact bytes — canonical JSON, the hash, a sealed record's
+//!   line, the head file's content, the marker records ([`Marker`]) — and what a chained line
+//!   is;
 //! * [`writer`]: [`Chain`], which seals records (given as values: [`Chain::seal_record`]),
 //!   commits the head and resumes after a restart or a failed write;
-//! * [`verify`](mod@verify): [`verify`] and its [`VerifyReport`].
+//! * [`verify`](mod@verify): [`verify()`] and its [`VerifyReport`].
 
 use std::{
     io,

@@ -783,43 +783,14 @@ pub fn verify(log: &Path, head: Option<&Path>) -> Result<VerifyReport, ChainErro
     let file = File::open(log).map_err(io_err(log))?;
     let bytes = file.metadata().map_err(io_err(log))?.len();
     let head_path = head.map_or_else(|| head_path(log), Path::to_owned);
-    let head_value = match Head::read(&head_path)? {
-        Some(h) => Some(h),
-        None if head.is_some() => {
-            return Err(ChainError::Io {
-                path: head_path,
-                source: io::Error::new(io::ErrorKind::NotFound, "head file does not exist"),
-            });
-        }
-        None => None,
-    };
+    let head_value = read_head(&head_path, head.is_some())?;
     let mut w = Walker {
         head_lines: head_value.as_ref().map(|h| h.lines),
         ..Walker::default()
     };
-    let mut reader = BufReader::with_capacity(CHUNK, file);
-    let mut start = 0;
-    let mut no = 1;
-    while w.problem.is_none() {
-        let Some(line) = read_line(&mut reader, no, start).map_err(io_err(log))? else {
-            w.finish();
-            break;
-        };
-        (start, no) = (line.end, no + 1);
-        w.line(line);
-    }
-    let head_status = if w.problem.is_some() {
-        HeadStatus::NotChecked
-    } else if let Some(h) = &head_value {
-        w.check_head(h);
-        if w.problem.is_some() {
-            HeadStatus::Mismatch
-        } else {
-            HeadStatus::Matches
-        }
-    } else {
-        HeadStatus::Missing
-    };
+    w.walk(BufReader::with_capacity(CHUNK, file))
+        .map_err(io_err(log))?;
+    let head_status = w.head_status(head_value.as_ref());
     Ok(VerifyReport {
         log: log.to_owned(),
         head_path,
@@ -835,4 +806,48 @@ pub fn verify(log: &Path, head: Option<&Path>) -> Result<VerifyReport, ChainErro
         warnings: w.warnings,
         problem: w.problem,
     })
+}
+
+/// The head to compare with; an explicit one (`required`) must exist.
+fn read_head(path: &Path, required: bool) -> Result<Option<Head>, ChainError> {
+    match Head::read(path)? {
+        None if required => Err(ChainError::Io {
+            path: path.to_owned(),
+            source: io::Error::new(io::ErrorKind::NotFound, "head file does not exist"),
+        }),
+        head => Ok(head),
+    }
+}
+
+impl Walker {
+    /// Every line, up to the first problem.
+    fn walk(&mut self, mut reader: impl BufRead) -> io::Result<()> {
+        let mut start = 0;
+        let mut no = 1;
+        while self.problem.is_none() {
+            let Some(line) = read_line(&mut reader, no, start)? else {
+                self.finish();
+                break;
+            };
+            (start, no) = (line.end, no + 1);
+            self.line(line);
+        }
+        Ok(())
+    }
+
+    /// After the walk: compare with the head, when there is one and the chain is intact.
+    fn head_status(&mut self, head: Option<&Head>) -> HeadStatus {
+        if self.problem.is_some() {
+            return HeadStatus::NotChecked;
+        }
+        let Some(h) = head else {
+            return HeadStatus::Missing;
+        };
+        self.check_head(h);
+        if self.problem.is_some() {
+            HeadStatus::Mismatch
+        } else {
+            HeadStatus::Matches
+        }
+    }
 }
