@@ -281,6 +281,24 @@ fn last_record_mismatch(h: &Head, last: &LastRecord) -> String {
     )
 }
 
+/// Complete lines in the log now. When the head matches (`head_matches`), from the head and
+/// the lines after its record; otherwise counted.
+fn complete_lines(
+    head_matches: bool,
+    head: &Result<Option<Head>, ChainError>,
+    tail: &Tail,
+    file: Option<&mut File>,
+) -> io::Result<u64> {
+    let after = tail.junk.len() as u64;
+    let partial = u64::from(tail.partial);
+    Ok(match (head_matches, head, file) {
+        (true, Ok(Some(h)), _) => (h.lines + after).saturating_sub(partial),
+        (true, _, _) => after.saturating_sub(partial),
+        (false, _, Some(f)) => count_newlines(f)?,
+        (false, _, None) => 0,
+    })
+}
+
 /// The lines left by interrupted writes at the end of a log, numbered.
 struct JunkLines {
     /// Line number of the first.
@@ -534,17 +552,8 @@ impl Chain {
         let (mut file, tail) = open_tail(&self.log)?;
         let head = Head::read(&self.head_path);
         let mismatch = head_mismatch(&head, &tail, &self.head_path);
-        // Complete lines in the file now.
-        let complete = match (&mismatch, &head) {
-            (None, Ok(Some(h))) => {
-                (h.lines + tail.junk.len() as u64).saturating_sub(tail.partial.into())
-            }
-            (None, _) => (tail.junk.len() as u64).saturating_sub(tail.partial.into()),
-            (Some(_), _) => match &mut file {
-                Some(f) => count_newlines(f).map_err(io_err(&self.log))?,
-                None => 0,
-            },
-        };
+        let complete = complete_lines(mismatch.is_none(), &head, &tail, file.as_mut())
+            .map_err(io_err(&self.log))?;
         let junk = JunkLines::new(&tail, complete);
         if !junk.declared.is_empty() {
             self.notes.push(format!(
