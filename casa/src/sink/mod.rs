@@ -7,10 +7,10 @@
 //! `alert.log` record goes to its hash chain ([`chain`]), which serialises it straight into
 //! its canonical, sealed line. [`FileSinks`] appends to the four files, [`MemorySink`] keeps
 //! the records' JSON for tests. Every line is either on disk or counted as failed: a failed
-//! write or flush counts
-//! all the lines it lost, the file is reopened on the next line (its torn tail ended first),
-//! so writing resumes when the fault clears (the original stopped writing for good after its
-//! first error). Files whose path was rotated or removed are reopened.
+//! write or flush counts all the lines it lost, the file is reopened on the next line (its
+//! torn tail ended first), so writing resumes when the fault clears (the original stopped
+//! writing for good after its first error). Files whose path was rotated or removed are
+//! reopened.
 
 pub mod chain;
 pub mod records;
