@@ -36,7 +36,7 @@ use crate::{
         AgentProfile, CloseReason, Closed, SessionId, SessionKind, Timeouts, Tracker, Verdict,
     },
     sink::{
-        Log, LogSink,
+        LogSink, Record,
         records::{
             AuditEvent, DecisionRecord, EventRecord, FullLogRecord, SessionBody, SessionLogRecord,
             TriggeredRuleRecord,
@@ -541,11 +541,8 @@ impl<S: LogSink> Pipeline<S> {
         stage_end(&mut self.stages, t, Stage::Context, 0);
         let t = stage_start(&self.stages);
         let ts = self.clock.rfc3339(ev.ktime_ns);
-        write_json(
-            &mut self.sink,
-            Log::Events,
-            &EventRecord::new(ev, ts.clone(), id),
-        );
+        self.sink
+            .write(Record::Event(&EventRecord::new(ev, ts.clone(), id)));
         stage_end(&mut self.stages, t, Stage::Sinks, 0);
         if let Some(span) = &mut state.span {
             span.event(ev, self.clock.unix_ns(ev.ktime_ns), &ts);
@@ -631,10 +628,10 @@ impl<S: LogSink> Pipeline<S> {
                     .collect(),
             },
         };
-        write_json(&mut self.sink, Log::Audit, &record);
+        self.sink.write(Record::Audit(&record));
         self.stats.audit_records += 1;
         if alert {
-            write_json(&mut self.sink, Log::Alert, &record);
+            self.sink.write(Record::Alert(&record));
             self.stats.alert_records += 1;
             info!(
                 "ALERT session={id} score={} rules={:?} pid={} comm={}",
@@ -709,7 +706,7 @@ impl<S: LogSink> Pipeline<S> {
                 final_action: state.final_action.as_str(),
             },
         };
-        write_json(&mut self.sink, Log::Sessions, &record);
+        self.sink.write(Record::Session(&record));
     }
 
     fn close(&mut self, c: Closed) {
@@ -763,19 +760,12 @@ impl<S: LogSink> Pipeline<S> {
     }
 }
 
-fn write_json<S: LogSink, T: Serialize>(sink: &mut S, log: Log, value: &T) {
-    match serde_json::to_vec(value) {
-        Ok(line) => sink.write_line(log, &line),
-        Err(e) => tracing::error!("serialising a {} record: {e}", log.name()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
         event::{Bytes, Exec, Exit, Fork, Open},
-        sink::MemorySink,
+        sink::{Log, MemorySink},
     };
 
     const S: u64 = 1_000_000_000;

@@ -19,7 +19,7 @@ use crate::{
     pipeline::Pipeline,
     recording::{Frame, Reader},
     settings::Env,
-    sink::{FileSinks, Log, LogPaths, LogSink},
+    sink::{FileSinks, Log, LogPaths, LogSink, Record},
 };
 
 /// Discards lines, counting bytes (for `--bench`).
@@ -30,9 +30,11 @@ struct CountingSink {
 }
 
 impl LogSink for CountingSink {
-    fn write_line(&mut self, _log: Log, line: &[u8]) {
-        self.bytes += line.len() as u64 + 1;
-        self.lines += 1;
+    fn write(&mut self, record: Record<'_>) {
+        if let Ok(line) = record.to_json() {
+            self.bytes += line.len() as u64 + 1;
+            self.lines += 1;
+        }
     }
     fn flush(&mut self) {}
 }

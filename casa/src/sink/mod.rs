@@ -2,11 +2,15 @@
 //!
 //! The last stage of the pipeline. Record builders ([`records`]) produce the original CASA's
 //! field names and meanings (reference §9), with fields only ever added. A [`LogSink`] takes
-//! finished lines: [`FileSinks`] appends them to the four files, [`MemorySink`] keeps them
-//! for tests. Every line is either on disk or counted as failed: a failed write or flush counts
-//! all the lines it lost, the file is reopened on the next line (its torn tail ended first),
-//! so writing resumes when the fault clears (the original stopped writing for good after its
-//! first error). Files whose path was rotated or removed are reopened.
+//! each record as a value ([`Record`]) and serialises it once: an `events.log` or
+//! `sessions.log` line is the record's JSON ([`Record::to_json`]); an `audit.log` or
+//! `alert.log` record goes to its hash chain ([`chain`]), which serialises it straight into
+//! its canonical, sealed line. [`FileSinks`] appends to the four files, [`MemorySink`] keeps
+//! the records' JSON for tests. Every line is either on disk or counted as failed: a failed
+//! write or flush counts all the lines it lost, the file is reopened on the next line (its
+//! torn tail ended first), so writing resumes when the fault clears (the original stopped
+//! writing for good after its first error). Files whose path was rotated or removed are
+//! reopened.
 
 pub mod chain;
 pub mod records;
@@ -17,6 +21,8 @@ use std::{
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
+
+use records::{EventRecord, FullLogRecord, SessionLogRecord};
 
 /// Which log a line goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,6 +36,11 @@ pub enum Log {
 impl Log {
     pub const ALL: [Log; 4] = [Log::Events, Log::Sessions, Log::Audit, Log::Alert];
 
+    /// Whether the log is hash-chained (`audit.log`, `alert.log`).
+    pub fn is_chained(self) -> bool {
+        matches!(self, Log::Audit | Log::Alert)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Log::Events => "events",
@@ -40,10 +51,54 @@ impl Log {
     }
 }
 
-/// Where finished log lines go.
+/// A record for one of the four logs, as the pipeline built it.
+#[derive(Clone, Copy)]
+pub enum Record<'a> {
+    /// An `events.log` line.
+    Event(&'a EventRecord),
+    /// A `sessions.log` line.
+    Session(&'a SessionLogRecord<'a>),
+    /// An `audit.log` record (hash-chained).
+    Audit(&'a FullLogRecord),
+    /// An `alert.log` record (hash-chained).
+    Alert(&'a FullLogRecord),
+}
+
+impl Record<'_> {
+    /// The log it goes to.
+    pub fn log(&self) -> Log {
+        match self {
+            Record::Event(_) => Log::Events,
+            Record::Session(_) => Log::Sessions,
+            Record::Audit(_) => Log::Audit,
+            Record::Alert(_) => Log::Alert,
+        }
+    }
+
+    /// The record of a chained log (audit, alert).
+    pub fn chained(&self) -> Option<&FullLogRecord> {
+        match self {
+            Record::Audit(r) | Record::Alert(r) => Some(r),
+            Record::Event(_) | Record::Session(_) => None,
+        }
+    }
+
+    /// The record as one line of JSON (without the newline), members in the order the record
+    /// declares them: an `events.log` or `sessions.log` line as written; for an audit or alert
+    /// record, its content before the chain seals it (the chain writes the canonical form).
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        match self {
+            Record::Event(r) => serde_json::to_vec(r),
+            Record::Session(r) => serde_json::to_vec(r),
+            Record::Audit(r) | Record::Alert(r) => serde_json::to_vec(r),
+        }
+    }
+}
+
+/// Where finished records go.
 pub trait LogSink {
-    /// Append one JSON line (without the newline).
-    fn write_line(&mut self, log: Log, line: &[u8]);
+    /// Append one record to its log ([`Record::log`]).
+    fn write(&mut self, record: Record<'_>);
     /// Push buffered lines to storage.
     fn flush(&mut self);
     /// Lines that could not be written, per log (counted, never silently lost).
@@ -52,7 +107,7 @@ pub trait LogSink {
     }
 }
 
-/// Keeps every line in memory (tests, evaluation).
+/// Keeps every record's JSON ([`Record::to_json`]) in memory (tests, evaluation).
 #[derive(Default, Debug)]
 pub struct MemorySink {
     pub lines: Vec<(Log, String)>,
@@ -69,9 +124,13 @@ impl MemorySink {
 }
 
 impl LogSink for MemorySink {
-    fn write_line(&mut self, log: Log, line: &[u8]) {
-        self.lines
-            .push((log, String::from_utf8_lossy(line).into_owned()));
+    fn write(&mut self, record: Record<'_>) {
+        match record.to_json() {
+            Ok(line) => self
+                .lines
+                .push((record.log(), String::from_utf8_lossy(&line).into_owned())),
+            Err(e) => tracing::error!("serialising a {} record: {e}", record.log().name()),
+        }
     }
     fn flush(&mut self) {}
 }
@@ -214,33 +273,19 @@ impl OpenLog {
         }
     }
 
-    fn write(&mut self, line: &[u8], sync: bool) {
+    /// Append a record: sealed by the chain for a chained log, its JSON otherwise. A chained
+    /// log's lines are handed to the file at once (`sync`).
+    fn write(&mut self, record: Record<'_>, sync: bool) {
         if self.out.is_none() && !self.reopen() {
             self.failed += 1;
             return;
         }
-        let sealed;
-        let line = match &mut self.chain {
-            Some(c) => {
-                let r = c.seal_line(line);
-                for note in c.take_notes() {
-                    tracing::warn!("{note}");
-                }
-                match r {
-                    Ok(s) => {
-                        sealed = s;
-                        &sealed[..]
-                    }
-                    Err(e) => {
-                        tracing::error!("{}: {e}", self.path.display());
-                        line
-                    }
-                }
-            }
-            None => line,
+        let Some(line) = self.line_of(record) else {
+            self.failed += 1;
+            return;
         };
         let Some(out) = &mut self.out else { return };
-        match out.write_all(line).and_then(|()| out.write_all(b"\n")) {
+        match out.write_all(&line).and_then(|()| out.write_all(b"\n")) {
             Ok(()) => self.pending += 1,
             Err(e) => return self.fail(&e, 1),
         }
@@ -248,6 +293,26 @@ impl OpenLog {
             self.flush_buffer();
         }
         self.head_dirty |= self.chain.is_some();
+    }
+
+    /// The bytes of a record's line (without the newline): sealed by the log's chain when it
+    /// has one (a record the chain cannot seal is written unchained, and the next record's
+    /// marker declares it), else the record's JSON. `None`: it cannot be serialised.
+    fn line_of(&mut self, record: Record<'_>) -> Option<Vec<u8>> {
+        if let (Some(c), Some(full)) = (&mut self.chain, record.chained()) {
+            let sealed = c.seal_record(full);
+            for note in c.take_notes() {
+                tracing::warn!("{note}");
+            }
+            match sealed {
+                Ok(line) => return Some(line),
+                Err(e) => tracing::error!("{}: {e}", self.path.display()),
+            }
+        }
+        record
+            .to_json()
+            .map_err(|e| tracing::error!("serialising a {} record: {e}", record.log().name()))
+            .ok()
     }
 
     /// Hand buffered lines to the file (readers see them).
@@ -314,7 +379,7 @@ impl FileSinks {
         let mut logs = Vec::new();
         for log in Log::ALL {
             let mut l = OpenLog::open(paths.get(log).to_owned())?;
-            if matches!(log, Log::Audit | Log::Alert) {
+            if log.is_chained() {
                 let mut c = chain::Chain::open(&l.path);
                 for note in c.take_notes() {
                     tracing::warn!("{note}");
@@ -357,9 +422,9 @@ impl FileSinks {
 }
 
 impl LogSink for FileSinks {
-    fn write_line(&mut self, log: Log, line: &[u8]) {
-        let sync = matches!(log, Log::Audit | Log::Alert);
-        self.logs[log as usize].write(line, sync);
+    fn write(&mut self, record: Record<'_>) {
+        let log = record.log();
+        self.logs[log as usize].write(record, log.is_chained());
     }
 
     fn flush(&mut self) {
@@ -386,5 +451,164 @@ impl Drop for FileSinks {
                 let _ = out.get_ref().sync_all();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::{
+        records::{AuditEvent, DecisionRecord, EventFields, TriggeredRuleRecord},
+        *,
+    };
+
+    /// A scratch directory, removed when the test passes.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                let _ = fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn scratch(name: &str) -> Scratch {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "casa-sink-unit-{}-{}-{name}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+
+    fn fields(i: u64) -> EventFields {
+        EventFields {
+            path: Some(format!("/tmp/é \"x\"\n{i}")),
+            args: Some(vec!["sh".into(), "-c".into(), "echo\t\u{1}".into()]),
+            result: Some(-13),
+            status: Some(0),
+            ..EventFields::default()
+        }
+    }
+
+    fn event_record(i: u64) -> EventRecord {
+        EventRecord {
+            timestamp: format!("2026-05-21T10:17:{i:02}.000000001Z"),
+            pid: 4100,
+            tid: 4101,
+            ppid: 1,
+            uid: 0,
+            kind: "OPENAT",
+            comm: "sh".into(),
+            fields: fields(i),
+            session_id: i,
+        }
+    }
+
+    fn audit_record(i: u64) -> FullLogRecord {
+        FullLogRecord {
+            timestamp: format!("2026-05-21T10:17:{i:02}.123456789Z"),
+            session_id: u64::MAX - i,
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            span_id: "00f067aa0ba902b7".into(),
+            event: AuditEvent {
+                kind: "EXECVE",
+                pid: 7,
+                ppid: 1,
+                uid: 1000,
+                comm: "bash".into(),
+                fields: fields(i),
+            },
+            decision: DecisionRecord {
+                action: "ALERT",
+                score: -(i as i64),
+                log_threshold: 4,
+                alert_threshold: 9,
+                triggered_rules: vec![
+                    TriggeredRuleRecord {
+                        name: "b_rule".into(),
+                        expr: "a && b".into(),
+                        weight: 5,
+                    },
+                    TriggeredRuleRecord {
+                        name: "a_rule".into(),
+                        expr: String::new(),
+                        weight: 0,
+                    },
+                ],
+            },
+        }
+    }
+
+    #[test]
+    fn sink_file_lines_are_the_records_json_and_chained_records_are_sealed_from_their_json() {
+        let d = scratch("files");
+        let paths = LogPaths::in_dir(&d.0);
+        let mut sinks = FileSinks::open(&paths).unwrap();
+        for i in 0..3 {
+            sinks.write(Record::Event(&event_record(i)));
+            sinks.write(Record::Audit(&audit_record(i)));
+            if i == 1 {
+                sinks.write(Record::Alert(&audit_record(i)));
+            }
+        }
+        sinks.flush();
+        assert_eq!(sinks.written(), [3, 0, 3, 1]);
+        assert_eq!(sinks.failed(), [0; 4]);
+        drop(sinks);
+
+        // events.log: each record's JSON, in declaration order.
+        let mut want = Vec::new();
+        for i in 0..3 {
+            want.extend(serde_json::to_vec(&event_record(i)).unwrap());
+            want.push(b'\n');
+        }
+        assert_eq!(fs::read(&paths.events).unwrap(), want);
+
+        // audit.log / alert.log: exactly what sealing the record's serialised line gives (the
+        // way records reached the chain before they were handed over as values).
+        let reference = scratch("reference");
+        for (log, ids) in [(Log::Audit, &[0, 1, 2][..]), (Log::Alert, &[1][..])] {
+            let path = reference.0.join(log.name());
+            let mut c = chain::Chain::new(&path).unwrap();
+            for &i in ids {
+                let line = serde_json::to_vec(&audit_record(i)).unwrap();
+                let mut sealed = c.seal_line(&line).unwrap();
+                sealed.push(b'\n');
+                let mut f = open_append(&path).unwrap();
+                f.write_all(&sealed).unwrap();
+                c.commit_head().unwrap();
+            }
+            let text = |p: &Path| String::from_utf8(fs::read(p).unwrap()).unwrap();
+            assert_eq!(text(paths.get(log)), text(&path), "{}", log.name());
+            assert_eq!(
+                fs::read(chain::head_path(paths.get(log))).unwrap(),
+                fs::read(chain::head_path(&path)).unwrap()
+            );
+            let r = chain::verify(paths.get(log), None).unwrap();
+            assert_eq!(r.exit_code(), 0, "{}", r.verdict());
+            assert_eq!(r.records, ids.len() as u64);
+        }
+    }
+
+    #[test]
+    fn sink_memory_keeps_each_records_json_under_its_log() {
+        let mut m = MemorySink::default();
+        m.write(Record::Event(&event_record(1)));
+        m.write(Record::Audit(&audit_record(2)));
+        m.write(Record::Alert(&audit_record(2)));
+        let audit = serde_json::to_string(&audit_record(2)).unwrap();
+        assert_eq!(
+            m.of(Log::Events),
+            [serde_json::to_string(&event_record(1)).unwrap()]
+        );
+        assert_eq!(m.of(Log::Audit), [audit.as_str()]);
+        assert_eq!(m.of(Log::Alert), [audit.as_str()]);
+        assert!(m.of(Log::Sessions).is_empty());
     }
 }
