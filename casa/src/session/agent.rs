@@ -14,9 +14,17 @@ use crate::event::{Bytes, Exec};
 pub struct AgentProfile {
     /// Name shown in logs.
     pub name: String,
-    /// A process whose comm, executable path or command line contains one of these
-    /// (case-insensitive) is part of the runtime (e.g. the long-lived `openclaw-gateway`).
+    /// Package names of the runtime: a process is part of the runtime when its executable, or
+    /// the script one of the profile's interpreters runs, has a path component equal to one
+    /// of these (`…/node_modules/openclaw/dist/worker.js`), or is the launcher itself. A path
+    /// that merely contains the name (`/tmp/openclaw-x.sh`, `run_openclaw_case.sh`,
+    /// `~/.openclaw/…`) is not the runtime.
     pub root_markers: Vec<String>,
+    /// Process titles the runtime gives itself (`process.title`: what `/proc/PID/comm` shows
+    /// for a runtime found already running, e.g. `openclaw-gateway`). Compared exactly
+    /// (against the first 15 bytes, the kernel's comm length).
+    #[serde(default)]
+    pub titles: Vec<String>,
     /// The exec that starts a session.
     pub invocation: Invocation,
     /// The runtime's own work, not the agent's: commands a runtime process starts for itself
@@ -106,10 +114,8 @@ fn dirname(p: &[u8]) -> &[u8] {
     }
 }
 
-fn contains_ci(hay: &[u8], needle: &str) -> bool {
-    let n = needle.as_bytes();
-    !n.is_empty() && hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
-}
+/// The kernel's comm length (`TASK_COMM_LEN` less the NUL).
+const COMM_LEN: usize = 15;
 
 impl AgentProfile {
     /// Compile the `housekeeping` and `tool_wrappers` patterns.
@@ -138,6 +144,11 @@ impl AgentProfile {
         Self {
             name: "openclaw".into(),
             root_markers: vec!["openclaw".into()],
+            titles: vec![
+                "openclaw".into(),
+                "openclaw-agent".into(),
+                "openclaw-gateway".into(),
+            ],
             invocation: Invocation {
                 interpreters: vec!["node".into()],
                 launcher: "openclaw".into(),
@@ -169,14 +180,21 @@ impl AgentProfile {
         }
     }
 
-    /// True when a process with this comm / executable / argv is part of the runtime: its
-    /// comm or executable names a marker, or it is one of the profile's interpreters running
-    /// a script whose path names one (`node /x/openclaw/dist/worker.js`). An argument that
-    /// merely mentions the runtime (`cat ~/.openclaw/openclaw.json`) does not count: tools
-    /// must never be mistaken for the runtime, whose own connections are exempted.
+    /// True when a process with this comm / executable / argv is part of the runtime, by the
+    /// profile's own signals: its comm is one of the runtime's `titles`, its executable is the
+    /// launcher or lies in the runtime's package (`root_markers` as a path component), or it
+    /// is one of the profile's interpreters running such a script (`node /x/openclaw`, `node
+    /// /x/node_modules/openclaw/dist/worker.js`). Nothing else counts: a name or path that
+    /// merely contains the runtime's name (`run_openclaw_case.sh`, `cat ~/.openclaw/x`) is a
+    /// user's or an agent's program, never exempt.
     pub fn is_runtime(&self, comm: &[u8], exe: &[u8], argv: &[Bytes]) -> bool {
-        let marked = |b: &[u8]| self.root_markers.iter().any(|m| contains_ci(b, m));
-        if marked(comm) || marked(exe) {
+        if self.titles.iter().any(|t| {
+            let t = t.as_bytes();
+            comm == &t[..t.len().min(COMM_LEN)]
+        }) {
+            return true;
+        }
+        if self.is_runtime_path(exe) {
             return true;
         }
         let interp = basename(exe);
@@ -191,7 +209,17 @@ impl AgentProfile {
         argv.iter()
             .skip(1)
             .find(|a| !a.as_bytes().starts_with(b"-"))
-            .is_some_and(|script| marked(script.as_bytes()))
+            .is_some_and(|script| self.is_runtime_path(script.as_bytes()))
+    }
+
+    /// `path` is the launcher or lies inside the runtime's package.
+    fn is_runtime_path(&self, path: &[u8]) -> bool {
+        basename(path) == self.invocation.launcher.as_bytes()
+            || path.split(|&c| c == b'/').any(|component| {
+                self.root_markers
+                    .iter()
+                    .any(|m| component.eq_ignore_ascii_case(m.as_bytes()))
+            })
     }
 
     /// True when this exec starts an agent session (the original's `isOpenClawCLIInvocation`).
@@ -390,5 +418,33 @@ mod tests {
             !p.is_runtime(b"cat", b"/usr/bin/cat", &cat),
             "a tool mentioning it is not the runtime"
         );
+    }
+
+    #[test]
+    fn only_the_runtimes_own_signals_make_a_process_the_runtime() {
+        let p = AgentProfile::openclaw();
+        let argv = |a: &[&str]| a.iter().map(|x| Bytes::from(*x)).collect::<Vec<_>>();
+        // The runtime: its title, its launcher, its package's scripts under its interpreter.
+        assert!(p.is_runtime(b"openclaw-agent", b"/opt/node/bin/node", &[]));
+        assert!(p.is_runtime(b"openclaw", b"/opt/node/bin/openclaw", &[]));
+        let worker = "/opt/node/lib/node_modules/openclaw/dist/process/spawn-broker/worker.js";
+        assert!(p.is_runtime(b"node", b"/opt/node/bin/node", &argv(&["node", worker])));
+        // A user's wrapper named after it, a tool's file, the state directory: not the runtime.
+        assert!(!p.is_runtime(
+            b"run_openclaw_ca",
+            b"/home/u/run_openclaw_case.sh",
+            &argv(&["/bin/bash", "/home/u/run_openclaw_case.sh"])
+        ));
+        assert!(!p.is_runtime(
+            b"node",
+            b"/opt/node/bin/node",
+            &argv(&["node", "/tmp/openclaw-eval/x.js"])
+        ));
+        assert!(!p.is_runtime(
+            b"python3",
+            b"/usr/bin/python3",
+            &argv(&["python3", "/root/.openclaw/workspace/openclaw_report.py"])
+        ));
+        assert!(!p.is_runtime(b"openclaw-helper", b"/usr/bin/bash", &[]));
     }
 }

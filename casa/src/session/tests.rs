@@ -651,3 +651,44 @@ fn a_bare_shell_an_agent_command_starts_is_an_exec_like_any_other() {
         }
     );
 }
+
+#[test]
+fn a_users_wrapper_named_after_the_runtime_is_not_the_runtime() {
+    // `run_openclaw_case.sh` starts a model server with nohup, polls it with curl, then runs
+    // the real invocation: the invocation gets its own session, the wrapper's own work none.
+    let mut t = tracker();
+    let script = "/home/u/run_openclaw_case.sh";
+    let mut wrapper = ev(S, 50, 1, exec(script, &["/bin/bash", script]));
+    wrapper.comm = Bytes::from("run_openclaw_ca");
+    let o = t.observe(&wrapper);
+    assert_eq!(o.verdict, Verdict::Outside);
+    assert!(
+        o.track.is_empty(),
+        "the wrapper is not tracked as the runtime"
+    );
+    t.observe(&ev(S, 50, 1, fork(51)));
+    let o = t.observe(&ev(
+        S,
+        51,
+        50,
+        exec("/usr/bin/curl", &["curl", "-s", "127.0.0.1:18080"]),
+    ));
+    assert_eq!(
+        o.verdict,
+        Verdict::Outside,
+        "the wrapper's health check is nobody's session"
+    );
+    assert_eq!(o.started, None);
+    t.observe(&ev(2 * S, 50, 1, fork(52)));
+    let o = t.observe(&ev(2 * S, 52, 50, invocation()));
+    assert_eq!(
+        o.started,
+        Some(1),
+        "the invocation inside the wrapper starts its own session"
+    );
+    assert_eq!(
+        t.session(1).map(|s| (s.kind, s.leader)),
+        Some((SessionKind::Cli, 52))
+    );
+    assert_eq!(t.open_sessions().count(), 1);
+}
