@@ -75,9 +75,11 @@ fn write_then_exec_of_a_tmp_script_alerts_with_score_9_and_the_session_closes() 
     );
 
     let sessions = lines(&casa.log("sessions.log"));
+    let own = casa.own_sessions();
+    assert_eq!(own.len(), 1, "\n{dump}");
     let closed: Vec<&Value> = sessions
         .iter()
-        .filter(|s| s["reason"] == "session_closed")
+        .filter(|s| s["reason"] == "session_closed" && s["session_id"] == own[0])
         .collect();
     assert_eq!(closed.len(), 1, "\n{dump}");
     let s = closed[0];
@@ -213,15 +215,20 @@ fn live_session_span_is_exported_over_otlp() {
     });
     let status = casa.stop();
     assert!(status.success());
-    let spans = rx.spans();
+    let own = casa.own_sessions();
+    let all = rx.spans();
     let dump = format!(
         "{}\nspans: {:?}",
         casa.dump(),
-        spans.iter().map(|(_, s)| &s.name).collect::<Vec<_>>()
+        all.iter().map(|(_, s)| &s.name).collect::<Vec<_>>()
     );
+    assert_eq!(own.len(), 1, "{dump}");
+    // One span per session: exactly one for this test's session (another agent running on
+    // the machine has its own).
+    let name = format!("session {}", own[0]);
+    let spans: Vec<_> = all.iter().filter(|(_, s)| s.name == name).collect();
     assert_eq!(spans.len(), 1, "{dump}");
-    let (_, span) = &spans[0];
-    assert_eq!(span.name, "session 1", "{dump}");
+    let (_, span) = spans[0];
     assert!(
         span.events.iter().any(|e| e.name == "process"
             && attr(&e.attributes, "process.executable.path").as_deref() == Some("/usr/bin/head")),
@@ -232,7 +239,11 @@ fn live_session_span_is_exported_over_otlp() {
         Some("IGNORE"),
         "{dump}"
     );
-    assert!(casa.stderr().contains("exported 1"), "{dump}");
+    // Every span casa exported arrived (this session's and any other agent's).
+    assert!(
+        casa.stderr().contains(&format!("exported {},", all.len())),
+        "{dump}"
+    );
 }
 
 #[test]

@@ -134,6 +134,29 @@ impl Daemon {
         std::fs::read_to_string(self.logs.join(name)).unwrap_or_default()
     }
 
+    /// Ids of the sessions this test's own agent invocations started (their launcher is in
+    /// this daemon's `bin/`). Other agents may run on the machine, and the daemon sees every
+    /// one: a test looks only at its own.
+    pub fn own_sessions(&self) -> Vec<u64> {
+        let bin = self.dir.join("bin");
+        let mut ids: Vec<u64> = self
+            .log("sessions.log")
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| {
+                r["session"]["invocation"]
+                    .as_array()
+                    .and_then(|a| a.get(1))
+                    .and_then(|a| a.as_str())
+                    .is_some_and(|launcher| std::path::Path::new(launcher).starts_with(&bin))
+            })
+            .filter_map(|r| r["session_id"].as_u64())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Everything collected, for failure messages.
     pub fn dump(&self) -> String {
         let mut s = format!("--- casa stderr ---\n{}", self.stderr());
