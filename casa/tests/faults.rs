@@ -36,7 +36,7 @@ fn a_second_daemon_on_the_same_files_is_refused() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("another casa is running"), "{err}");
     // The first one is unaffected.
     assert!(first.stop().success());
@@ -62,7 +62,7 @@ fn a_pid_file_symlink_is_refused_not_followed() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("is a symbolic link"), "{err}");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "do not touch\n");
 }

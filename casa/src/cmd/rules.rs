@@ -1,9 +1,11 @@
-//! `casa rules check` and `casa rules test`.
+//! `casa rules check` and `casa rules test`. Exit status ([`crate::exit`]): 0 valid / every
+//! case passed, 1 invalid rules or fixtures / a failing case, 3 a file that cannot be read.
 
 use std::process::ExitCode;
 
 use crate::{
     cli::RulesCommand,
+    exit::Status,
     rules::{RuleSet, self_test},
     settings::Env,
 };
@@ -19,11 +21,11 @@ pub fn rules(cmd: &RulesCommand) -> anyhow::Result<ExitCode> {
                         eprintln!("warning: {w}");
                     }
                     println!("{}: ok: {}", path.display(), set.summary());
-                    Ok(ExitCode::SUCCESS)
+                    Ok(Status::Ok.into())
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
-                    Ok(ExitCode::from(1))
+                    Ok(Status::from(&e).into())
                 }
             }
         }
@@ -33,22 +35,18 @@ pub fn rules(cmd: &RulesCommand) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return Ok(ExitCode::from(1));
+                    return Ok(Status::from(&e).into());
                 }
             };
             let report = match self_test(&set, fixtures) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return Ok(ExitCode::from(1));
+                    return Ok(Status::from(&e).into());
                 }
             };
             print!("{report}");
-            Ok(if report.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(Status::finding_if(!report.passed()).into())
         }
     }
 }

@@ -383,7 +383,9 @@ mod tests {
             all_processes: false,
             ring_bytes: 1 << 16,
         };
-        let err = Sensor::load(&opts).err().expect("a stub build cannot load");
+        let Err(err) = Sensor::load(&opts) else {
+            panic!("a stub build cannot load");
+        };
         assert!(matches!(err, SensorError::NoKernelPrograms), "{err}");
         assert!(err.to_string().contains("kernel-stub"), "{err}");
         assert!(EBPF_OBJECT.is_empty());
