@@ -395,7 +395,6 @@ mod tests {
     #[cfg(not(feature = "kernel-stub"))]
     #[test]
     fn normal_build_embeds_the_kernel_programs() {
-        assert!(HAS_KERNEL_PROGRAMS);
         assert!(EBPF_OBJECT.starts_with(b"\x7fELF"), "not an ELF object");
     }
 }
