@@ -306,6 +306,28 @@ fn replay_ok_0_undecodable_1_unreadable_or_unwritable_3() {
     );
 }
 
+/// `run` with rules it cannot read stops before it touches the kernel (any build, any user).
+#[test]
+fn run_with_unreadable_rules_is_3() {
+    let d = scratch("run-rules");
+    let p = |name: &str| d.0.join(name).into_os_string();
+    let o = casa([
+        "run".into(),
+        "--rules".into(),
+        p("missing.json"),
+        "--pid-file".into(),
+        p("casa.pid"),
+        "--events-log".into(),
+        p("events.log"),
+    ]);
+    expect(&o, 3);
+    assert!(stderr(&o).contains("missing.json"), "{}", stderr(&o));
+    assert!(
+        !d.0.join("casa.pid").exists(),
+        "stopped before claiming the pid file"
+    );
+}
+
 /// `run` and `record` cannot start without kernel programs (a `kernel-stub` build) or without
 /// root: status 3, with the reason on stderr. A normal build run as root would really start
 /// the sensor, so this runs in the unit tier (`make test-unit`) only.
