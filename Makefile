@@ -52,6 +52,7 @@ test-unit:
 	$(CARGO) test --locked -p casa $(STUB) --doc
 	$(MAKE) --no-print-directory bench-smoke CASA_FEATURES="$(STUB)"
 	$(MAKE) --no-print-directory eval-replay EVAL_CASA=target/debug/casa
+	@echo "test-unit: ok; kernel, live and fault tests, fuzzing and the live evaluation case run in 'make test' (root)"
 
 # Formatting and clippy -D warnings on every crate, the eBPF crate included.
 check:
