@@ -6,7 +6,7 @@ CARGO ?= cargo
 CASA := target/release/casa
 RUN_ARGS ?=
 
-.PHONY: all setup build run test check bench bench-quick bench-corpus bench-smoke eval eval-replay eval-smoke eval-overhead clean
+.PHONY: all setup build run test test-unit check bench bench-quick bench-corpus bench-smoke eval eval-replay eval-smoke eval-overhead clean
 
 all: build
 
@@ -22,8 +22,9 @@ run: build
 	@./setup.sh
 	$(CASA) run $(RUN_ARGS)
 
-# Unit tests, golden tests, the kernel and live integration tests (root; loads eBPF for
-# real), then every fuzz target for FUZZ_SECONDS each on its committed corpus.
+# The full suite (what CI runs): unit tests, golden tests, the kernel, live and fault
+# integration tests (root; loads eBPF for real), every fuzz target for FUZZ_SECONDS each on
+# its committed corpus, and the evaluation (replayed, and one case live on OpenClaw).
 FUZZ_SECONDS ?= 15
 test:
 	@./setup.sh
@@ -32,6 +33,26 @@ test:
 	bash casa/fuzz/run.sh $(FUZZ_SECONDS)
 	$(MAKE) --no-print-directory eval-replay EVAL_CASA=target/debug/casa
 	$(MAKE) --no-print-directory eval-smoke EVAL_CASA=target/debug/casa
+
+# The unit tier: runs as any user, with only the stable toolchain (no root, kernel, nightly or
+# bpf-linker, and no setup.sh). casa is built with the `kernel-stub` feature (no eBPF
+# programs: `casa run`/`record` refuse to start), so it shares target/ with the full build
+# but not its binary: `make build` or `make test` rebuilds the real one. Each file in
+# casa/tests/ is in exactly one of the two lists below; `make test` runs both (it runs every
+# test target cargo finds), `make test-unit` only UNIT_TESTS.
+UNIT_TESTS := replay rules_cli verify_log otlp exit_codes
+KERNEL_TESTS := kernel live faults
+TEST_FILES := $(sort $(basename $(notdir $(wildcard casa/tests/*.rs))))
+UNLISTED_TESTS := $(filter-out $(UNIT_TESTS) $(KERNEL_TESTS),$(TEST_FILES))
+STUB := --features kernel-stub
+test-unit:
+	$(if $(UNLISTED_TESTS),$(error Makefile: casa/tests/{$(UNLISTED_TESTS)}.rs in neither UNIT_TESTS nor KERNEL_TESTS))
+	$(CARGO) test --locked -p casa-common -p xtask
+	$(CARGO) test --locked -p casa $(STUB) --lib --bins $(addprefix --test ,$(UNIT_TESTS))
+	$(CARGO) test --locked -p casa $(STUB) --doc
+	$(MAKE) --no-print-directory bench-smoke CASA_FEATURES="$(STUB)"
+	$(MAKE) --no-print-directory eval-replay EVAL_CASA=target/debug/casa
+	@echo "test-unit: ok; kernel, live and fault tests, fuzzing and the live evaluation case run in 'make test' (root)"
 
 # Formatting and clippy -D warnings on every crate, the eBPF crate included.
 check:
@@ -58,8 +79,9 @@ bench-corpus:
 # Part of `make test`: `casa replay --bench` on a small committed recording must succeed and
 # end with `throughput: <N> events/s` (no timing is asserted).
 BENCH_SMOKE_REC := casa/tests/fixtures/recordings/connect_then_temp_exec.rec
+CASA_FEATURES ?=
 bench-smoke:
-	@out=$$($(CARGO) run --locked -q -p casa -- replay --bench $(BENCH_SMOKE_REC) 2>/dev/null) \
+	@out=$$($(CARGO) run --locked -q -p casa $(CASA_FEATURES) -- replay --bench $(BENCH_SMOKE_REC) 2>/dev/null) \
 	  || { echo "bench-smoke: casa replay --bench failed" >&2; exit 1; }; \
 	last=$$(printf '%s\n' "$$out" | tail -n 1); \
 	if [[ "$$last" =~ ^throughput:\ [0-9]+\ events/s$$ ]]; then echo "bench-smoke: ok ($$last)"; \

@@ -36,6 +36,10 @@ pub struct Resolved {
 }
 
 /// Round-trip `v` through map memory so that the compiler knows nothing about the result.
+///
+/// # Safety
+/// `ps` must point to the per-CPU `PathScratch` workspace (map memory, valid for reads and
+/// writes while the program runs), and no reference to its `tmp` field may be alive.
 #[inline(always)]
 unsafe fn opaque(ps: *mut PathScratch, v: u64) -> u64 {
     // SAFETY: ps is the per-CPU workspace.

@@ -20,27 +20,38 @@ Threat model:
 /// casa watches what AI agents do on a Linux host (eBPF) and says, with evidence, when a
 /// session turns into an attack.
 #[derive(Debug, Parser)]
-#[command(name = "casa", version, about, long_about = None, after_help = THREAT_MODEL)]
+#[command(name = "casa", version, about, long_about = None,
+          after_help = format!("{THREAT_MODEL}\n\n{}", crate::exit::HELP))]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The commands. Each one's `--help` ends with the exit statuses ([`crate::exit::HELP`]).
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the sensor daemon until SIGINT/SIGTERM (needs root).
+    /// Run the sensor daemon until SIGINT/SIGTERM (needs root); exit 0 after a clean stop,
+    /// 3 when it cannot start or its inputs fail.
+    #[command(after_help = crate::exit::HELP)]
     Run(RunArgs),
-    /// Capture kernel events into a recording file (needs root).
+    /// Capture kernel events into a recording file (needs root); with a command, exit with
+    /// its status.
+    #[command(after_help = crate::exit::HELP)]
     Record(RecordArgs),
-    /// Print a recording's events as JSON lines, then its summary on stderr.
+    /// Print a recording's events as JSON lines, then its summary on stderr; exit 1 when
+    /// records are undecodable, 3 when the file is not a readable recording.
+    #[command(after_help = crate::exit::HELP)]
     Dump(DumpArgs),
-    /// Run a recording through the same pipeline as `run` (no kernel, no root).
+    /// Run a recording through the same pipeline as `run` (no kernel, no root); exit 1 when
+    /// records are undecodable.
+    #[command(after_help = crate::exit::HELP)]
     Replay(ReplayArgs),
     /// Validate or self-test a rules file, or list the context fields.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = crate::exit::HELP)]
     Rules(RulesCommand),
     /// Verify a hash-chained log (audit.log, alert.log) against its head file; exit 0 ok,
-    /// 1 chain broken, 2 truncated or rolled back, 3 unreadable.
+    /// 1 chain broken, truncated or rolled back (the verdict line says which), 3 unreadable.
+    #[command(after_help = crate::exit::HELP)]
     VerifyLog(crate::cmd::verify::VerifyArgs),
 }
 
@@ -80,12 +91,16 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// Parse, validate and compile a rules file; exit 1 with located errors.
+    /// Parse, validate and compile a rules file; exit 1 with located errors, 3 when it
+    /// cannot be read.
+    #[command(after_help = crate::exit::HELP)]
     Check {
         /// Rules file [env: CASA_RULES_PATH] [default: rules.json].
         file: Option<PathBuf>,
     },
-    /// Each rule must fire on its positive fixture; no rule may fire on the baseline.
+    /// Each rule must fire on its positive fixture; no rule may fire on the baseline; exit 1
+    /// when a case fails or a file is invalid, 3 when one cannot be read.
+    #[command(after_help = crate::exit::HELP)]
     Test {
         /// Rules file [env: CASA_RULES_PATH] [default: rules.json].
         #[arg(long)]

@@ -44,10 +44,118 @@ pub enum DecodeError {
     },
 }
 
+/// A wire struct that is plain bytes both ways: every byte of a value is initialised (no
+/// padding) and every bit pattern is a valid value (integer and integer-array fields only).
+/// [`read`] builds one from record bytes and [`build::record`] writes one out as bytes.
+///
+/// # Safety
+///
+/// Implement only for a `repr(C)` `Copy` type whose fields are all integers or arrays of
+/// integers and leave no padding anywhere. Use `wire_plain!`, which checks both at compile
+/// time from the field list, rather than implementing it by hand.
+pub unsafe trait WirePlain: Copy {}
+
+/// Integer types and arrays of them: the field types a [`WirePlain`] struct may have.
+trait PlainField {}
+impl PlainField for u8 {}
+impl PlainField for u16 {}
+impl PlainField for u32 {}
+impl PlainField for u64 {}
+impl PlainField for i32 {}
+impl PlainField for i64 {}
+impl<T: PlainField, const N: usize> PlainField for [T; N] {}
+
+/// Compile-time proof that a field type is a [`PlainField`].
+const fn plain_field<T: PlainField>() {}
+
+/// Implement [`WirePlain`] for wire structs, given each one's fields in declaration order with
+/// their types. Fails to compile when a listed type is not the field's type or not an
+/// integer (array), when a field starts anywhere but right after the previous one (padding),
+/// or when the fields do not add up to the struct's size (trailing padding, or a field
+/// missing from the list).
+macro_rules! wire_plain {
+    ($($ty:ident { $($field:ident: $fty:ty),+ $(,)? })+) => {$(
+        const _: () = {
+            let mut end = 0;
+            $(
+                plain_field::<$fty>();
+                assert!(
+                    core::mem::offset_of!($ty, $field) == end,
+                    concat!(stringify!($ty), "::", stringify!($field), ": padding before it")
+                );
+                end += size_of::<$fty>();
+            )+
+            assert!(
+                end == size_of::<$ty>(),
+                concat!(stringify!($ty), ": trailing padding or a field not listed")
+            );
+        };
+        const _: fn(&$ty) = |v| {
+            $(let _: &$fty = &v.$field;)+
+        };
+        // SAFETY: the two items above prove, at compile time, that the listed fields have
+        // the listed integer (array) types and tile the whole struct without a gap.
+        unsafe impl WirePlain for $ty {}
+    )+};
+}
+
+wire_plain! {
+    Header {
+        version: u16,
+        kind: u16,
+        size: u32,
+        ktime_ns: u64,
+        tid: u32,
+        tgid: u32,
+        ppid: u32,
+        uid: u32,
+        gid: u32,
+        _pad0: u32,
+        cgroup_id: u64,
+        comm: [u8; wire::TASK_COMM_LEN],
+    }
+    ExecBody {
+        result: i32,
+        old_tid: u32,
+        cap_effective: u64,
+        seccomp_mode: u32,
+        flags: u32,
+        path_len: u16,
+        argv_len: u16,
+        filename_len: u16,
+        _pad0: u16,
+    }
+    ForkBody {
+        child_tid: u32,
+        child_tgid: u32,
+    }
+    ExitBody {
+        exit_code: u32,
+        flags: u32,
+    }
+    OpenBody {
+        result: i64,
+        open_flags: u32,
+        mode: u32,
+        dfd: i32,
+        syscall: u32,
+        flags2: u32,
+        raw_len: u16,
+        path_len: u16,
+    }
+    ConnectBody {
+        result: i32,
+        fd: i32,
+        addrlen: u32,
+        flags: u32,
+        sockaddr: [u8; wire::SOCKADDR_MAX],
+    }
+}
+
 /// Read a `T` from `bytes` at `offset` (unaligned); the caller has checked the bounds.
-fn read<T: Copy>(bytes: &[u8], offset: usize) -> T {
+fn read<T: WirePlain>(bytes: &[u8], offset: usize) -> T {
     assert!(offset + size_of::<T>() <= bytes.len());
-    // SAFETY: bounds asserted above; T is a plain-old-data wire type (any bit pattern valid).
+    // SAFETY: bounds asserted above; `T: WirePlain` is valid for any bit pattern.
     unsafe { bytes.as_ptr().add(offset).cast::<T>().read_unaligned() }
 }
 
@@ -117,7 +225,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     })
 }
 
-fn body<T: Copy>(rec: &[u8], kind: EventKind) -> Result<T, DecodeError> {
+fn body<T: WirePlain>(rec: &[u8], kind: EventKind) -> Result<T, DecodeError> {
     let need = BODY_OFFSET + size_of::<T>();
     if rec.len() < need {
         return Err(DecodeError::TooShortForBody {
@@ -351,8 +459,10 @@ fn parse_sockaddr(b: &ConnectBody) -> SockAddr {
 pub mod build {
     use super::*;
 
-    fn pod_bytes<T: Copy>(v: &T) -> &[u8] {
-        // SAFETY: wire types are repr(C) plain-old-data; reading their bytes is sound.
+    /// The bytes of a wire struct.
+    fn wire_bytes<T: WirePlain>(v: &T) -> &[u8] {
+        // SAFETY: `T: WirePlain` has no padding, so all `size_of::<T>()` bytes behind the
+        // reference are initialised; the slice borrows `v` and lives no longer.
         unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
     }
 
@@ -377,11 +487,12 @@ pub mod build {
         }
     }
 
-    /// Header + body + data, with `Header::size` set.
-    pub fn record<T: Copy>(mut h: Header, body: &T, data: &[u8]) -> Vec<u8> {
+    /// Header + body + data, with `Header::size` set. The body is any wire body struct
+    /// ([`WirePlain`]: its bytes are all initialised).
+    pub fn record<T: WirePlain>(mut h: Header, body: &T, data: &[u8]) -> Vec<u8> {
         h.size = (size_of::<Header>() + size_of::<T>() + data.len()) as u32;
-        let mut v = pod_bytes(&h).to_vec();
-        v.extend_from_slice(pod_bytes(body));
+        let mut v = wire_bytes(&h).to_vec();
+        v.extend_from_slice(wire_bytes(body));
         v.extend_from_slice(data);
         v
     }

@@ -23,6 +23,7 @@ pub mod cmd;
 pub mod context;
 pub mod decode;
 pub mod event;
+pub mod exit;
 pub mod filter;
 pub mod latency;
 pub mod names;

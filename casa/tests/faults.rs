@@ -36,7 +36,7 @@ fn a_second_daemon_on_the_same_files_is_refused() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("another casa is running"), "{err}");
     // The first one is unaffected.
     assert!(first.stop().success());
@@ -62,9 +62,43 @@ fn a_pid_file_symlink_is_refused_not_followed() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("is a symbolic link"), "{err}");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "do not touch\n");
+}
+
+#[test]
+fn a_start_that_fails_after_the_pid_file_leaves_no_stale_pid_file() {
+    let _serial = support::daemon::serial();
+    support::require_root();
+    let dir = support::tempdir("fault-stale-pid");
+    let pid = dir.join("casa.pid");
+    // The latency trace is opened after the pid file is written and the sensor loaded.
+    let o = Command::new(support::casa_bin())
+        .current_dir(&dir)
+        .args(["run", "--rules"])
+        .arg(shipped_rules())
+        .arg("--events-log")
+        .arg(dir.join("events.log"))
+        .arg("--sessions-log")
+        .arg(dir.join("sessions.log"))
+        .arg("--audit-log")
+        .arg(dir.join("audit.log"))
+        .arg("--alert-log")
+        .arg(dir.join("alert.log"))
+        .arg("--pid-file")
+        .arg(&pid)
+        .arg("--latency-log")
+        .arg(dir.join("no-such-dir/latency.log"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("latency trace"), "{err}");
+    assert!(
+        !pid.exists(),
+        "a failed start left its pid file behind\n{err}"
+    );
 }
 
 #[test]

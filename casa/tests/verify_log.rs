@@ -3,7 +3,8 @@
 //! then tampered with in every way the chain must show, each located at its exact line.
 //!
 //! The library tests check the verdict and exit status `casa verify-log` prints and returns
-//! (`VerifyReport::verdict`, `exit_code`); one test runs the `casa verify-log` binary itself.
+//! (`VerifyReport::verdict`, and `casa::exit::Status` of its outcome: 0 ok, 1 broken,
+//! truncated or rolled back, 3 unreadable); one test runs the `casa verify-log` binary itself.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -13,9 +14,12 @@ use std::{
     process::Command,
 };
 
-use casa::sink::{
-    chain::{self, Chain, ProblemKind, VerifyReport, ZERO_HASH},
-    records::{AuditEvent, DecisionRecord, EventFields, FullLogRecord, TriggeredRuleRecord},
+use casa::{
+    exit::Status,
+    sink::{
+        chain::{self, Chain, ProblemKind, VerifyReport, ZERO_HASH},
+        records::{AuditEvent, DecisionRecord, EventFields, FullLogRecord, TriggeredRuleRecord},
+    },
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -160,6 +164,11 @@ fn hash_of(line: &str) -> String {
     field(line, "hash").as_str().unwrap().to_owned()
 }
 
+/// `casa verify-log`'s exit status for a report.
+fn status(r: &VerifyReport) -> u8 {
+    Status::from(r.outcome()).code()
+}
+
 fn check(log: &Path, head: Option<&Path>) -> VerifyReport {
     chain::verify(log, head).unwrap()
 }
@@ -170,7 +179,7 @@ fn located(r: &VerifyReport) -> (ProblemKind, u64, u8) {
         .problem
         .as_ref()
         .unwrap_or_else(|| panic!("no problem found: {}", r.verdict()));
-    (p.kind, p.line, r.exit_code())
+    (p.kind, p.line, status(r))
 }
 
 #[test]
@@ -178,7 +187,7 @@ fn untouched_log_verifies() {
     let log = log_of("untouched", 10);
     let r = check(&log, None);
     assert_eq!(r.verdict(), "ok: 10 records, 1 segment, head matches");
-    assert_eq!(r.exit_code(), 0);
+    assert_eq!(status(&r), 0);
     assert!(r.warnings.is_empty());
     assert_eq!(r.last.as_ref().unwrap().line, 10);
     assert_eq!(r.last.as_ref().unwrap().seq, 10);
@@ -324,7 +333,7 @@ fn forged_record_chaining_correctly_is_beyond_the_head() {
     );
     // Updating the head too hides it from the head next to the log, not from a kept copy.
     forger.commit_head().unwrap();
-    assert_eq!(check(&log, None).exit_code(), 0);
+    assert_eq!(status(&check(&log, None)), 0);
     assert_eq!(
         located(&check(&log, Some(&kept_head))),
         (ProblemKind::BeyondHead, 11, 1)
@@ -355,7 +364,7 @@ fn truncated_log_is_reported_against_the_head() {
     let l = lines(&log);
     put_lines(&log, &l[..8]);
     let r = check(&log, None);
-    assert_eq!(located(&r), (ProblemKind::Truncated, 9, 2));
+    assert_eq!(located(&r), (ProblemKind::Truncated, 9, 1));
     assert!(
         r.verdict()
             .starts_with("truncated: head records 10 lines, file has 8"),
@@ -382,10 +391,10 @@ fn rolled_back_log_is_reported_against_a_newer_head() {
     // Roll log and head back together: consistent with each other...
     fs::copy(old.join("audit.log"), &log).unwrap();
     fs::copy(old.join("audit.log.head"), &head).unwrap();
-    assert_eq!(check(&log, None).exit_code(), 0);
+    assert_eq!(status(&check(&log, None)), 0);
     // ...but not with the newer head kept elsewhere.
     let r = check(&log, Some(&newer));
-    assert_eq!(located(&r), (ProblemKind::Truncated, 7, 2));
+    assert_eq!(located(&r), (ProblemKind::Truncated, 7, 1));
     assert!(r.verdict().contains("rolled back"), "{}", r.verdict());
     // casa runs on from the old copy: the head's record is replaced at its line.
     let mut w = Writer::open(&log);
@@ -393,9 +402,9 @@ fn rolled_back_log_is_reported_against_a_newer_head() {
         w.write(i);
     }
     drop(w);
-    assert_eq!(check(&log, None).exit_code(), 0);
+    assert_eq!(status(&check(&log, None)), 0);
     let r = check(&log, Some(&newer));
-    assert_eq!(located(&r), (ProblemKind::RolledBack, 10, 2));
+    assert_eq!(located(&r), (ProblemKind::RolledBack, 10, 1));
     assert!(
         r.verdict().starts_with("rolled back at line 10: "),
         "{}",
@@ -414,7 +423,7 @@ fn crash_mid_write_leaves_an_incomplete_tail_and_the_restart_continues_the_chain
     f.write_all(&line[..line.len() / 2]).unwrap();
     drop(f);
     let r = check(&log, None);
-    assert_eq!(r.exit_code(), 0, "{}", r.verdict());
+    assert_eq!(status(&r), 0, "{}", r.verdict());
     assert_eq!(
         r.verdict(),
         "ok: 10 records, 1 segment, head matches, 1 warning"
@@ -437,7 +446,7 @@ fn crash_mid_write_leaves_an_incomplete_tail_and_the_restart_continues_the_chain
     assert_eq!(field(&l[11], "prev_hash"), h10.as_str());
     assert_eq!(field(&l[11], "seq"), 11);
     let r = check(&log, None);
-    assert_eq!(r.exit_code(), 0, "{}", r.verdict());
+    assert_eq!(status(&r), 0, "{}", r.verdict());
     assert_eq!(
         r.verdict(),
         "ok: 12 records, 1 segment, head matches, 1 warning"
@@ -462,7 +471,7 @@ fn writer_resuming_after_a_deleted_head_starts_a_segment() {
     fs::remove_file(chain::head_path(&log)).unwrap();
     let r = check(&log, None);
     assert_eq!(r.verdict(), "ok: 10 records, 1 segment, no head file");
-    assert_eq!(r.exit_code(), 0);
+    assert_eq!(status(&r), 0);
 
     let mut w = Writer::open(&log);
     assert!(w.chain.starts_segment());
@@ -481,7 +490,7 @@ fn writer_resuming_after_a_deleted_head_starts_a_segment() {
     assert_eq!(field(&l[11], "seq"), 2);
 
     let r = check(&log, None);
-    assert_eq!(r.exit_code(), 0, "{}", r.verdict());
+    assert_eq!(status(&r), 0, "{}", r.verdict());
     assert_eq!(
         r.verdict(),
         "ok: 11 records, 2 segments, head matches, 1 warning"
@@ -504,10 +513,10 @@ fn writer_resuming_after_a_deleted_head_starts_a_segment() {
 fn unreadable_input_is_an_error_with_status_3() {
     let d = dir("errors");
     let e = chain::verify(&d.join("missing.log"), None).unwrap_err();
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(Status::from(&e).code(), 3);
     let log = log_of("errors-log", 2);
     let e = chain::verify(&log, Some(&d.join("missing.head"))).unwrap_err();
-    assert_eq!(e.exit_code(), 3);
+    assert_eq!(Status::from(&e).code(), 3);
     fs::write(chain::head_path(&log), "{\"seq\":1}").unwrap();
     let e = chain::verify(&log, None).unwrap_err();
     assert!(matches!(e, chain::ChainError::BadHead { .. }), "{e}");
@@ -553,7 +562,7 @@ fn verify_log_command_verdicts_and_exit_statuses() {
     put_lines(&log, &lines(&log)[..8]);
     fs::remove_file(chain::head_path(&log)).unwrap();
     let (code, out) = casa_verify(&[&log, Path::new("--head"), &kept]);
-    assert_eq!(code, 2, "{out}");
+    assert_eq!(code, 1, "{out}");
     assert!(
         out.starts_with("truncated: head records 10 lines, file has 8"),
         "{out}"

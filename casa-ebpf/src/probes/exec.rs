@@ -92,6 +92,12 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
+/// Emit the exec record of a successful exec: path, argv, filename, credentials.
+///
+/// # Safety
+/// Call only from the `sched_process_exec` program, with the `struct linux_binprm` address
+/// that tracepoint passes as `bprm` (it is read only through checked kernel reads). The
+/// record is assembled in the per-CPU scratch buffer: no other pointer into it may be in use.
 #[inline(always)]
 unsafe fn try_sched_process_exec(bprm: u64, old_tid: u32) {
     let Some(buf) = scratch() else { return };
@@ -233,6 +239,14 @@ fn exit_exec(ctx: &TracePointContext) -> u32 {
     0
 }
 
+/// Emit the exec record of a failed `execve`/`execveat` from what its enter program saved.
+///
+/// # Safety
+/// Call only from the `sys_exit_execve`/`sys_exit_execveat` program of thread `tid` itself:
+/// the user pointers saved in its `EXEC_PENDING` entry (argv, filename) are that thread's
+/// own syscall arguments, still mapped because the exec failed and the thread has not
+/// returned to user space yet (they are read with checked user reads all the same). The
+/// record is assembled in the per-CPU scratch buffer: no other pointer into it may be in use.
 #[inline(always)]
 unsafe fn emit_failed_exec(tid: u32, result: i32) {
     let Some(p) = EXEC_PENDING.get_ptr(tid) else {

@@ -1,4 +1,5 @@
-//! The `casa` binary: parse the command line, run the command, map errors to an exit code.
+//! The `casa` binary: parse the command line, run the command, map errors to an exit status
+//! ([`casa::exit`]: clap's usage errors are 2, an error that ends a command is 3).
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -10,7 +11,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("casa: error: {e:#}");
-            ExitCode::from(2)
+            casa::exit::Status::of_error(&e).into()
         }
     }
 }

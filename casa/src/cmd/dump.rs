@@ -1,4 +1,7 @@
 //! `casa dump`: a recording's events as JSON lines (the same form as `record --format jsonl`).
+//! Exit status ([`crate::exit`]): 0 ok, 1 undecodable records (each named on stderr), 3 the
+//! file is not a readable recording (missing, bad header, truncated or corrupt framing; the
+//! events before the damage are printed) or stdout cannot be written.
 
 use std::{
     io::{BufWriter, Write},
@@ -10,6 +13,7 @@ use anyhow::Context as _;
 use crate::{
     cli::DumpArgs,
     decode::decode,
+    exit::Status,
     recording::{Frame, Reader},
 };
 
@@ -55,9 +59,5 @@ pub fn dump(args: &DumpArgs) -> anyhow::Result<ExitCode> {
         eprintln!("casa dump: no summary frame (recording was not finished cleanly)");
     }
     result?;
-    Ok(if bad > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Status::finding_if(bad > 0).into())
 }

@@ -1,4 +1,7 @@
 //! `casa record`: capture kernel events into a recording, optionally around a command.
+//! Exit status ([`crate::exit`]): with a command, the command's own status once the recording
+//! is written; without one, 0; casa's own failures (not root, the kernel refused, the file
+//! cannot be written) are 3.
 
 use std::{process::ExitCode, time::Duration};
 
@@ -14,6 +17,7 @@ use crate::{
     capture::{self, CaptureError, CaptureSink, Format, shell_exit_code, spawn_tracked},
     cli::{FormatArg, RecordArgs},
     clock::BootClock,
+    exit::Status,
     sensor::Sensor,
 };
 
@@ -121,6 +125,6 @@ pub async fn record(args: RecordArgs) -> anyhow::Result<ExitCode> {
             }
             ExitCode::from(code.clamp(0, 255) as u8)
         }
-        None => ExitCode::SUCCESS,
+        None => Status::Ok.into(),
     })
 }

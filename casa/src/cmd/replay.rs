@@ -16,6 +16,7 @@ use crate::{
     assemble::{PipelineConfig, policy_offline, span_exporter},
     cli::ReplayArgs,
     decode::decode,
+    exit::Status,
     pipeline::Pipeline,
     recording::{Frame, Reader},
     settings::Env,
@@ -119,11 +120,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     if failed.iter().any(|&n| n > 0) {
         anyhow::bail!("could not write {failed:?} lines (events, sessions, audit, alert)");
     }
-    Ok(if pipeline.stats.undecodable > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Status::finding_if(pipeline.stats.undecodable > 0).into())
 }
 
 /// CPU time of the calling thread (the figures are per core, and other processes running on
@@ -275,5 +272,5 @@ fn bench(
     }
     println!("pipeline: {pipe_ns:.1} ns/event");
     println!("throughput: {:.0} events/s", n / full.cpu.as_secs_f64());
-    Ok(ExitCode::SUCCESS)
+    Ok(Status::Ok.into())
 }

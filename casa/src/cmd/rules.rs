@@ -1,10 +1,13 @@
-//! `casa rules check`, `casa rules test` and `casa rules fields`.
+//! `casa rules check`, `casa rules test` and `casa rules fields`. Exit status
+//! ([`crate::exit`]): 0 valid / every case passed / the table printed, 1 invalid rules or
+//! fixtures / a failing case, 3 a file that cannot be read.
 
 use std::process::ExitCode;
 
 use crate::{
     cli::RulesCommand,
     context::{markdown_table, plain_table},
+    exit::Status,
     rules::{RuleSet, self_test},
     settings::Env,
 };
@@ -20,11 +23,11 @@ pub fn rules(cmd: &RulesCommand) -> anyhow::Result<ExitCode> {
                         eprintln!("warning: {w}");
                     }
                     println!("{}: ok: {}", path.display(), set.summary());
-                    Ok(ExitCode::SUCCESS)
+                    Ok(Status::Ok.into())
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
-                    Ok(ExitCode::from(1))
+                    Ok(Status::from(&e).into())
                 }
             }
         }
@@ -34,22 +37,18 @@ pub fn rules(cmd: &RulesCommand) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return Ok(ExitCode::from(1));
+                    return Ok(Status::from(&e).into());
                 }
             };
             let report = match self_test(&set, fixtures) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return Ok(ExitCode::from(1));
+                    return Ok(Status::from(&e).into());
                 }
             };
             print!("{report}");
-            Ok(if report.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(Status::finding_if(!report.passed()).into())
         }
         RulesCommand::Fields { markdown } => {
             print!(
@@ -60,7 +59,7 @@ pub fn rules(cmd: &RulesCommand) -> anyhow::Result<ExitCode> {
                     plain_table()
                 }
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(Status::Ok.into())
         }
     }
 }

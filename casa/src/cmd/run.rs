@@ -28,6 +28,7 @@ use crate::{
     assemble::{EndpointConfig, PipelineConfig, policy_offline, span_exporter},
     cli::RunArgs,
     clock::BootClock,
+    exit::Status,
     filter::Endpoints,
     latency::{LatencyTrace, Stamped},
     pipeline::{Input, Outcome, Pipeline},
@@ -43,9 +44,20 @@ const DEFAULT_PID_FILE: &str = "/var/run/casa.pid";
 
 /// The pid file, locked for the daemon's lifetime: a second casa on the same pid file or the
 /// same logs is refused instead of interleaving writes.
+///
+/// Dropping it removes the pid file (casa stopping, or failing to start after claiming it:
+/// no stale pid file is left behind), then releases the locks.
 struct Instance {
-    pid_file: fs::File,
+    pid_path: PathBuf,
+    _pid_file: fs::File,
     _log_locks: Vec<fs::File>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // Still locked by us: no other casa can have written it since.
+        let _ = fs::remove_file(&self.pid_path);
+    }
 }
 
 fn lock(f: &fs::File) -> std::io::Result<()> {
@@ -113,7 +125,8 @@ fn claim_instance(pid_path: &Path, logs: &LogPaths) -> anyhow::Result<Instance> 
     writeln!(f, "{}", std::process::id())
         .with_context(|| format!("write pid file {}", pid_path.display()))?;
     Ok(Instance {
-        pid_file: f,
+        pid_path: pid_path.to_owned(),
+        _pid_file: f,
         _log_locks: log_locks,
     })
 }
@@ -444,7 +457,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         latency.alerts()
     );
     tokio::task::spawn_blocking(move || drop(pipeline)).await?;
-    let _ = fs::remove_file(&pid_path);
-    drop(instance.pid_file);
-    Ok(ExitCode::SUCCESS)
+    drop(instance);
+    Ok(Status::Ok.into())
 }

@@ -2,14 +2,15 @@
 //! and its head file (see [`crate::sink::chain`]).
 //!
 //! Prints a one-line verdict, then indented details (files, where the chain is intact to,
-//! warnings), all on stdout. Exit status: 0 ok (warnings possible: segment starts, interrupted
-//! writes, no head file), 1 chain broken (a record edited, deleted, inserted, reordered or
-//! forged, garbage, records beyond the head), 2 truncated or rolled back against the head,
-//! 3 the files cannot be read (missing log, unreadable or invalid head).
+//! warnings), all on stdout. Exit status ([`crate::exit`]): 0 ok (warnings possible: segment
+//! starts, interrupted writes, no head file); 1 a finding, named by the verdict line: chain
+//! broken (a record edited, deleted, inserted, reordered or forged, garbage, records beyond
+//! the head), truncated, or rolled back against the head; 3 the files cannot be read (missing
+//! log, unreadable or invalid head).
 
 use std::{path::PathBuf, process::ExitCode};
 
-use crate::sink::chain;
+use crate::{exit::Status, sink::chain};
 
 /// Arguments of `casa verify-log`.
 #[derive(Debug, Clone, clap::Args)]
@@ -22,8 +23,8 @@ pub struct VerifyArgs {
     pub head: Option<PathBuf>,
 }
 
-/// Run `casa verify-log`. Every outcome, including unreadable files, is an exit status
-/// (never `Err`, which `main` would turn into status 2, the "truncated" status).
+/// Run `casa verify-log`. Every outcome, including unreadable files, is a verdict on stdout
+/// and an exit status (never `Err`).
 pub fn verify_log(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     match chain::verify(&args.file, args.head.as_deref()) {
         Ok(report) => {
@@ -31,11 +32,11 @@ pub fn verify_log(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             for line in report.details() {
                 println!("  {line}");
             }
-            Ok(ExitCode::from(report.exit_code()))
+            Ok(Status::from(report.outcome()).into())
         }
         Err(e) => {
             println!("error: cannot verify: {e}");
-            Ok(ExitCode::from(e.exit_code()))
+            Ok(Status::from(&e).into())
         }
     }
 }

@@ -23,11 +23,26 @@ use casa_common::{config::KernelConfig, stats};
 use tokio::io::unix::AsyncFd;
 
 /// The compiled kernel programs, built by `build.rs`.
+#[cfg(not(feature = "kernel-stub"))]
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/casa"));
+/// A `kernel-stub` build (`make test-unit`) embeds no kernel programs: [`Sensor::load`]
+/// refuses with [`SensorError::NoKernelPrograms`] before looking at this.
+#[cfg(feature = "kernel-stub")]
+static EBPF_OBJECT: &[u8] = &[];
+
+/// True when this build embeds casa's kernel programs (false in a `kernel-stub` build).
+pub const HAS_KERNEL_PROGRAMS: bool = cfg!(not(feature = "kernel-stub"));
 
 /// Errors from loading, attaching and driving the kernel side. Each names what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SensorError {
+    /// This binary was built with the `kernel-stub` feature (`make test-unit`): it can replay,
+    /// dump and check, but it has no eBPF programs to load.
+    #[error(
+        "this casa was built without its kernel programs (cargo feature `kernel-stub`, used by \
+         `make test-unit`); build it with `make build` to run the sensor"
+    )]
+    NoKernelPrograms,
     #[error(
         "casa's sensor must run as root (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN); running as uid {0}"
     )]
@@ -177,6 +192,9 @@ pub struct Sensor {
 impl Sensor {
     /// Check prerequisites, load every program, attach it, and take the maps.
     pub fn load(opts: &SensorOptions) -> Result<Self, SensorError> {
+        if !HAS_KERNEL_PROGRAMS {
+            return Err(SensorError::NoKernelPrograms);
+        }
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
         if uid != 0 {
@@ -350,5 +368,33 @@ impl RingReader {
             n += 1;
         }
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `kernel-stub` build refuses to load, whoever runs it, with the error that says why.
+    #[cfg(feature = "kernel-stub")]
+    #[test]
+    fn stub_build_refuses_to_load() {
+        let opts = SensorOptions {
+            all_processes: false,
+            ring_bytes: 1 << 16,
+        };
+        let Err(err) = Sensor::load(&opts) else {
+            panic!("a stub build cannot load");
+        };
+        assert!(matches!(err, SensorError::NoKernelPrograms), "{err}");
+        assert!(err.to_string().contains("kernel-stub"), "{err}");
+        assert!(EBPF_OBJECT.is_empty());
+    }
+
+    /// A normal build embeds the object build.rs produced (an ELF file).
+    #[cfg(not(feature = "kernel-stub"))]
+    #[test]
+    fn normal_build_embeds_the_kernel_programs() {
+        assert!(EBPF_OBJECT.starts_with(b"\x7fELF"), "not an ELF object");
     }
 }

@@ -591,7 +591,7 @@ mod tests {
                 fs::read(chain::head_path(&path)).unwrap()
             );
             let r = chain::verify(paths.get(log), None).unwrap();
-            assert_eq!(r.exit_code(), 0, "{}", r.verdict());
+            assert_eq!(r.outcome(), chain::Outcome::Ok, "{}", r.verdict());
             assert_eq!(r.records, ids.len() as u64);
         }
     }

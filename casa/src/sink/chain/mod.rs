@@ -89,9 +89,10 @@
 //! lines after the head's position (beyond head), a log shorter than the head says
 //! (truncated, or rolled back to an older copy), the head's record missing from its position
 //! (rolled back and written again, or rewritten). A last line without its newline is an
-//! incomplete tail (warning, not a record). [`VerifyReport::exit_code`]: 0 ok, 1 chain broken
-//! (including beyond head), 2 truncated or rolled back against the head; errors reading the
-//! files ([`ChainError`]) are 3.
+//! incomplete tail (warning, not a record). [`VerifyReport::outcome`] says which: ok, chain
+//! broken (including beyond head), or truncated / rolled back against the head; `casa
+//! verify-log` exits 0 for ok and 1 for either finding, and 3 when the files cannot be read
+//! ([`ChainError`]) (`crate::exit`).
 //!
 //! # Layout
 //!
@@ -119,9 +120,6 @@ pub use verify::{
     HeadStatus, Outcome, Position, Problem, ProblemKind, VerifyReport, Warning, verify,
 };
 pub use writer::Chain;
-
-/// Exit status of `casa verify-log` when the files cannot be read (or the command is misused).
-pub const EXIT_IO: u8 = 3;
 
 /// Read buffer size for the log.
 const CHUNK: usize = 64 << 10;
@@ -151,13 +149,6 @@ pub enum ChainError {
         expected: u64,
         found: u64,
     },
-}
-
-impl ChainError {
-    /// `casa verify-log`'s exit status for this error.
-    pub fn exit_code(&self) -> u8 {
-        EXIT_IO
-    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ChainError + '_ {

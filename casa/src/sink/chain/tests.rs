@@ -159,7 +159,7 @@ fn chain_resume_continues_when_head_matches() {
     assert_eq!(v["prev_hash"], before.hash.as_str());
     let r = verify(&log, None).unwrap();
     assert_eq!(r.verdict(), "ok: 4 records, 1 segment, head matches");
-    assert_eq!(r.exit_code(), 0);
+    assert_eq!(r.outcome(), Outcome::Ok);
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn chain_commit_head_refuses_when_out_of_step_and_next_seal_resumes() {
     assert_eq!(marker["incomplete_lines"][0]["bytes"], 10);
     assert_eq!(marker["seq"], 3);
     let r = verify(&log, None).unwrap();
-    assert_eq!(r.exit_code(), 0, "{}", r.verdict());
+    assert_eq!(r.outcome(), Outcome::Ok, "{}", r.verdict());
     assert_eq!(r.records, 3);
     assert_eq!(r.markers, 1);
     assert_eq!(r.warnings.len(), 1);
@@ -253,7 +253,7 @@ fn chain_verify_rejects_bytes_that_are_not_canonical() {
     let r = verify(&log, None).unwrap();
     let p = r.problem.clone().unwrap();
     assert_eq!((p.kind, p.line), (ProblemKind::NotCanonical, 2));
-    assert_eq!(r.exit_code(), 1);
+    assert_eq!(r.outcome(), Outcome::Broken);
     assert!(
         r.verdict().starts_with("broken at line 2: "),
         "{}",
@@ -348,7 +348,7 @@ fn chain_record_cut_before_its_newline_is_an_incomplete_tail_then_a_record() {
     f.write_all(&line).unwrap(); // the whole record, not its newline; head not updated
     drop(f);
     let r = verify(&log, None).unwrap();
-    assert_eq!(r.exit_code(), 0, "{}", r.verdict());
+    assert_eq!(r.outcome(), Outcome::Ok, "{}", r.verdict());
     assert_eq!(r.records, 2);
     assert_eq!(r.incomplete_tail, Some((3, line.len() as u64)));
     // The restart ends the line: a record the head never committed, so a new segment
@@ -360,7 +360,7 @@ fn chain_record_cut_before_its_newline_is_an_incomplete_tail_then_a_record() {
     let marker: Value = serde_json::from_str(&l[3]).unwrap();
     assert_eq!(marker["previous"]["last_hash"], field_of(&l[2], "hash"));
     let r = verify(&log, None).unwrap();
-    assert_eq!(r.exit_code(), 0, "{}", r.verdict());
+    assert_eq!(r.outcome(), Outcome::Ok, "{}", r.verdict());
     assert_eq!((r.records, r.markers, r.segments), (4, 1, 2));
     assert_eq!(r.warnings.len(), 1);
     assert_eq!(r.warnings[0].line, Some(4));
@@ -416,7 +416,7 @@ fn chain_torn_lines_ended_by_the_sink_are_declared_by_the_next_record() {
     f.write_all(b"\n").unwrap();
     write(&mut c2, json!({ "n": 4 }));
     let r = verify(&log, None).unwrap();
-    assert_eq!(r.exit_code(), 0, "{}", r.verdict());
+    assert_eq!(r.outcome(), Outcome::Ok, "{}", r.verdict());
     assert_eq!(r.warnings.last().unwrap().line, Some(7));
     // A declared line changed later.
     let mut l = lines(&log);
@@ -439,8 +439,8 @@ fn chain_truncation_after_a_declared_line_is_a_truncation() {
     let r = verify(&log, None).unwrap();
     let p = r.problem.clone().unwrap();
     assert_eq!(
-        (p.kind, p.line, r.exit_code()),
-        (ProblemKind::Truncated, 4, 2)
+        (p.kind, p.line, r.outcome()),
+        (ProblemKind::Truncated, 4, Outcome::HeadMismatch)
     );
     assert!(
         r.verdict()

@@ -48,11 +48,11 @@ pub enum ProblemKind {
 /// The overall result of a verification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Chain intact and matching the head (warnings possible): exit 0.
+    /// Chain intact and matching the head (warnings possible): `verify-log` exits 0.
     Ok,
     /// A record edited, deleted, inserted, reordered, forged, or beyond the head: exit 1.
     Broken,
-    /// Truncated or rolled back against the head: exit 2.
+    /// Truncated or rolled back against the head: exit 1 too (the verdict line says which).
     HeadMismatch,
 }
 
@@ -140,15 +140,6 @@ impl VerifyReport {
         self.problem
             .as_ref()
             .map_or(Outcome::Ok, |p| p.kind.outcome())
-    }
-
-    /// `casa verify-log`'s exit status: 0 ok, 1 chain broken, 2 truncated or rolled back.
-    pub fn exit_code(&self) -> u8 {
-        match self.outcome() {
-            Outcome::Ok => 0,
-            Outcome::Broken => 1,
-            Outcome::HeadMismatch => 2,
-        }
     }
 
     /// The one-line verdict.
