@@ -91,6 +91,8 @@ pub struct PipelineStats {
     pub undecodable: u64,
     /// The kernel's count of lost records, as last reported by an [`Input::Lost`].
     pub kernel_lost: u64,
+    /// Processes found gone without an exit event ([`Input::Reaped`]).
+    pub reaped: u64,
 }
 
 /// One input of the pipeline: the same set as a recording's frames
@@ -110,6 +112,10 @@ pub enum Input<'a> {
     Lost(u64),
     /// End of input at this time: every session closes, sinks and spans flush.
     Shutdown(u64),
+    /// Processes of sessions that the edge found gone although no exit event reached the
+    /// pipeline (the kernel lost it): they leave their sessions as if they had exited, so a
+    /// lost exit cannot hold a session open. The edge checks [`Pipeline::unconfirmed_pids`].
+    Reaped { now_ns: u64, pids: &'a [u32] },
 }
 
 /// What one [`Input`] did: the edge acts on it (tracks pids, stamps latency) instead of
@@ -329,8 +335,24 @@ impl<S: LogSink> Pipeline<S> {
                 self.finish(now_ns);
                 self.finished = true;
             }
+            Input::Reaped { now_ns, pids } => {
+                self.latest_ns = self.latest_ns.max(now_ns);
+                self.advance(now_ns);
+                for &pid in pids {
+                    if self.tracker.reaped(pid, now_ns) {
+                        self.stats.reaped += 1;
+                    }
+                }
+            }
         }
         out
+    }
+
+    /// Processes the edge should check are still running: the remaining processes of
+    /// sessions whose leader has exited, and every process of a session that lost events
+    /// (an exit may have been lost). At most `limit`, in pid order.
+    pub fn unconfirmed_pids(&self, limit: usize) -> Vec<u32> {
+        self.tracker.unconfirmed(limit)
     }
 
     /// The input ended: a recording without a shutdown frame (`casa record`) finishes at the
@@ -364,6 +386,7 @@ impl<S: LogSink> Pipeline<S> {
 
     /// The kernel lost events: every session open now may miss some of its own.
     fn mark_incomplete(&mut self) {
+        self.tracker.mark_lost();
         for s in self.sessions.values_mut() {
             s.incomplete = true;
         }
@@ -924,6 +947,37 @@ mod tests {
         p.process(&ev(42 * S, 110, 110, 1, exit(true, true)));
         p.advance(44 * S + 1);
         assert_eq!(closed(&p), 1);
+    }
+
+    #[test]
+    fn a_lost_exit_found_gone_by_the_edge_does_not_hold_the_session_open() {
+        let closed = |p: &Pipeline<MemorySink>| {
+            p.sink()
+                .of(Log::Sessions)
+                .iter()
+                .filter(|l| l.contains("\"session_closed\""))
+                .count()
+        };
+        let mut p = pipeline();
+        start(&mut p, S);
+        // The ring overflowed: 110's exit never arrives.
+        p.feed(Input::Lost(7));
+        assert_eq!(p.unconfirmed_pids(10), vec![100, 110]);
+        p.process(&ev(2 * S, 100, 100, 1, exit(true, true)));
+        p.advance(20 * S);
+        assert_eq!(closed(&p), 0, "110 may still run");
+        assert_eq!(p.unconfirmed_pids(1), vec![110], "bounded");
+        p.feed(Input::Reaped {
+            now_ns: 21 * S,
+            pids: &[110, 4242],
+        });
+        assert_eq!(
+            p.stats.reaped, 1,
+            "a pid outside every session is not counted"
+        );
+        p.advance(23 * S + 1);
+        assert_eq!(closed(&p), 1);
+        assert!(p.unconfirmed_pids(10).is_empty());
     }
 
     #[test]

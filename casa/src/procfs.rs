@@ -71,6 +71,18 @@ pub fn scan(now_ns: u64) -> Seed {
     }
 }
 
+/// `pid` names a process that exists (a zombie still counts until it is reaped). A reused pid
+/// also counts as running: the check errs towards keeping a session open.
+pub fn is_running(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists and may be signalled; nothing
+    // is sent.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// The children of every thread of `pid` (`/proc/PID/task/*/children`).
 fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -128,6 +140,19 @@ mod tests {
         if let Some(gp) = at(seed.processes[p].ppid) {
             assert!(gp < p, "a parent comes before its child");
         }
+    }
+
+    #[test]
+    fn a_running_process_is_running_and_a_reaped_one_is_not() {
+        assert!(is_running(std::process::id()));
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("reap true");
+        // The pid could be reused in between, but not by a process this quickly, in practice.
+        assert!(!is_running(pid));
+        assert!(!is_running(u32::MAX));
     }
 
     #[test]

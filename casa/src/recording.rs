@@ -12,12 +12,13 @@
 //! type 4 := the daemon's clock tick: now_ns:u64 (kernel boot-clock time)      (version 2)
 //! type 5 := kernel loss seen: lost:u64 (total so far); open sessions incomplete (version 2)
 //! type 6 := the daemon stopped: now_ns:u64                                     (version 2)
+//! type 7 := processes found gone without an exit event: now_ns:u64 pid:u32*  (version 3)
 //! ```
 //!
 //! `casa record` writes records and the summary. `casa run --record` writes every input the
 //! live pipeline consumed, in the order it consumed them (the start-up `/proc` scan, kernel
 //! records, clock ticks, loss, shutdown), so `casa replay` of that file reproduces the run's
-//! logs line for line. Readers accept versions 1 and 2.
+//! logs line for line. Readers accept versions 1 to 3.
 //!
 //! A file whose name ends in `.gz` is written gzip-compressed (the whole stream above), and
 //! readers recognise gzip by its magic bytes: recordings of agent runs, mostly repeated paths,
@@ -41,7 +42,7 @@ use crate::clock::BootClock;
 /// First bytes of every recording.
 pub const MAGIC: &[u8; 8] = b"CASAREC\n";
 /// Version of the framing described in the module docs (written by this casa).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Oldest version this casa reads (version 1 has no frames of types 3 to 6).
 pub const FORMAT_VERSION_MIN: u32 = 1;
 /// Frame type of a kernel record.
@@ -56,6 +57,8 @@ pub const FRAME_TICK: u8 = 4;
 pub const FRAME_LOST: u8 = 5;
 /// Frame type of the shutdown time.
 pub const FRAME_FINISH: u8 = 6;
+/// Frame type of processes found gone without an exit event.
+pub const FRAME_REAPED: u8 = 7;
 /// Largest frame a reader accepts (a kernel record is at most `wire::RECORD_MAX`).
 pub const FRAME_MAX: u32 = 1 << 20;
 
@@ -205,6 +208,16 @@ pub enum RecordingError {
         kind: u8,
         len: usize,
     },
+    #[error(
+        "{path}: frame {frame} at byte {offset} (processes gone) has {len} bytes, expected 8 \
+         plus 4 per pid"
+    )]
+    BadReaped {
+        path: PathBuf,
+        offset: u64,
+        frame: u64,
+        len: usize,
+    },
     #[error("{path}: bad {what} in frame {frame} at byte {offset}: {source}")]
     BadJson {
         path: PathBuf,
@@ -339,6 +352,16 @@ impl<W: Write> Writer<W> {
         self.frame(FRAME_FINISH, &now_ns.to_le_bytes())
     }
 
+    /// Append processes found gone without an exit event.
+    pub fn reaped(&mut self, now_ns: u64, pids: &[u32]) -> Result<(), RecordingError> {
+        let mut payload = Vec::with_capacity(8 + 4 * pids.len());
+        payload.extend_from_slice(&now_ns.to_le_bytes());
+        for p in pids {
+            payload.extend_from_slice(&p.to_le_bytes());
+        }
+        self.frame(FRAME_REAPED, &payload)
+    }
+
     /// Write buffered frames to the file.
     pub fn flush(&mut self) -> Result<(), RecordingError> {
         self.out.flush().map_err(|source| RecordingError::Io {
@@ -368,6 +391,11 @@ pub enum Frame {
     Tick(u64),
     Lost(u64),
     Finish(u64),
+    /// Processes the daemon found gone (no exit event reached it), at `now_ns`.
+    Reaped {
+        now_ns: u64,
+        pids: Vec<u32>,
+    },
 }
 
 /// Reads a recording frame by frame.
@@ -567,6 +595,20 @@ impl<R: Read> Reader<R> {
                     _ => Frame::Finish(v),
                 }))
             }
+            FRAME_REAPED if payload.len() >= 8 && (payload.len() - 8).is_multiple_of(4) => {
+                let now_ns = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
+                let pids = payload[8..]
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect();
+                Ok(Some(Frame::Reaped { now_ns, pids }))
+            }
+            FRAME_REAPED => Err(RecordingError::BadReaped {
+                path: self.path.clone(),
+                offset,
+                frame,
+                len: payload.len(),
+            }),
             kind => Err(RecordingError::UnknownFrame {
                 path: self.path.clone(),
                 offset,
@@ -587,6 +629,10 @@ impl Frame {
             Frame::Tick(now) => Input::Tick(*now),
             Frame::Lost(total) => Input::Lost(*total),
             Frame::Finish(now) => Input::Shutdown(*now),
+            Frame::Reaped { now_ns, pids } => Input::Reaped {
+                now_ns: *now_ns,
+                pids,
+            },
             Frame::Summary(_) => return None,
         })
     }
@@ -642,6 +688,7 @@ impl Recorder {
             Input::Tick(now) => w.tick(now),
             Input::Lost(total) => w.lost(total),
             Input::Shutdown(now) => w.stop(now),
+            Input::Reaped { now_ns, pids } => w.reaped(now_ns, pids),
         }?;
         self.frames += 1;
         Ok(())
@@ -729,12 +776,20 @@ mod tests {
         w.seed(&seed).unwrap();
         w.tick(7).unwrap();
         w.lost(3).unwrap();
+        w.reaped(8, &[41, 42]).unwrap();
         w.stop(9).unwrap();
         let mut bytes = w.finish(&Summary::default()).unwrap();
         let mut r = Reader::new(&bytes[..], Path::new("mem")).unwrap();
         assert_eq!(r.next_frame().unwrap(), Some(Frame::Seed(seed.clone())));
         assert_eq!(r.next_frame().unwrap(), Some(Frame::Tick(7)));
         assert_eq!(r.next_frame().unwrap(), Some(Frame::Lost(3)));
+        assert_eq!(
+            r.next_frame().unwrap(),
+            Some(Frame::Reaped {
+                now_ns: 8,
+                pids: vec![41, 42]
+            })
+        );
         assert_eq!(r.next_frame().unwrap(), Some(Frame::Finish(9)));
         assert!(matches!(r.next_frame().unwrap(), Some(Frame::Summary(_))));
         assert_eq!(seed.processes[0].exec().argv[1].as_bytes(), &[0xff, 0xfe]);

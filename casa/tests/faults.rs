@@ -274,9 +274,12 @@ fn rotated_or_removed_logs_are_reopened() {
     let _serial = support::daemon::serial();
     let mut casa = Daemon::start("fault-rotate", &shipped_rules());
     casa.agent("[exec] head -n 1 /etc/os-release");
-    casa.wait(Duration::from_secs(15), "session 1 closed", || {
-        casa.log("sessions.log").contains("session_closed")
+    casa.wait(Duration::from_secs(15), "the first session closed", || {
+        casa.own_closed() == 1
     });
+    // Another agent on the machine may have sessions too: only this test's count.
+    let first = casa.own_sessions();
+    assert_eq!(first.len(), 1, "{}", casa.dump());
     // logrotate-style rename, and an outright removal.
     std::fs::rename(casa.logs.join("events.log"), casa.logs.join("events.log.1")).unwrap();
     std::fs::remove_file(casa.logs.join("sessions.log")).unwrap();
@@ -284,21 +287,26 @@ fn rotated_or_removed_logs_are_reopened() {
     casa.agent("[exec] head -n 2 /etc/os-release");
     casa.wait(
         Duration::from_secs(15),
-        "session 2 closed in the new sessions.log",
-        || casa.log("sessions.log").contains("session_closed"),
+        "the second session closed in the new sessions.log",
+        || casa.own_closed() == 1,
     );
     assert!(casa.stop().success());
     let dump = casa.dump();
+    let second = casa.own_sessions();
+    assert_eq!(second.len(), 1, "{dump}");
+    assert_ne!(first, second, "{dump}");
+    let (s1, s2) = (first[0], second[0]);
     let rotated = std::fs::read_to_string(casa.logs.join("events.log.1")).unwrap();
     let fresh = casa.log("events.log");
     assert!(!rotated.is_empty() && !fresh.is_empty(), "{dump}");
     assert!(
-        rotated.contains("\"session_id\":1") && fresh.contains("\"session_id\":2"),
+        rotated.contains(&format!("\"session_id\":{s1}"))
+            && fresh.contains(&format!("\"session_id\":{s2}")),
         "{dump}"
     );
     assert!(
-        !fresh.contains("\"session_id\":1,"),
-        "session 1 events leaked into the new file\n{dump}"
+        !fresh.contains(&format!("\"session_id\":{s1},")),
+        "the first session's events leaked into the new file\n{dump}"
     );
 }
 

@@ -46,7 +46,13 @@ pub fn dump(args: &DumpArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(Some(Frame::Summary(s))) => summary = Some(s),
             // The daemon's own inputs (`casa run --record`): not kernel events.
-            Ok(Some(Frame::Seed(_) | Frame::Tick(_) | Frame::Lost(_) | Frame::Finish(_))) => {}
+            Ok(Some(
+                Frame::Seed(_)
+                | Frame::Tick(_)
+                | Frame::Lost(_)
+                | Frame::Finish(_)
+                | Frame::Reaped { .. },
+            )) => {}
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         }

@@ -131,6 +131,9 @@ fn claim_instance(pid_path: &Path, logs: &LogPaths) -> anyhow::Result<Instance> 
     })
 }
 
+/// Most processes whose liveness the daemon checks per tick (`Pipeline::unconfirmed_pids`).
+const UNCONFIRMED_PER_TICK: usize = 4096;
+
 /// Closed sessions after which the daemon returns freed heap memory to the kernel.
 const TRIM_AFTER_CLOSES: u64 = 100;
 
@@ -331,7 +334,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             _ = tick.tick() => {
-                edge.feed(Input::Tick(BootClock::boottime_now_ns()));
+                let now = BootClock::boottime_now_ns();
+                edge.feed(Input::Tick(now));
+                // A process whose exit the kernel lost must not hold its session open.
+                let gone: Vec<u32> = edge
+                    .pipeline
+                    .unconfirmed_pids(UNCONFIRMED_PER_TICK)
+                    .into_iter()
+                    .filter(|&pid| !procfs::is_running(pid))
+                    .collect();
+                if !gone.is_empty() {
+                    edge.feed(Input::Reaped { now_ns: now, pids: &gone });
+                }
                 edge.pipeline.flush();
                 edge.pipeline.sink_mut().follow_rotation();
                 edge.latency.flush();

@@ -98,6 +98,8 @@ pub struct Session {
     pub reparented: Vec<(u32, u64)>,
     /// How many more were re-parented beyond [`REPARENTED_MAX`] (the bound is itself a fact).
     pub reparented_dropped: u64,
+    /// The kernel lost events while this session was open (an exit may be missing).
+    lost_events: bool,
     /// Live processes of the session.
     live: HashSet<u32>,
 }
@@ -303,6 +305,7 @@ impl Tracker {
                 joined_midway: midway,
                 reparented: Vec::new(),
                 reparented_dropped: 0,
+                lost_events: false,
                 live,
             },
         );
@@ -598,6 +601,61 @@ impl Tracker {
         }
         if gone {
             self.procs.remove(&ev.pid);
+        }
+    }
+
+    /// `pid` was found gone without an exit event (the kernel lost it): it leaves its session
+    /// as if it had exited at `now_ns`. Returns whether it was a session's process.
+    pub fn reaped(&mut self, pid: u32, now_ns: u64) -> bool {
+        let in_session = self
+            .procs
+            .get(&pid)
+            .and_then(|p| p.session)
+            .and_then(|id| self.sessions.get(&id))
+            .is_some_and(|s| s.live.contains(&pid));
+        if in_session {
+            let ev = Event {
+                ktime_ns: now_ns,
+                pid,
+                tid: pid,
+                ppid: self.procs.get(&pid).map_or(0, |p| p.ppid),
+                uid: 0,
+                gid: 0,
+                cgroup_id: 0,
+                comm: Bytes::default(),
+                detail: Detail::Exit(crate::event::Exit {
+                    exit_code: 0,
+                    status: None,
+                    signal: None,
+                    core_dumped: false,
+                    leader: true,
+                    process_gone: true,
+                }),
+            };
+            self.observe_exit(&ev, true);
+        }
+        in_session
+    }
+
+    /// Live processes whose exit the edge should confirm: those of sessions whose leader has
+    /// exited (a daemon, or an exit the kernel lost) and those of sessions marked as having
+    /// lost events. At most `limit`, in pid order.
+    pub fn unconfirmed(&self, limit: usize) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .sessions
+            .values()
+            .filter(|s| !s.live.contains(&s.leader) || s.lost_events)
+            .flat_map(|s| s.live.iter().copied())
+            .collect();
+        pids.sort_unstable();
+        pids.truncate(limit);
+        pids
+    }
+
+    /// The kernel lost events while these sessions were open: their exits may be missing.
+    pub fn mark_lost(&mut self) {
+        for s in self.sessions.values_mut() {
+            s.lost_events = true;
         }
     }
 

@@ -157,6 +157,24 @@ impl Daemon {
         ids
     }
 
+    /// The records of `log` that belong to this test's own sessions ([`Self::own_sessions`]).
+    pub fn own_records(&self, log: &str) -> Vec<serde_json::Value> {
+        let own = self.own_sessions();
+        self.log(log)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["session_id"].as_u64().is_some_and(|id| own.contains(&id)))
+            .collect()
+    }
+
+    /// How many of this test's own sessions have closed (`session_closed` in sessions.log).
+    pub fn own_closed(&self) -> usize {
+        self.own_records("sessions.log")
+            .iter()
+            .filter(|r| r["reason"] == "session_closed")
+            .count()
+    }
+
     /// Everything collected, for failure messages.
     pub fn dump(&self) -> String {
         let mut s = format!("--- casa stderr ---\n{}", self.stderr());
