@@ -41,7 +41,7 @@ test:
 # casa/tests/ is in exactly one of the two lists below; `make test` runs both (it runs every
 # test target cargo finds), `make test-unit` only UNIT_TESTS.
 UNIT_TESTS := replay rules_cli verify_log otlp exit_codes
-KERNEL_TESTS := kernel live faults
+KERNEL_TESTS := kernel live faults evasion
 TEST_FILES := $(sort $(basename $(notdir $(wildcard casa/tests/*.rs))))
 UNLISTED_TESTS := $(filter-out $(UNIT_TESTS) $(KERNEL_TESTS),$(TEST_FILES))
 STUB := --features kernel-stub
