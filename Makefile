@@ -22,6 +22,40 @@ run: build
 	@./setup.sh
 	$(CASA) run $(RUN_ARGS)
 
+# Install as a systemd service (root): the binary, /etc/casa/rules.json (an existing one is
+# kept), the unit (hardened; `systemctl reload casa` = SIGHUP) and a logrotate config.
+# `make uninstall` removes them and keeps /etc/casa and the logs. Paths can be moved (the
+# tests install into a temporary tree): PREFIX, SYSCONFDIR, UNITDIR, LOGROTATEDIR, LOGDIR,
+# DESTDIR; INSTALL_BIN picks the binary (default: the release build).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+DOCDIR ?= $(PREFIX)/share/doc/casa
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(SYSCONFDIR)/systemd/system
+LOGROTATEDIR ?= $(SYSCONFDIR)/logrotate.d
+LOGDIR ?= /var/log/casa
+INSTALL_BIN ?= $(CASA)
+DIST_SED := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	-e 's|@LOGDIR@|$(LOGDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g'
+install: $(if $(filter $(CASA),$(INSTALL_BIN)),build)
+	install -D -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/casa
+	install -D -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/casa
+	test -e $(DESTDIR)$(SYSCONFDIR)/casa/rules.json || install -m 0644 rules.json $(DESTDIR)$(SYSCONFDIR)/casa/rules.json
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(LOGROTATEDIR)
+	$(DIST_SED) casa/dist/casa.service.in > $(DESTDIR)$(UNITDIR)/casa.service
+	$(DIST_SED) casa/dist/casa.logrotate.in > $(DESTDIR)$(LOGROTATEDIR)/casa
+	chmod 0644 $(DESTDIR)$(UNITDIR)/casa.service $(DESTDIR)$(LOGROTATEDIR)/casa
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed; start it with: systemctl enable --now casa"
+
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now casa 2>/dev/null || true; fi
+	rm -f $(DESTDIR)$(BINDIR)/casa $(DESTDIR)$(UNITDIR)/casa.service $(DESTDIR)$(LOGROTATEDIR)/casa
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "uninstalled; kept $(SYSCONFDIR)/casa and $(LOGDIR)"
+
 # The full suite (what CI runs): unit tests, golden tests, the kernel, live and fault
 # integration tests (root; loads eBPF for real), every fuzz target for FUZZ_SECONDS each on
 # its committed corpus, and the evaluation (replayed, and one case live on OpenClaw).
