@@ -955,7 +955,7 @@ mod tests {
         let hist = history_of(&p, 210);
         assert!(hist.tainted_file_sent);
         let origin = format!("session {first} wrote /tmp/loot after reading /root/.ssh/id_rsa");
-        assert_eq!(hist.taint_origins, [origin.clone()]);
+        assert_eq!(hist.taint_origins, std::slice::from_ref(&origin));
         p.finish(70 * S);
         let lines = session_lines(&p);
         let second = lines.last().unwrap();
@@ -965,6 +965,32 @@ mod tests {
             serde_json::json!([origin])
         );
         assert_eq!(p.taint().len(), 1);
+    }
+
+    #[test]
+    fn seventy_cheap_opens_between_write_and_run_still_score() {
+        let mut p = pipeline();
+        start(&mut p, S);
+        p.process(&ev(2 * S, 110, 110, 100, open_flags("/tmp/x.sh", 0x241)));
+        let before = p.stats.accepted;
+        for i in 0..70 {
+            p.process(&ev(2 * S + i, 110, 110, 100, open("/etc/hostname")));
+        }
+        assert_eq!(
+            p.stats.accepted,
+            before + 70,
+            "the cheap opens reach the ring"
+        );
+        p.process(&ev(3 * S, 110, 110, 100, exec("/tmp/x.sh", &["/tmp/x.sh"])));
+        let hist = history_of(&p, 110);
+        assert!(hist.write_then_exec_same_path);
+        let audit = p.sink().of(Log::Audit);
+        assert!(
+            audit
+                .iter()
+                .any(|l| l.contains("\"write_then_exec_same_path\"")),
+            "{audit:?}"
+        );
     }
 
     #[test]

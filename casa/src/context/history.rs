@@ -1,14 +1,20 @@
-//! `history.*`: the session's bounded ring of recent events, and its flags kept up to date
-//! incrementally.
+//! `history.*` sequence flags: the session's bounded ring of recent events, a summary of the
+//! events that left it, and the flags kept up to date incrementally over both.
 //!
-//! [`super::SessionContext`] pushes every accepted event into a [`Ring`]; the ring evicts its
-//! oldest entry past `recent_event_limit` and updates the history flags in O(1) amortised
-//! work per push or eviction (plus one hash look-up for write/exec paths). Removing a
-//! process's events (a prune) or a change of the history knobs in [`Heuristics`] rebuilds the
-//! running state from the ring, O(ring).
+//! [`super::SessionContext`] pushes every accepted event into a [`Ring`]; the ring settles
+//! its oldest entry past `recent_event_limit` into a small summary (`Settled`) and updates
+//! the flags in O(1) amortised work per push or settlement (plus one hash look-up for
+//! write/exec paths, and O(threshold) per burst when the flags are read). Removing a
+//! process's events (a prune: only those still in the ring) or a change of the history knobs
+//! in [`Heuristics`] rebuilds the ring's running state, O(ring); a knob change first latches
+//! the flags established so far (a reload never clears a fact).
 //!
-//! [`history_reference`] states the definitions literally (quadratic, no state); the property
-//! test in `context::tests` checks that the running flags equal it after every event.
+//! The flags are sticky: true once their pattern occurred among the session's retained
+//! events (every folded event minus those a prune removed from the ring), whatever the ring
+//! forgot. [`history_reference`] states the definitions literally over an event list
+//! (quadratic, no state); the property test in `context::tests` checks after every event
+//! that the ring's own flags equal it over the ring (CASA's ring-bounded semantics) and that
+//! the sticky flags equal it over every retained event (while the knobs did not change).
 //!
 //! # Session clock
 //!
@@ -19,6 +25,8 @@
 //!
 //! # How each flag is maintained
 //!
+//! In the ring:
+//!
 //! * `connect_then_exec`: the oldest connect in the ring precedes the newest exec.
 //! * `sensitive_then_network` / `sensitive_then_execve`: over the subsequence of sensitive
 //!   opens and connects (resp. execs), count adjacent pairs of different kinds within the
@@ -27,6 +35,14 @@
 //!   consecutive events spanning at most `burst_window_ns`.
 //! * `write_then_exec_same_path`: per path, the oldest successful write-intent open precedes
 //!   the newest exec of that path; count such paths.
+//! * `opened_deleted_path`: count the ring's opens of deleted-marked paths.
+//!
+//! Between the settled events and the ring (every settled event precedes every ring event,
+//! and has a clock no later): a settled connect and any ring exec; the last settled
+//! sensitive open (resp. connect, exec) and the ring's first event of the other kind; the
+//! last `threshold - 1` settled counted clocks and the ring's first counted ones; the
+//! settled written paths (at most [`WRITTEN_PATHS_MAX`], past it `facts_overflowed`) and the
+//! ring's execs of them. Among settled events: latched as each one settles.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},

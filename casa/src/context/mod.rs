@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 // The structs, the CEL activation, the self-test fixtures, the span's final state, the
 // sticky merge and README's field table are all produced from this list (see `fields.rs`).
 // To add a field: add it here with a `///` meaning, derive it (`session.rs` for
-// `execution`/`capability`, `history.rs` for `history`), then regenerate README's table
-// with `casa rules fields --markdown`.
+// `execution`/`capability`; for `history`, `history.rs` for a sequence flag or `facts.rs`
+// for a session fact, set in `SessionContext::refresh_history`), then regenerate README's
+// table with `casa rules fields --markdown`.
 fields::context_schema! {
     /// Sticky over the session: a flag is set once any of the session's processes had it at
     /// an exec or an exit.
@@ -145,7 +146,11 @@ pub struct LineageNode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Heuristics {
     pub lineage_max_depth: usize,
+    /// Size of the session's recent ring (`recent_events` in `sessions.log`); the history
+    /// flags are over the whole session.
     pub recent_event_limit: usize,
+    /// Read for compatibility with CASA's files; bounds nothing since
+    /// `history.opened_deleted_path` became a session fact.
     pub max_per_process_artifacts: usize,
     pub deep_chain_threshold: usize,
     pub burst_open_threshold: usize,
@@ -153,7 +158,7 @@ pub struct Heuristics {
     pub burst_exec_threshold: usize,
     /// Burst sliding window, nanoseconds.
     pub burst_window_ns: u64,
-    /// Sensitive-access ↔ network/exec window, nanoseconds; 0 = unlimited.
+    /// Sensitive-access ↔ network/exec window, nanoseconds; 0 = anywhere in the session.
     pub sensitive_history_window_ns: u64,
     pub suspicious_path_patterns: Vec<String>,
     pub sensitive_path_prefixes: Vec<String>,

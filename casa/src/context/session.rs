@@ -17,10 +17,15 @@
 //!   `execution.*` and `capability.*`; an exit contributes `execution.*` again (for a process
 //!   never seen exec'ing, from its comm). Both groups are sticky ORs over the session
 //!   (`dangerous_count`: maximum).
-//! * `history.*` is over the session ring of the last `recent_event_limit` events (arrival
-//!   order), except `opened_deleted_path`, which is over each process's last
-//!   `max_per_process_artifacts` opens. See [`super::history_reference`] for the definitions
-//!   and `history.rs` for how they are maintained without rescanning the ring.
+//! * `history.*` sequence flags are over the whole session (the ring of the last
+//!   `recent_event_limit` events, arrival order, plus what left it), sticky: see
+//!   [`super::history_reference`] for the definitions and `history.rs` for how they are
+//!   maintained without keeping the events. The other `history.*` fields come from the
+//!   session's bounded fact sets (`facts.rs`), fed by every folded event, and from what the
+//!   pipeline hands over: the tracker's re-parented processes
+//!   ([`SessionContext::note_reparented`]), the kernel's losses
+//!   ([`SessionContext::note_lost`]) and the cross-session taint store
+//!   ([`SessionContext::apply_in`]).
 //! * [`SessionContext::prune_transparent_shell`] is the original's §4.3 normalisation: a
 //!   shell that only wrapped routine commands is removed with its ring entries, and
 //!   `execution`/`capability` are rebuilt from the remaining processes (by pid).
@@ -40,8 +45,9 @@
 //!   (refused connects are what scans look like). `burst_connect` leaves out local
 //!   destinations: the original's IPv4 loopback/link-local/private ranges, plus the IPv6
 //!   equivalents, the unspecified address and non-IP (Unix socket) connects.
-//! * `opened_deleted_path`: a recorded open whose path ends with ` (deleted)` (the kernel's
-//!   marker), which now really happens. `memfd_or_deleted_exec`: the exec path starts with
+//! * `opened_deleted_path`: an open whose path ends with ` (deleted)` (the kernel's marker),
+//!   which now really happens, anywhere in the session (the original looked at each
+//!   process's last `max_per_process_artifacts` opens; that knob is now unused). `memfd_or_deleted_exec`: the exec path starts with
 //!   `memfd:` or `/memfd:` or contains ` (deleted)`; `suspicious_path_exec` also includes
 //!   those.
 //! * Capabilities come with the exec event. `capability_unknown` is set when the effective
@@ -51,11 +57,14 @@
 //! * A shell is a transparent wrapper only if it never made a connect and **none of its opens
 //!   ever** was outside the burst ignore list (the original looked at its last 16 opens), and
 //!   it was not itself run from a suspicious, memfd or deleted path (such a "shell" is the
-//!   finding, not noise). Its removal takes effect at once, not at the next event.
+//!   finding, not noise), and it never wrote a persistence location. Its removal takes
+//!   effect at once, not at the next event; it removes its events from the ring only (what
+//!   left the ring is settled) and leaves the fact sets as they are.
 //! * Failed execs and fork events are not folded (no process state, no ring entry).
-//! * `recent_event_limit` and `max_per_process_artifacts` are read on every event (the
-//!   original fixed the ring size at start-up); a change of the history knobs re-derives the
-//!   history flags from the ring at the next event.
+//! * `recent_event_limit` is read on every event (the original fixed the ring size at
+//!   start-up) and only bounds the ring (`recent_events` in `sessions.log`); a change of the
+//!   history knobs keeps the flags established so far and re-derives the ring's part at the
+//!   next event.
 
 use std::collections::HashMap;
 
