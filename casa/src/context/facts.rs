@@ -125,14 +125,17 @@ impl<K: Eq + Hash, V> Bounded<K, V> {
         true
     }
 
+    /// The value recorded for `k`.
     pub fn get(&self, k: &K) -> Option<&V> {
         self.items.get(k)
     }
 
+    /// Items recorded (at most [`Self::max`]).
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
+    /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -147,6 +150,7 @@ impl<K: Eq + Hash, V> Bounded<K, V> {
         self.overflowed
     }
 
+    /// The items, in no fixed order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.items.iter()
     }
@@ -186,6 +190,7 @@ pub struct WrittenFile {
     pub path: String,
     /// `ktime_ns` of its first write.
     pub first_ns: u64,
+    /// Where its content came from (merged over its writes).
     pub provenance: Provenance,
     /// The sensitive file (or copy) the session had read when it wrote this one: the taint.
     pub taint_source: Option<String>,
@@ -194,6 +199,7 @@ pub struct WrittenFile {
 /// One external destination.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Destination {
+    /// `ktime_ns` of the first connect (or send).
     pub first_ns: u64,
     /// Connect attempts (any result).
     pub attempts: u64,
@@ -338,34 +344,51 @@ fn is_taintable(path: &str) -> bool {
             .any(|p| path.starts_with(p))
 }
 
-/// Session-level facts derived from the sets.
+/// Session-level facts derived as the sets are fed (the `history` fields of the same
+/// names).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FactFlags {
+    /// A file written by a network tool or after an external connection was run.
     pub fetched_file_run: bool,
+    /// A file written by a decoder was run.
     pub decoded_file_run: bool,
+    /// A file was written by a process that read a sensitive file (or a copy).
     pub sensitive_copy_written: bool,
+    /// A sensitive file (or a copy) was read, then an external connect succeeded.
     pub sensitive_then_external: bool,
+    /// A tainted file of an earlier session was opened, then an external connect succeeded.
     pub tainted_file_sent: bool,
+    /// A tainted file of an earlier session was run.
     pub tainted_file_run: bool,
 }
 
-/// Who the session is, for the cross-session store.
+/// Who the session is, for the cross-session store: its id, the event's uid and time.
 #[derive(Clone, Copy, Debug)]
 pub struct Owner {
+    /// The session folding the event.
     pub session_id: u64,
+    /// The event's uid (taint is per uid).
     pub uid: u32,
+    /// The event's `ktime_ns`.
     pub ktime_ns: u64,
 }
 
 /// One session's durable facts (see the module docs).
 #[derive(Clone, Debug)]
 pub struct Facts {
+    /// Files written (successful write-intent opens), with their provenance.
     pub written: Bounded<FileKey, WrittenFile>,
+    /// Sensitive files opened successfully for reading (path).
     pub sensitive_read: Bounded<String, ()>,
+    /// Sensitive files whose open failed (path as passed).
     pub sensitive_attempted: Bounded<String, ()>,
+    /// External destinations.
     pub destinations: Bounded<(IpAddr, u16), Destination>,
+    /// Programs run (successful execs).
     pub programs: Bounded<FileKey, ()>,
+    /// Persistence locations written (path → kind).
     pub persistence: Bounded<String, &'static str>,
+    /// Exec-time loader variables (`NAME=value`), from [`Self::note_loader_variables`].
     pub loader_vars: Bounded<String, ()>,
     /// Tainted files of earlier sessions this session opened or ran.
     pub inherited: Bounded<FileKey, Taint>,
@@ -377,6 +400,7 @@ pub struct Facts {
     holding: Option<String>,
     /// The session opened a tainted file of an earlier session.
     holds_inherited: bool,
+    /// Facts derived as the sets are fed.
     pub flags: FactFlags,
     /// Records the kernel lost while the session was open.
     pub lost: u64,

@@ -337,6 +337,13 @@ impl SessionContext {
         self.refresh_history();
     }
 
+    /// Hook for the sensor's bytes-sent reports: `bytes` more sent to `(ip, port)` (an
+    /// external destination).
+    pub fn note_sent(&mut self, ip: std::net::IpAddr, port: u16, bytes: u64, ktime_ns: u64) {
+        self.facts.note_sent(ip, port, bytes, ktime_ns);
+        self.refresh_history();
+    }
+
     /// The session's durable facts.
     pub fn facts(&self) -> &Facts {
         &self.facts

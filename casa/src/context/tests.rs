@@ -1895,3 +1895,15 @@ fn taint_follows_copies_and_sessions_chain() {
             .is_none()
     );
 }
+
+#[test]
+fn bytes_sent_hook_records_external_destinations_only() {
+    let mut s = SessionContext::new(1);
+    let ext: IpAddr = "203.0.113.7".parse().unwrap();
+    s.note_sent(ext, 443, 1000, T0);
+    s.note_sent(ext, 443, 24, T0 + 1);
+    s.note_sent("127.0.0.1".parse().unwrap(), 80, 5, T0 + 2);
+    let d = s.facts().destinations.get(&(ext, 443)).unwrap();
+    assert_eq!((d.bytes_sent, d.first_ns, d.attempts), (1024, T0, 0));
+    assert_eq!(s.context().history.external_destination_count, 1);
+}
