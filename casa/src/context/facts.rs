@@ -443,31 +443,44 @@ impl Facts {
             || self.inherited.overflowed()
     }
 
-    /// Mark the files `pf` wrote with `mark`; with a taint source, taint them too.
-    fn mark_writes(
+    /// Mark the files `pf` wrote with `mark`.
+    fn mark_writes(&mut self, pf: &ProcessFacts, mark: Provenance) {
+        for k in &pf.writes {
+            if let Some(w) = self.written.items.get_mut(k) {
+                w.provenance.merge(mark);
+            }
+        }
+    }
+
+    /// `pf` read `source` (a sensitive file or a copy): the files it wrote are copies of it,
+    /// tainted, and published to `store`.
+    fn taint_writes(
         &mut self,
         pf: &ProcessFacts,
-        mark: Provenance,
-        taint: Option<(&str, Owner, &mut TaintStore)>,
+        source: &str,
+        owner: Owner,
+        mut store: Option<&mut TaintStore>,
     ) {
-        let mut taint = taint;
         for k in &pf.writes {
             let Some(w) = self.written.items.get_mut(k) else {
                 continue;
             };
-            w.provenance.merge(mark);
-            self.flags.sensitive_copy_written |= w.provenance.sensitive_copy;
-            if let Some((source, owner, store)) = taint.as_mut()
+            w.provenance.sensitive_copy = true;
+            self.flags.sensitive_copy_written = true;
+            let source = w
+                .taint_source
+                .get_or_insert_with(|| source.to_owned())
+                .clone();
+            if let Some(store) = store.as_deref_mut()
                 && is_taintable(&w.path)
             {
-                w.taint_source.get_or_insert_with(|| (*source).to_owned());
                 store.publish(
                     owner.uid,
                     k.clone(),
                     Taint {
                         path: w.path.clone(),
                         session_id: owner.session_id,
-                        source: (*source).to_owned(),
+                        source,
                         written_ns: owner.ktime_ns,
                     },
                 );
@@ -513,7 +526,7 @@ impl Facts {
                 decoded: pf.decoder,
                 ..Provenance::default()
             };
-            self.mark_writes(pf, mark, None);
+            self.mark_writes(pf, mark);
         }
         if let Some(w) = self.written.get(&key) {
             self.flags.fetched_file_run |= w.provenance.fetched();
@@ -613,12 +626,7 @@ impl Facts {
         if let Some(source) = source {
             pf.read_sensitive.get_or_insert_with(|| source.clone());
             self.holding.get_or_insert_with(|| source.clone());
-            let mark = Provenance {
-                sensitive_copy: true,
-                ..Provenance::default()
-            };
-            let taint = store.map(|s| (source.as_str(), owner, s));
-            self.mark_writes(pf, mark, taint);
+            self.taint_writes(pf, &source, owner, store);
         }
     }
 
@@ -652,7 +660,7 @@ impl Facts {
                 after_external_connect: true,
                 ..Provenance::default()
             };
-            self.mark_writes(pf, mark, None);
+            self.mark_writes(pf, mark);
         }
         self.flags.sensitive_then_external |= self.holding.is_some();
         self.flags.tainted_file_sent |= self.holds_inherited;

@@ -1907,3 +1907,30 @@ fn bytes_sent_hook_records_external_destinations_only() {
     assert_eq!((d.bytes_sent, d.first_ns, d.attempts), (1024, T0, 0));
     assert_eq!(s.context().history.external_destination_count, 1);
 }
+
+#[test]
+fn a_copy_of_a_copy_keeps_its_source_within_a_session() {
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            open(T0, 100, "/root/.ssh/id_rsa", 0),
+            open(T0 + 1, 100, "/tmp/a", WRITE),
+            open(T0 + 2, 101, "/tmp/a", 0),
+            open(T0 + 3, 101, "/tmp/b", WRITE),
+            open(T0 + 4, 102, "/tmp/c", WRITE), // written by another process: no copy
+        ],
+        &h,
+    );
+    let f = s.facts();
+    for p in ["/tmp/a", "/tmp/b"] {
+        let w = f.written.get(&FileKey::path(p)).unwrap();
+        assert!(w.provenance.sensitive_copy, "{p}");
+        assert_eq!(w.taint_source.as_deref(), Some("/root/.ssh/id_rsa"), "{p}");
+    }
+    let c = f.written.get(&FileKey::path("/tmp/c")).unwrap();
+    assert!(!c.provenance.sensitive_copy);
+    // Written after the session read the secret: tainted all the same.
+    assert_eq!(c.taint_source.as_deref(), Some("/root/.ssh/id_rsa"));
+}
