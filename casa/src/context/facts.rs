@@ -222,6 +222,11 @@ pub struct ProcessFacts {
 }
 
 impl ProcessFacts {
+    /// The process is gone: forget the files it wrote (their provenance is final).
+    pub fn exited(&mut self) {
+        self.writes = Vec::new();
+    }
+
     /// Files remembered as written by this process.
     #[cfg(test)]
     pub(crate) fn writes_len(&self) -> usize {

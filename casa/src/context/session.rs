@@ -261,7 +261,17 @@ impl SessionContext {
                     .on_connect(&mut proc.facts, ip, port, ok, e.ktime_ns);
                 RecentKind::Connect { addr, port, ip }
             }
-            Detail::Exit(_) | Detail::Fork(_) => {
+            Detail::Exit(x) => {
+                let exec = proc.current_execution(h);
+                proc.execution.merge(&exec);
+                self.ctx.execution.merge(&exec);
+                if x.process_gone {
+                    // Its writes' provenance is settled: nothing it does can change it now.
+                    proc.facts.exited();
+                }
+                RecentKind::Exit
+            }
+            Detail::Fork(_) => {
                 let exec = proc.current_execution(h);
                 proc.execution.merge(&exec);
                 self.ctx.execution.merge(&exec);

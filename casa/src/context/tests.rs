@@ -1507,8 +1507,12 @@ fn every_fact_set_is_bounded_and_reaching_a_bound_is_a_fact() {
         assert!(set);
     }
     assert_eq!(s.settled_written(), WRITTEN_PATHS_MAX);
-    assert!(s.process_writes(100) <= PROCESS_WRITES_MAX);
+    assert_eq!(s.process_writes(100), PROCESS_WRITES_MAX);
     assert!(s.process_writes(104) <= PROCESS_WRITES_MAX);
+    // A process that is gone keeps no list of its writes.
+    apply(&mut s, exit(tick(), 100, "x"), &mut store);
+    assert_eq!(s.process_writes(100), 0);
+    assert_eq!(s.facts().written.len(), WRITTEN_FILES_MAX, "the facts stay");
     assert_eq!(s.recent().len(), 8);
     assert!(store.len() <= TAINT_PER_UID_MAX * TAINT_UIDS_MAX);
     let hist = &s.context().history;
