@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! Input ─▶ decode ─▶ session::Tracker::observe ─▶ filter::ignore_reason
-//!       ─▶ context::SessionContext::apply ─▶ rules::RuleSet::matching ─▶ rules::Scorer::decide
+//!       ─▶ context::SessionContext::apply_in ─▶ rules::RuleSet::matching ─▶ rules::Scorer::decide
 //!       ─▶ sink (events/sessions/audit/alert) + telemetry span
 //! ```
 //!
