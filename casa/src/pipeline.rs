@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! Input ─▶ decode ─▶ session::Tracker::observe ─▶ filter::ignore_reason
-//!       ─▶ context::SessionContext::apply ─▶ rules::RuleSet::matching ─▶ rules::Scorer::decide
+//!       ─▶ context::SessionContext::apply_in ─▶ rules::RuleSet::matching ─▶ rules::Scorer::decide
 //!       ─▶ sink (events/sessions/audit/alert) + telemetry span
 //! ```
 //!
@@ -26,7 +26,7 @@ use tracing::info;
 
 use crate::{
     clock::BootClock,
-    context::{Observed, SessionContext},
+    context::{Observed, SessionContext, TaintStore},
     decode::{DecodeError, decode},
     event::{Detail, Event},
     filter::{self, FilterPolicy, IgnoreReason},
@@ -226,6 +226,9 @@ pub struct Pipeline<S: LogSink> {
     finished: bool,
     spans: Option<Box<dyn SpanSink>>,
     stages: Option<Box<StageTimes>>,
+    /// Files sessions wrote after reading sensitive ones, per uid: spans sessions, so it
+    /// lives here (`context::TaintStore`; bounded, expiring by event time).
+    taint: TaintStore,
     pub stats: PipelineStats,
 }
 
@@ -252,8 +255,14 @@ impl<S: LogSink> Pipeline<S> {
             finished: false,
             spans: None,
             stages: None,
+            taint: TaintStore::default(),
             stats: PipelineStats::default(),
         }
+    }
+
+    /// The cross-session taint store.
+    pub fn taint(&self) -> &TaintStore {
+        &self.taint
     }
 
     /// Export one span per session to `spans` (telemetry on).
@@ -327,8 +336,9 @@ impl<S: LogSink> Pipeline<S> {
             }
             Input::Lost(total) => {
                 if total > self.stats.kernel_lost {
+                    let lost = total - self.stats.kernel_lost;
                     self.stats.kernel_lost = total;
-                    self.mark_incomplete();
+                    self.mark_incomplete(lost);
                 }
             }
             Input::Shutdown(now_ns) => {
@@ -384,11 +394,14 @@ impl<S: LogSink> Pipeline<S> {
         self.filter.endpoints = e;
     }
 
-    /// The kernel lost events: every session open now may miss some of its own.
-    fn mark_incomplete(&mut self) {
+    /// The kernel lost `lost` more events: every session open now may miss some of its own
+    /// (an exit too: the tracker has the edge confirm its processes), and its context says so
+    /// (`history.events_lost`, evaluated with its next event).
+    fn mark_incomplete(&mut self, lost: u64) {
         self.tracker.mark_lost();
         for s in self.sessions.values_mut() {
             s.incomplete = true;
+            s.ctx.note_lost(lost);
         }
     }
 
@@ -526,12 +539,13 @@ impl<S: LogSink> Pipeline<S> {
         let t = stage_start(&self.stages);
         let h = self.rules.heuristics();
         let lineage = self.tracker.lineage(ev.pid, h.lineage_max_depth);
-        let (created, leader, kind, midway) = self
-            .tracker
-            .session(id)
-            .map_or((ev.ktime_ns, ev.pid, SessionKind::Cli, false), |s| {
-                (s.created_ns, s.leader, s.kind, s.joined_midway)
-            });
+        let (created, leader, kind, midway, reparented) = self.tracker.session(id).map_or(
+            (ev.ktime_ns, ev.pid, SessionKind::Cli, false, 0),
+            |s| {
+                let reparented = s.reparented.len() as u64 + s.reparented_dropped;
+                (s.created_ns, s.leader, s.kind, s.joined_midway, reparented)
+            },
+        );
         let (clock, spans_on) = (self.clock, self.spans.is_some());
         let state = self.sessions.entry(id).or_insert_with(|| {
             let (trace_id, span_id) = span_ids(clock.offset_ns, id, created, leader);
@@ -554,13 +568,15 @@ impl<S: LogSink> Pipeline<S> {
         });
         let first = !state.recorded;
         state.recorded = true;
-        let changed = state.ctx.apply(
+        let reparented_changed = state.ctx.note_reparented(reparented);
+        let changed = state.ctx.apply_in(
             Observed {
                 event: ev,
                 lineage: &lineage,
             },
             h,
-        );
+            Some(&mut self.taint),
+        ) || reparented_changed;
         stage_end(&mut self.stages, t, Stage::Context, 0);
         let t = stage_start(&self.stages);
         let ts = self.clock.rfc3339(ev.ktime_ns);
@@ -725,6 +741,8 @@ impl<S: LogSink> Pipeline<S> {
                 close_reason: closed.map(|c| crate::names::variant_name(&c.reason)),
                 joined_midway: midway,
                 incomplete: state.incomplete,
+                events_lost: state.ctx.facts().lost,
+                taint_origins: &state.ctx.facts().origins,
                 final_score: state.scorer.score(),
                 final_action: state.final_action.as_str(),
             },
@@ -787,7 +805,7 @@ impl<S: LogSink> Pipeline<S> {
 mod tests {
     use super::*;
     use crate::{
-        event::{Bytes, Exec, Exit, Fork, Open},
+        event::{Bytes, Connect, Exec, Exit, Fork, Open, SockAddr},
         sink::{Log, MemorySink},
     };
 
@@ -829,6 +847,25 @@ mod tests {
         })
     }
 
+    fn open_flags(path: &str, flags: u32) -> Detail {
+        match open(path) {
+            Detail::Open(o) => Detail::Open(Open { flags, ..o }),
+            d => d,
+        }
+    }
+
+    fn connect(ip: &str, port: u16) -> Detail {
+        Detail::Connect(Connect {
+            result: 0,
+            fd: 3,
+            addr: SockAddr::Inet {
+                addr: ip.parse().unwrap(),
+                port,
+                v4_mapped: false,
+            },
+        })
+    }
+
     fn exit(leader: bool, gone: bool) -> Detail {
         Detail::Exit(Exit {
             exit_code: 0,
@@ -853,11 +890,16 @@ mod tests {
     }
 
     fn start(p: &mut Pipeline<MemorySink>, t: u64) {
+        start_as(p, t, 100, 110);
+    }
+
+    /// An `openclaw agent` invocation `leader` whose tool process `tool` runs `cat`.
+    fn start_as(p: &mut Pipeline<MemorySink>, t: u64, leader: u32, tool: u32) {
         let launcher = format!("{BIN}/openclaw");
         p.process(&ev(
             t,
-            100,
-            100,
+            leader,
+            leader,
             1,
             exec(
                 &format!("{BIN}/node"),
@@ -866,21 +908,158 @@ mod tests {
         ));
         p.process(&ev(
             t,
-            100,
-            100,
+            leader,
+            leader,
             1,
             Detail::Fork(Fork {
-                child_pid: 110,
-                child_tid: 110,
+                child_pid: tool,
+                child_tid: tool,
             }),
         ));
         p.process(&ev(
             t,
+            tool,
+            tool,
+            leader,
+            exec("/usr/bin/cat", &["cat", "/etc/os-release"]),
+        ));
+    }
+
+    fn session_lines(p: &Pipeline<MemorySink>) -> Vec<serde_json::Value> {
+        p.sink()
+            .of(Log::Sessions)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn history_of(p: &Pipeline<MemorySink>, pid: u32) -> crate::context::History {
+        p.sessions
+            .values()
+            .find(|s| s.ctx.has_process(pid))
+            .expect("in a session")
+            .ctx
+            .context()
+            .history
+            .clone()
+    }
+
+    #[test]
+    fn a_secret_split_across_two_sessions_is_one_fact() {
+        let mut p = pipeline();
+        // Session 1: `cp /root/.ssh/id_rsa /tmp/loot` (sensitive under the shipped lists).
+        start_as(&mut p, S, 100, 110);
+        p.process(&ev(2 * S, 110, 110, 100, open("/root/.ssh/id_rsa")));
+        p.process(&ev(2 * S, 110, 110, 100, open_flags("/tmp/loot", 0x241)));
+        p.process(&ev(3 * S, 110, 110, 100, exit(true, true)));
+        p.process(&ev(3 * S, 100, 100, 1, exit(true, true)));
+        p.advance(10 * S);
+        let closed = session_lines(&p);
+        assert_eq!(closed.len(), 1);
+        let first = closed[0]["session_id"].as_u64().unwrap();
+        assert!(closed[0]["session"].get("taint_origins").is_none());
+        // Session 2 (same uid), a minute later: sends it.
+        start_as(&mut p, 60 * S, 200, 210);
+        p.process(&ev(61 * S, 210, 210, 200, open("/tmp/loot")));
+        assert!(
+            !history_of(&p, 210).tainted_file_sent,
+            "opened, not sent yet"
+        );
+        p.process(&ev(62 * S, 210, 210, 200, connect("203.0.113.7", 443)));
+        let hist = history_of(&p, 210);
+        assert!(hist.tainted_file_sent);
+        let origin = format!("session {first} wrote /tmp/loot after reading /root/.ssh/id_rsa");
+        assert_eq!(hist.taint_origins, std::slice::from_ref(&origin));
+        p.finish(70 * S);
+        let lines = session_lines(&p);
+        let second = lines.last().unwrap();
+        assert_ne!(second["session_id"].as_u64().unwrap(), first);
+        assert_eq!(
+            second["session"]["taint_origins"],
+            serde_json::json!([origin])
+        );
+        assert_eq!(p.taint().len(), 1);
+    }
+
+    #[test]
+    fn seventy_cheap_opens_between_write_and_run_still_score() {
+        let mut p = pipeline();
+        start(&mut p, S);
+        p.process(&ev(2 * S, 110, 110, 100, open_flags("/tmp/x.sh", 0x241)));
+        let before = p.stats.accepted;
+        for i in 0..70 {
+            p.process(&ev(2 * S + i, 110, 110, 100, open("/etc/hostname")));
+        }
+        assert_eq!(
+            p.stats.accepted,
+            before + 70,
+            "the cheap opens reach the ring"
+        );
+        p.process(&ev(3 * S, 110, 110, 100, exec("/tmp/x.sh", &["/tmp/x.sh"])));
+        let hist = history_of(&p, 110);
+        assert!(hist.write_then_exec_same_path);
+        let audit = p.sink().of(Log::Audit);
+        assert!(
+            audit
+                .iter()
+                .any(|l| l.contains("\"write_then_exec_same_path\"")),
+            "{audit:?}"
+        );
+    }
+
+    #[test]
+    fn lost_events_are_evidence_with_their_count() {
+        let mut p = pipeline();
+        start(&mut p, S);
+        p.process(&ev(2 * S, 110, 110, 100, open("/etc/os-release")));
+        assert!(!history_of(&p, 110).events_lost);
+        p.feed(Input::Lost(5));
+        p.feed(Input::Lost(5)); // no growth: nothing new lost
+        p.feed(Input::Lost(12));
+        let hist = history_of(&p, 110);
+        assert!(hist.events_lost);
+        assert_eq!(hist.events_lost_count, 12);
+        p.finish(10 * S);
+        let line = &session_lines(&p)[0]["session"];
+        assert_eq!(line["events_lost"], 12);
+        assert_eq!(line["incomplete"], true);
+        // A session that lost nothing says nothing.
+        let mut p = pipeline();
+        start(&mut p, S);
+        p.process(&ev(2 * S, 110, 110, 100, open("/etc/os-release")));
+        p.finish(10 * S);
+        assert!(session_lines(&p)[0]["session"].get("events_lost").is_none());
+    }
+
+    #[test]
+    fn a_daemonised_process_is_a_fact_of_its_session() {
+        let mut p = pipeline();
+        start(&mut p, S);
+        // `setsid sh -c 'sleep 45; …' &`: 110 forks 120 and exits; 120 acts later.
+        p.process(&ev(
+            2 * S,
             110,
             110,
             100,
-            exec("/usr/bin/cat", &["cat", "/etc/os-release"]),
+            Detail::Fork(Fork {
+                child_pid: 120,
+                child_tid: 120,
+            }),
         ));
+        p.process(&ev(
+            2 * S,
+            120,
+            120,
+            110,
+            exec("/usr/bin/sleep", &["sleep", "45"]),
+        ));
+        assert!(!history_of(&p, 120).reparented);
+        p.process(&ev(3 * S, 110, 110, 100, exit(true, true)));
+        p.process(&ev(4 * S, 100, 100, 1, exit(true, true)));
+        p.process(&ev(48 * S, 120, 120, 1, open("/home/u/.ssh/id_rsa")));
+        let hist = history_of(&p, 120);
+        assert!(hist.reparented);
+        assert_eq!(hist.reparented_count, 1);
     }
 
     #[test]

@@ -18,7 +18,7 @@ const O_ACCMODE: u32 = 0o3;
 const O_WRONLY: u32 = 0o1;
 const O_RDWR: u32 = 0o2;
 const O_CREAT: u32 = 0o100;
-const O_TRUNC: u32 = 0o1000;
+pub(crate) const O_TRUNC: u32 = 0o1000;
 const O_APPEND: u32 = 0o2000;
 
 /// The last component of `path` (the whole string when it has no `/`). A trailing `/` is

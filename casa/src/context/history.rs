@@ -1,14 +1,20 @@
-//! `history.*`: the session's bounded ring of recent events, and its flags kept up to date
-//! incrementally.
+//! `history.*` sequence flags: the session's bounded ring of recent events, a summary of the
+//! events that left it, and the flags kept up to date incrementally over both.
 //!
-//! [`super::SessionContext`] pushes every accepted event into a [`Ring`]; the ring evicts its
-//! oldest entry past `recent_event_limit` and updates the history flags in O(1) amortised
-//! work per push or eviction (plus one hash look-up for write/exec paths). Removing a
-//! process's events (a prune) or a change of the history knobs in [`Heuristics`] rebuilds the
-//! running state from the ring, O(ring).
+//! [`super::SessionContext`] pushes every accepted event into a [`Ring`]; the ring settles
+//! its oldest entry past `recent_event_limit` into a small summary (`Settled`) and updates
+//! the flags in O(1) amortised work per push or settlement (plus one hash look-up for
+//! write/exec paths, and O(threshold) per burst when the flags are read). Removing a
+//! process's events (a prune: only those still in the ring) or a change of the history knobs
+//! in [`Heuristics`] rebuilds the ring's running state, O(ring); a knob change first latches
+//! the flags established so far (a reload never clears a fact).
 //!
-//! [`history_reference`] states the definitions literally (quadratic, no state); the property
-//! test in `context::tests` checks that the running flags equal it after every event.
+//! The flags are sticky: true once their pattern occurred among the session's retained
+//! events (every folded event minus those a prune removed from the ring), whatever the ring
+//! forgot. [`history_reference`] states the definitions literally over an event list
+//! (quadratic, no state); the property test in `context::tests` checks after every event
+//! that the ring's own flags equal it over the ring (CASA's ring-bounded semantics) and that
+//! the sticky flags equal it over every retained event (while the knobs did not change).
 //!
 //! # Session clock
 //!
@@ -19,6 +25,8 @@
 //!
 //! # How each flag is maintained
 //!
+//! In the ring:
+//!
 //! * `connect_then_exec`: the oldest connect in the ring precedes the newest exec.
 //! * `sensitive_then_network` / `sensitive_then_execve`: over the subsequence of sensitive
 //!   opens and connects (resp. execs), count adjacent pairs of different kinds within the
@@ -27,9 +35,17 @@
 //!   consecutive events spanning at most `burst_window_ns`.
 //! * `write_then_exec_same_path`: per path, the oldest successful write-intent open precedes
 //!   the newest exec of that path; count such paths.
+//! * `opened_deleted_path`: count the ring's opens of deleted-marked paths.
+//!
+//! Between the settled events and the ring (every settled event precedes every ring event,
+//! and has a clock no later): a settled connect and any ring exec; the last settled
+//! sensitive open (resp. connect, exec) and the ring's first event of the other kind; the
+//! last `threshold - 1` settled counted clocks and the ring's first counted ones; the
+//! settled written paths (at most [`WRITTEN_PATHS_MAX`], past it `facts_overflowed`) and the
+//! ring's execs of them. Among settled events: latched as each one settles.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     net::IpAddr,
 };
 
@@ -176,11 +192,12 @@ fn within_sensitive_window(dt: u64, h: &Heuristics) -> bool {
     h.sensitive_history_window_ns == 0 || dt <= h.sensitive_history_window_ns
 }
 
-/// The history flags by their definitions (reference §5.4 with casa's changes), recomputed
-/// from scratch: `ring` in arrival order, `recorded_open_paths` the per-process recorded
-/// opens of every process in the session.
+/// The sticky history flags by their definitions (reference §5.4 with casa's changes),
+/// recomputed from scratch over `events`: the session's events in arrival order, without
+/// those a prune removed while they were in the recent ring. Applied to the ring alone it
+/// gives the original's ring-bounded flags.
 ///
-/// * `connect_then_exec`: a connect before an exec (ring order).
+/// * `connect_then_exec`: a connect before an exec.
 /// * `sensitive_then_network` / `sensitive_then_execve`: a sensitive open (successful or not)
 ///   and a connect (resp. exec) whose clocks differ by at most `sensitive_history_window_ns`
 ///   (0: unlimited), either order.
@@ -188,12 +205,12 @@ fn within_sensitive_window(dt: u64, h: &Heuristics) -> bool {
 ///   `burst_window_ns` (opens minus the ignore list; connects minus local destinations).
 /// * `write_then_exec_same_path`: a successful write-intent open of P before an exec of P
 ///   (the kernel's ` (deleted)` marker is dropped from both paths for the comparison).
-/// * `opened_deleted_path`: a recorded open path ends with ` (deleted)`.
-pub fn history_reference<'a>(
-    ring: &[RecentEvent],
-    recorded_open_paths: impl IntoIterator<Item = &'a str>,
-    h: &Heuristics,
-) -> History {
+/// * `opened_deleted_path`: an open of a path ending with ` (deleted)`.
+///
+/// The other `history` fields (the session's fact sets) are left at their defaults. The
+/// running flags equal this as long as no fact set overflowed and the knobs did not change
+/// during the session (a reload keeps what was established; see the module docs).
+pub fn history_reference(ring: &[RecentEvent], h: &Heuristics) -> History {
     let any_pair = |a: &dyn Fn(&RecentEvent) -> bool, b: &dyn Fn(&RecentEvent) -> bool| {
         ring.iter().filter(|x| a(x)).any(|x| {
             ring.iter()
@@ -240,7 +257,10 @@ pub fn history_reference<'a>(
         burst_connect: burst(&counts_for_burst_connect, h.burst_connect_threshold),
         burst_exec: burst(&is_exec, h.burst_exec_threshold),
         write_then_exec_same_path,
-        opened_deleted_path: recorded_open_paths.into_iter().any(is_deleted_path),
+        opened_deleted_path: ring
+            .iter()
+            .any(|e| matches!(&e.kind, RecentKind::Open { path, .. } if is_deleted_path(path))),
+        ..History::default()
     }
 }
 
@@ -287,6 +307,10 @@ struct PairTrack {
     /// `(seq, clock, is_a)` in ring order.
     items: VecDeque<(u64, u64, bool)>,
     close_links: usize,
+    /// `(seq, clock)` of the `a` items, then of the `b` items, in ring order (the oldest of
+    /// each kind pairs with the settled events).
+    a: VecDeque<(u64, u64)>,
+    b: VecDeque<(u64, u64)>,
 }
 
 impl PairTrack {
@@ -302,17 +326,32 @@ impl PairTrack {
             self.close_links += 1;
         }
         self.items.push_back(item);
+        if is_a {
+            self.a.push_back((seq, clock));
+        } else {
+            self.b.push_back((seq, clock));
+        }
+    }
+
+    /// Clock of the oldest `a` (resp. `b`) item in the ring.
+    fn first(&self, a: bool) -> Option<u64> {
+        if a { self.a.front() } else { self.b.front() }.map(|x| x.1)
     }
 
     fn evict(&mut self, seq: u64, window: u64) {
         if self.items.front().is_none_or(|f| f.0 != seq) {
             return;
         }
-        if let Some(first) = self.items.pop_front()
-            && let Some(&next) = self.items.front()
-            && Self::link(first, next, window)
-        {
-            self.close_links -= 1;
+        if let Some(first) = self.items.pop_front() {
+            let q = if first.2 { &mut self.a } else { &mut self.b };
+            if q.front().is_some_and(|f| f.0 == seq) {
+                q.pop_front();
+            }
+            if let Some(&next) = self.items.front()
+                && Self::link(first, next, window)
+            {
+                self.close_links -= 1;
+            }
         }
     }
 }
@@ -370,6 +409,8 @@ struct Tracker {
     burst_exec: BurstTrack,
     paths: HashMap<String, PathSeqs>,
     matched_paths: usize,
+    /// Opens of deleted-marked paths in the ring.
+    deleted_opens: usize,
 }
 
 /// Which trackers an entry feeds, decided once when it enters the ring.
@@ -381,6 +422,7 @@ struct Class {
     burst_open: bool,
     burst_connect: bool,
     write: bool,
+    deleted: bool,
 }
 
 impl Class {
@@ -392,6 +434,7 @@ impl Class {
             burst_open: counts_for_burst_open(e),
             burst_connect: counts_for_burst_connect(e),
             write: is_write_open(e).is_some(),
+            deleted: matches!(&e.kind, RecentKind::Open { path, .. } if is_deleted_path(path)),
         }
     }
 }
@@ -451,6 +494,9 @@ impl Tracker {
             self.burst_exec
                 .push(seq, t, p.burst_exec, p.burst_window_ns);
         }
+        if c.deleted {
+            self.deleted_opens += 1;
+        }
         if c.write
             && let Some(path) = is_write_open(&slot.event)
         {
@@ -486,6 +532,9 @@ impl Tracker {
         if c.exec {
             self.burst_exec.evict(seq, p.burst_exec, p.burst_window_ns);
         }
+        if c.deleted {
+            self.deleted_opens -= 1;
+        }
         let pop = |q: &mut VecDeque<u64>| {
             if q.front() == Some(&seq) {
                 q.pop_front();
@@ -513,18 +562,194 @@ impl Tracker {
             burst_connect: self.burst_connect.short_windows > 0,
             burst_exec: self.burst_exec.short_windows > 0,
             write_then_exec_same_path: self.matched_paths > 0,
-            opened_deleted_path: false,
+            opened_deleted_path: self.deleted_opens > 0,
+            ..History::default()
         }
     }
 }
 
-/// The bounded session ring with its running history flags.
+/// What the events that left the ring contribute: the patterns found wholly among them
+/// (latched) and the little each flag needs to pair them with the events still in the ring.
+/// Each event is classified once, under the knobs in force when it leaves the ring.
+#[derive(Clone, Debug, Default)]
+struct Settled {
+    /// Patterns found among settled events only.
+    latched: History,
+    any_connect: bool,
+    /// Clock of the last settled sensitive open, connect, exec.
+    last_sensitive: Option<u64>,
+    last_connect: Option<u64>,
+    last_exec: Option<u64>,
+    /// Clocks of the last `threshold - 1` settled events counted by each burst.
+    tail_open: VecDeque<u64>,
+    tail_connect: VecDeque<u64>,
+    tail_exec: VecDeque<u64>,
+    /// Paths (write→exec form) with a successful write-intent open among settled events,
+    /// at most [`WRITTEN_PATHS_MAX`].
+    written: HashSet<String>,
+    /// A settled write was not remembered: [`Self::written`] was full.
+    written_overflowed: bool,
+    /// Ring execs whose path is in [`Self::written`].
+    cross_write_exec: usize,
+}
+
+/// Most distinct written paths the write→exec fact remembers once their writes left the
+/// ring; past it, `history.facts_overflowed` is set.
+pub const WRITTEN_PATHS_MAX: usize = 4096;
+
+fn within(window: u64, earlier: Option<u64>, later: u64) -> bool {
+    earlier.is_some_and(|e| window == 0 || later.saturating_sub(e) <= window)
+}
+
+/// Burst windows of `n` counted events with their first `k` in `tail` (settled, oldest
+/// first) and the rest the ring's first counted events `ring`.
+fn burst_across(tail: &VecDeque<u64>, ring: &VecDeque<(u64, u64)>, n: usize, window: u64) -> bool {
+    (1..n).any(|k| {
+        k <= tail.len()
+            && n - k <= ring.len()
+            && ring[n - k - 1].1.saturating_sub(tail[tail.len() - k]) <= window
+    })
+}
+
+/// Push `clock` onto a settled burst tail: latches when it closes a short window of `n`.
+fn settle_burst(tail: &mut VecDeque<u64>, clock: u64, n: usize, window: u64) -> bool {
+    let hit = n <= 1
+        || (tail.len() >= n - 1 && clock.saturating_sub(tail[tail.len() - (n - 1)]) <= window);
+    tail.push_back(clock);
+    while tail.len() > n.saturating_sub(1) {
+        tail.pop_front();
+    }
+    hit
+}
+
+impl Settled {
+    /// `slot` leaves the ring (its tracker state is already gone).
+    fn settle(&mut self, slot: &Slot, tracker: &Tracker, p: &HistoryParams) {
+        let (t, c) = (slot.event.clock_ns, slot.class);
+        let w = p.sensitive_window_ns;
+        let l = &mut self.latched;
+        if c.sensitive {
+            l.sensitive_then_network |= within(w, self.last_connect, t);
+            l.sensitive_then_execve |= within(w, self.last_exec, t);
+            self.last_sensitive = Some(t);
+        }
+        if c.connect {
+            l.sensitive_then_network |= within(w, self.last_sensitive, t);
+            self.any_connect = true;
+            self.last_connect = Some(t);
+        }
+        if c.exec {
+            l.connect_then_exec |= self.any_connect;
+            l.sensitive_then_execve |= within(w, self.last_sensitive, t);
+            self.last_exec = Some(t);
+            l.burst_exec |= settle_burst(&mut self.tail_exec, t, p.burst_exec, p.burst_window_ns);
+        }
+        if c.burst_open {
+            l.burst_open |= settle_burst(&mut self.tail_open, t, p.burst_open, p.burst_window_ns);
+        }
+        if c.burst_connect {
+            l.burst_connect |= settle_burst(
+                &mut self.tail_connect,
+                t,
+                p.burst_connect,
+                p.burst_window_ns,
+            );
+        }
+        if c.deleted {
+            l.opened_deleted_path = true;
+        }
+        if let Some(path) = exec_path(&slot.event)
+            && self.written.contains(match_key(path))
+        {
+            self.cross_write_exec -= 1;
+            self.latched.write_then_exec_same_path = true;
+        }
+        if c.write
+            && let Some(path) = is_write_open(&slot.event)
+        {
+            let key = match_key(path);
+            if !self.written.contains(key) {
+                if self.written.len() < WRITTEN_PATHS_MAX {
+                    self.written.insert(key.to_owned());
+                    self.cross_write_exec += tracker.paths.get(key).map_or(0, |s| s.execs.len());
+                } else {
+                    self.written_overflowed = true;
+                }
+            }
+        }
+    }
+
+    /// After a rebuild of the ring's tracker: recount the ring execs of settled writes and
+    /// fit the burst tails to the thresholds.
+    fn resync(&mut self, tracker: &Tracker, p: &HistoryParams) {
+        self.cross_write_exec = tracker
+            .paths
+            .iter()
+            .filter(|(k, _)| self.written.contains(k.as_str()))
+            .map(|(_, s)| s.execs.len())
+            .sum();
+        for (tail, n) in [
+            (&mut self.tail_open, p.burst_open),
+            (&mut self.tail_connect, p.burst_connect),
+            (&mut self.tail_exec, p.burst_exec),
+        ] {
+            while tail.len() > n.saturating_sub(1) {
+                tail.pop_front();
+            }
+        }
+    }
+
+    /// The flags over settled events followed by the ring (`ring`: the ring's own flags).
+    fn flags(&self, ring: History, t: &Tracker, p: &HistoryParams) -> History {
+        let l = &self.latched;
+        let w = p.sensitive_window_ns;
+        let pair = |pt: &PairTrack, last_a: Option<u64>, last_b: Option<u64>| {
+            pt.first(false).is_some_and(|b| within(w, last_a, b))
+                || pt.first(true).is_some_and(|a| within(w, last_b, a))
+        };
+        let bw = p.burst_window_ns;
+        History {
+            connect_then_exec: l.connect_then_exec
+                || ring.connect_then_exec
+                || (self.any_connect && !t.execs.is_empty()),
+            sensitive_then_network: l.sensitive_then_network
+                || ring.sensitive_then_network
+                || pair(&t.sensitive_network, self.last_sensitive, self.last_connect),
+            sensitive_then_execve: l.sensitive_then_execve
+                || ring.sensitive_then_execve
+                || pair(&t.sensitive_exec, self.last_sensitive, self.last_exec),
+            burst_open: l.burst_open
+                || ring.burst_open
+                || burst_across(&self.tail_open, &t.burst_open.items, p.burst_open, bw),
+            burst_connect: l.burst_connect
+                || ring.burst_connect
+                || burst_across(
+                    &self.tail_connect,
+                    &t.burst_connect.items,
+                    p.burst_connect,
+                    bw,
+                ),
+            burst_exec: l.burst_exec
+                || ring.burst_exec
+                || burst_across(&self.tail_exec, &t.burst_exec.items, p.burst_exec, bw),
+            write_then_exec_same_path: l.write_then_exec_same_path
+                || ring.write_then_exec_same_path
+                || self.cross_write_exec > 0,
+            opened_deleted_path: l.opened_deleted_path || ring.opened_deleted_path,
+            ..History::default()
+        }
+    }
+}
+
+/// The bounded session ring with its running history flags, and the summary of the events
+/// that left it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ring {
     slots: VecDeque<Slot>,
     next_seq: u64,
     tracker: Tracker,
     params: Option<HistoryParams>,
+    settled: Settled,
     /// The last session clock handed out.
     clock_ns: u64,
 }
@@ -536,8 +761,8 @@ impl Ring {
         self.clock_ns
     }
 
-    /// Append `event` (whose `clock_ns` came from [`Self::clock_for`]) and evict past
-    /// `h.recent_event_limit`.
+    /// Append `event` (whose `clock_ns` came from [`Self::clock_for`]) and settle what falls
+    /// out past `h.recent_event_limit`.
     pub(crate) fn push(&mut self, event: RecentEvent, h: &Heuristics) {
         self.sync_params(h);
         let slot = Slot {
@@ -546,6 +771,11 @@ impl Ring {
             event,
         };
         self.next_seq += 1;
+        if let Some(path) = exec_path(&slot.event)
+            && self.settled.written.contains(match_key(path))
+        {
+            self.settled.cross_write_exec += 1;
+        }
         if let Some(p) = &self.params {
             self.tracker.push(&slot, p);
         }
@@ -556,29 +786,33 @@ impl Ring {
             };
             if let Some(p) = &self.params {
                 self.tracker.evict(&old, p);
+                self.settled.settle(&old, &self.tracker, p);
             }
         }
     }
 
-    /// Remove every entry of `pid`; returns how many were removed.
+    /// Remove every entry of `pid` still in the ring (settled events stay); returns how many
+    /// were removed.
     pub(crate) fn remove_pid(&mut self, pid: u32, h: &Heuristics) -> usize {
+        // The knobs may have changed since the last push (a reload): the flags must
+        // reflect `h` either way.
+        self.sync_params(h);
         let before = self.slots.len();
         self.slots.retain(|s| s.event.pid != pid);
         let removed = before - self.slots.len();
         if removed > 0 {
             self.rebuild(h);
-        } else {
-            // Nothing of `pid` left in the ring, but the knobs may have changed since the
-            // last push (a reload): the flags must reflect `h` either way.
-            self.sync_params(h);
         }
         removed
     }
 
-    /// Re-derive the running state when the history knobs changed since the last push.
+    /// Re-derive the running state when the history knobs changed since the last push;
+    /// what was established under the old knobs stays (latched).
     fn sync_params(&mut self, h: &Heuristics) {
         if !self.params.as_ref().is_some_and(|p| p.matches(h)) {
+            let established = self.flags();
             self.rebuild(h);
+            self.settled.latched.merge(&established);
         }
     }
 
@@ -589,12 +823,33 @@ impl Ring {
             slot.class = Class::of(&slot.event, h);
             self.tracker.push(slot, &params);
         }
+        self.settled.resync(&self.tracker, &params);
         self.params = Some(params);
     }
 
-    /// The ring-derived flags (`opened_deleted_path` is the caller's).
-    pub(crate) fn flags(&self) -> History {
+    /// The flags of the ring alone (the original's semantics).
+    #[cfg(test)]
+    pub(crate) fn ring_flags(&self) -> History {
         self.tracker.flags()
+    }
+
+    /// The sticky flags: every pattern among the settled events and the ring.
+    pub(crate) fn flags(&self) -> History {
+        match &self.params {
+            Some(p) => self.settled.flags(self.tracker.flags(), &self.tracker, p),
+            None => History::default(),
+        }
+    }
+
+    /// A settled write was not remembered for write→exec (the bound was reached).
+    pub(crate) fn overflowed(&self) -> bool {
+        self.settled.written_overflowed
+    }
+
+    /// Distinct settled written paths remembered (bounded by [`WRITTEN_PATHS_MAX`]).
+    #[cfg(test)]
+    pub(crate) fn settled_written(&self) -> usize {
+        self.settled.written.len()
     }
 
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &RecentEvent> + ExactSizeIterator {

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 // The structs, the CEL activation, the self-test fixtures, the span's final state, the
 // sticky merge and README's field table are all produced from this list (see `fields.rs`).
 // To add a field: add it here with a `///` meaning, derive it (`session.rs` for
-// `execution`/`capability`, `history.rs` for `history`), then regenerate README's table
-// with `casa rules fields --markdown`.
+// `execution`/`capability`; for `history`, `history.rs` for a sequence flag or `facts.rs`
+// for a session fact, set in `SessionContext::refresh_history`), then regenerate README's
+// table with `casa rules fields --markdown`.
 fields::context_schema! {
     /// Sticky over the session: a flag is set once any of the session's processes had it at
     /// an exec or an exit.
@@ -53,30 +54,82 @@ fields::context_schema! {
         capability_unknown: bool,
     }
 
-    /// Over the session's last `recent_event_limit` events (`opened_deleted_path`: over each
-    /// process's last `max_per_process_artifacts` opens); a flag clears when the events that
-    /// set it leave the window.
+    /// Sticky over the session: the sequence flags are true once their pattern occurred
+    /// anywhere in the session (the recent ring plus what left it; a prune retracts a
+    /// transparent shell's events only while they are in the ring), the other fields come
+    /// from the session's bounded fact sets (distinct items, not events).
     group history: History {
         /// A connect (any result) is followed by an exec.
         connect_then_exec: bool,
         /// A sensitive open (even a failed one) and a connect within
-        /// `sensitive_history_window_seconds` of each other, either order.
+        /// `sensitive_history_window_seconds` of each other, either order (0: anywhere).
         sensitive_then_network: bool,
         /// A sensitive open (even a failed one) and an exec within
-        /// `sensitive_history_window_seconds` of each other, either order.
+        /// `sensitive_history_window_seconds` of each other, either order (0: anywhere).
         sensitive_then_execve: bool,
         /// `burst_open_threshold` opens (outside the burst ignore list) within
-        /// `burst_window_seconds`.
+        /// `burst_window_seconds`, at any time in the session.
         burst_open: bool,
         /// `burst_connect_threshold` connects to non-local destinations within
-        /// `burst_window_seconds`.
+        /// `burst_window_seconds`, at any time in the session.
         burst_connect: bool,
-        /// `burst_exec_threshold` execs within `burst_window_seconds`.
+        /// `burst_exec_threshold` execs within `burst_window_seconds`, at any time in the
+        /// session.
         burst_exec: bool,
         /// A successful write-intent open of a path is followed by an exec of the same path.
         write_then_exec_same_path: bool,
         /// A process opened a file that was already deleted (`… (deleted)`).
         opened_deleted_path: bool,
+        /// A session process outlived its parent and was re-parented (daemonised with
+        /// `setsid`/`nohup … &`, double-forked, orphaned): it stayed in the session.
+        reparented: bool,
+        /// How many session processes were re-parented.
+        reparented_count: i64,
+        /// Distinct sensitive files opened successfully for reading.
+        sensitive_read_count: i64,
+        /// Distinct sensitive files whose open failed (the attempt is the evidence).
+        sensitive_attempt_count: i64,
+        /// A sensitive file (or a copy of one) was read and later a connection to an
+        /// external destination succeeded, anywhere in the session (no window).
+        sensitive_then_external: bool,
+        /// A file was written by a process that had read a sensitive file (or a copy of
+        /// one): `cp`, `cat … >`, a script that reads and writes.
+        sensitive_copy_written: bool,
+        /// Distinct external destinations (IP, port) connected to, any result. External:
+        /// an IP other than loopback and the unspecified address.
+        external_destination_count: i64,
+        /// Distinct programs run (by path).
+        program_count: i64,
+        /// A persistence location was written (see `persistence_kinds`).
+        persistence_written: bool,
+        /// The kinds of persistence location written, first-seen order: `shell_startup`
+        /// (`~/.bashrc`, `~/.profile`, `~/.bash_profile`, `~/.zshrc`, `/etc/profile.d/`, …),
+        /// `cron`, `systemd` (system and `~/.config/systemd/user/`), `authorized_keys`,
+        /// `ld_preload` (`/etc/ld.so.preload`), `autostart` (XDG), `git_hook`.
+        persistence_kinds: Vec<String>,
+        /// A file written in the session by a network tool, or by a process that had an
+        /// external connection, was then run (exec'd).
+        fetched_file_run: bool,
+        /// A file written in the session by a decoder (`base64 -d`, `xxd -r`, …) was then
+        /// run (exec'd).
+        decoded_file_run: bool,
+        /// The session opened a file that an earlier session of the same uid wrote after
+        /// reading a sensitive file, and then connected to an external destination.
+        tainted_file_sent: bool,
+        /// The session ran (exec'd) a file that an earlier session of the same uid wrote
+        /// after reading a sensitive file.
+        tainted_file_run: bool,
+        /// The evidence for `tainted_file_*`: `session <id> wrote <path> after reading
+        /// <source>`, per tainted file opened or run.
+        taint_origins: Vec<String>,
+        /// One of the session's fact sets reached its bound and refused an item: the facts
+        /// above may be incomplete.
+        facts_overflowed: bool,
+        /// The kernel lost events while the session was open: its facts may be incomplete.
+        events_lost: bool,
+        /// Records the kernel lost while the session was open (every session open at that
+        /// moment counts the whole loss: the kernel does not say whose records they were).
+        events_lost_count: i64,
     }
 }
 
@@ -93,7 +146,11 @@ pub struct LineageNode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Heuristics {
     pub lineage_max_depth: usize,
+    /// Size of the session's recent ring (`recent_events` in `sessions.log`); the history
+    /// flags are over the whole session.
     pub recent_event_limit: usize,
+    /// Read for compatibility with CASA's files; bounds nothing since
+    /// `history.opened_deleted_path` became a session fact.
     pub max_per_process_artifacts: usize,
     pub deep_chain_threshold: usize,
     pub burst_open_threshold: usize,
@@ -101,7 +158,7 @@ pub struct Heuristics {
     pub burst_exec_threshold: usize,
     /// Burst sliding window, nanoseconds.
     pub burst_window_ns: u64,
-    /// Sensitive-access ↔ network/exec window, nanoseconds; 0 = unlimited.
+    /// Sensitive-access ↔ network/exec window, nanoseconds; 0 = anywhere in the session.
     pub sensitive_history_window_ns: u64,
     pub suspicious_path_patterns: Vec<String>,
     pub sensitive_path_prefixes: Vec<String>,
@@ -198,9 +255,11 @@ impl Default for Heuristics {
 
 mod capability;
 mod classify;
+mod facts;
 mod fields;
 mod history;
 mod session;
+mod taint;
 #[cfg(test)]
 mod tests;
 
@@ -211,9 +270,18 @@ pub use classify::{
     has_write_intent, is_burst_excluded_connect, is_burst_ignored_open, is_memfd_or_deleted,
     is_sensitive_path, is_suspicious_exec_path,
 };
+pub use facts::{
+    Bounded, DESTINATIONS_MAX, Destination, FactFlags, Facts, FileKey, INHERITED_MAX,
+    LOADER_VARS_MAX, PERSISTENCE_KINDS, PERSISTENCE_MAX, PROCESS_WRITES_MAX, PROGRAMS_MAX,
+    Provenance, SENSITIVE_MAX, WRITTEN_FILES_MAX, WrittenFile, is_decoder, is_external,
+    persistence_kind,
+};
 pub use fields::{
     Field, FieldKind, FieldType, FieldValue, Group, README_BEGIN, README_END, SESSION_ID_DOC,
     baseline_fixture, markdown_table, plain_table,
 };
-pub use history::{RecentEvent, RecentEventSorted, RecentKind, history_reference};
+pub use history::{
+    RecentEvent, RecentEventSorted, RecentKind, WRITTEN_PATHS_MAX, history_reference,
+};
 pub use session::{Observed, SessionContext};
+pub use taint::{TAINT_MAX_AGE_NS, TAINT_PER_UID_MAX, TAINT_UIDS_MAX, Taint, TaintStore};

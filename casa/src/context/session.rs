@@ -17,10 +17,15 @@
 //!   `execution.*` and `capability.*`; an exit contributes `execution.*` again (for a process
 //!   never seen exec'ing, from its comm). Both groups are sticky ORs over the session
 //!   (`dangerous_count`: maximum).
-//! * `history.*` is over the session ring of the last `recent_event_limit` events (arrival
-//!   order), except `opened_deleted_path`, which is over each process's last
-//!   `max_per_process_artifacts` opens. See [`super::history_reference`] for the definitions
-//!   and `history.rs` for how they are maintained without rescanning the ring.
+//! * `history.*` sequence flags are over the whole session (the ring of the last
+//!   `recent_event_limit` events, arrival order, plus what left it), sticky: see
+//!   [`super::history_reference`] for the definitions and `history.rs` for how they are
+//!   maintained without keeping the events. The other `history.*` fields come from the
+//!   session's bounded fact sets (`facts.rs`), fed by every folded event, and from what the
+//!   pipeline hands over: the tracker's re-parented processes
+//!   ([`SessionContext::note_reparented`]), the kernel's losses
+//!   ([`SessionContext::note_lost`]) and the cross-session taint store
+//!   ([`SessionContext::apply_in`]).
 //! * [`SessionContext::prune_transparent_shell`] is the original's §4.3 normalisation: a
 //!   shell that only wrapped routine commands is removed with its ring entries, and
 //!   `execution`/`capability` are rebuilt from the remaining processes (by pid).
@@ -40,8 +45,9 @@
 //!   (refused connects are what scans look like). `burst_connect` leaves out local
 //!   destinations: the original's IPv4 loopback/link-local/private ranges, plus the IPv6
 //!   equivalents, the unspecified address and non-IP (Unix socket) connects.
-//! * `opened_deleted_path`: a recorded open whose path ends with ` (deleted)` (the kernel's
-//!   marker), which now really happens. `memfd_or_deleted_exec`: the exec path starts with
+//! * `opened_deleted_path`: an open whose path ends with ` (deleted)` (the kernel's marker),
+//!   which now really happens, anywhere in the session (the original looked at each
+//!   process's last `max_per_process_artifacts` opens; that knob is now unused). `memfd_or_deleted_exec`: the exec path starts with
 //!   `memfd:` or `/memfd:` or contains ` (deleted)`; `suspicious_path_exec` also includes
 //!   those.
 //! * Capabilities come with the exec event. `capability_unknown` is set when the effective
@@ -51,23 +57,31 @@
 //! * A shell is a transparent wrapper only if it never made a connect and **none of its opens
 //!   ever** was outside the burst ignore list (the original looked at its last 16 opens), and
 //!   it was not itself run from a suspicious, memfd or deleted path (such a "shell" is the
-//!   finding, not noise). Its removal takes effect at once, not at the next event.
+//!   finding, not noise), and it never wrote a persistence location. Its removal takes
+//!   effect at once, not at the next event; it removes its events from the ring only (what
+//!   left the ring is settled) and leaves the fact sets as they are.
 //! * Failed execs and fork events are not folded (no process state, no ring entry).
-//! * `recent_event_limit` and `max_per_process_artifacts` are read on every event (the
-//!   original fixed the ring size at start-up); a change of the history knobs re-derives the
-//!   history flags from the ring at the next event.
+//! * `recent_event_limit` is read on every event (the original fixed the ring size at
+//!   start-up) and only bounds the ring (`recent_events` in `sessions.log`); a change of the
+//!   history knobs keeps the flags established so far and re-derives the ring's part at the
+//!   next event.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use super::{
     Capability, Context, Execution, Heuristics, History, LineageNode,
     capability::exec_capability,
     classify::{
-        basename, is_burst_ignored_open, is_deleted_path, is_memfd_or_deleted,
+        basename, has_write_intent, is_burst_ignored_open, is_memfd_or_deleted,
         is_suspicious_exec_path, name_in,
     },
+    facts::{Facts, Owner, ProcessFacts, persistence_kind},
     history::{RecentEvent, RecentKind, Ring},
+    taint::TaintStore,
 };
+
+/// `-EINPROGRESS`'s magnitude: a non-blocking connect under way counts as established.
+const EINPROGRESS: i32 = 115;
 use crate::event::{Detail, Event, SockAddr};
 
 /// One accepted event with what the caller knows about its process.
@@ -88,12 +102,12 @@ struct ProcessState {
     lineage_depth: usize,
     /// Lineage node names from the last exec, target first.
     lineage_names: Vec<String>,
-    /// Last `max_per_process_artifacts` open paths.
-    opens: VecDeque<String>,
-    /// How many of `opens` are marked deleted.
-    deleted_opens: usize,
     /// Opens ever made outside the burst ignore list.
     unignorable_opens: u64,
+    /// It wrote a persistence location (never a transparent wrapper then).
+    wrote_persistence: bool,
+    /// What the provenance of its writes depends on.
+    facts: ProcessFacts,
     connects: u64,
     /// This process's sticky contributions.
     execution: Execution,
@@ -130,20 +144,6 @@ impl ProcessState {
             memfd_or_deleted_exec: !path.is_empty() && is_memfd_or_deleted(path),
         }
     }
-
-    /// Forget opens beyond `limit`; returns how many deleted-marked ones went.
-    fn trim_opens(&mut self, limit: usize) -> usize {
-        let mut gone = 0;
-        while self.opens.len() > limit {
-            if let Some(p) = self.opens.pop_front()
-                && is_deleted_path(&p)
-            {
-                gone += 1;
-            }
-        }
-        self.deleted_opens -= gone;
-        gone
-    }
 }
 
 /// The `addr` text and IP of a connect destination.
@@ -163,8 +163,7 @@ pub struct SessionContext {
     ctx: Context,
     processes: HashMap<u32, ProcessState>,
     ring: Ring,
-    /// Deleted-marked opens over all processes' recorded opens.
-    deleted_opens: usize,
+    facts: Facts,
     created_ns: Option<u64>,
     updated_ns: Option<u64>,
 }
@@ -178,14 +177,27 @@ impl SessionContext {
             },
             processes: HashMap::new(),
             ring: Ring::default(),
-            deleted_opens: 0,
+            facts: Facts::default(),
             created_ns: None,
             updated_ns: None,
         }
     }
 
-    /// Fold one accepted event; returns true when the [`Context`] changed.
+    /// Fold one accepted event with no cross-session store; returns true when the
+    /// [`Context`] changed.
     pub fn apply(&mut self, obs: Observed<'_>, h: &Heuristics) -> bool {
+        self.apply_in(obs, h, None)
+    }
+
+    /// Fold one accepted event, publishing tainted writes to and looking up opened and run
+    /// files in `store` (the pipeline's, shared by all sessions); returns true when the
+    /// [`Context`] changed.
+    pub fn apply_in(
+        &mut self,
+        obs: Observed<'_>,
+        h: &Heuristics,
+        store: Option<&mut TaintStore>,
+    ) -> bool {
         let e = obs.event;
         match &e.detail {
             Detail::Fork(_) => return false,
@@ -196,6 +208,11 @@ impl SessionContext {
         self.created_ns.get_or_insert(e.ktime_ns);
         self.updated_ns = Some(e.ktime_ns);
 
+        let owner = Owner {
+            session_id: self.ctx.session_id,
+            uid: e.uid,
+            ktime_ns: e.ktime_ns,
+        };
         let proc = self.processes.entry(e.pid).or_default();
         if proc.comm.is_empty() {
             proc.comm = e.comm.to_text();
@@ -213,6 +230,10 @@ impl SessionContext {
                 let cap = exec_capability(x, h);
                 proc.capability.merge(&cap);
                 self.ctx.capability.merge(&cap);
+                let argv = || x.argv.iter().map(|a| a.to_text()).collect();
+                let store = store.as_deref();
+                self.facts
+                    .on_exec(&mut proc.facts, &path, argv, h, owner, store);
                 RecentKind::Exec { path }
             }
             Detail::Open(o) => {
@@ -220,12 +241,11 @@ impl SessionContext {
                 if !is_burst_ignored_open(&path) {
                     proc.unignorable_opens += 1;
                 }
-                if is_deleted_path(&path) {
-                    proc.deleted_opens += 1;
-                    self.deleted_opens += 1;
+                if o.result >= 0 && has_write_intent(o.flags) && persistence_kind(&path).is_some() {
+                    proc.wrote_persistence = true;
                 }
-                proc.opens.push_back(path.clone());
-                self.deleted_opens -= proc.trim_opens(h.max_per_process_artifacts);
+                self.facts
+                    .on_open(&mut proc.facts, &path, o.flags, o.result, h, owner, store);
                 RecentKind::Open {
                     path,
                     flags: o.flags,
@@ -236,9 +256,22 @@ impl SessionContext {
             Detail::Connect(c) => {
                 proc.connects += 1;
                 let (addr, port, ip) = connect_target(&c.addr);
+                let ok = c.result == 0 || c.result == -EINPROGRESS;
+                self.facts
+                    .on_connect(&mut proc.facts, ip, port, ok, e.ktime_ns);
                 RecentKind::Connect { addr, port, ip }
             }
-            Detail::Exit(_) | Detail::Fork(_) => {
+            Detail::Exit(x) => {
+                let exec = proc.current_execution(h);
+                proc.execution.merge(&exec);
+                self.ctx.execution.merge(&exec);
+                if x.process_gone {
+                    // Its writes' provenance is settled: nothing it does can change it now.
+                    proc.facts.exited();
+                }
+                RecentKind::Exit
+            }
+            Detail::Fork(_) => {
                 let exec = proc.current_execution(h);
                 proc.execution.merge(&exec);
                 self.ctx.execution.merge(&exec);
@@ -261,10 +294,87 @@ impl SessionContext {
     }
 
     fn refresh_history(&mut self) {
+        let f = &self.facts;
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let total = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.ctx.history = History {
-            opened_deleted_path: self.deleted_opens > 0,
+            reparented: f.reparented > 0,
+            reparented_count: total(f.reparented),
+            sensitive_read_count: count(f.sensitive_read.len()),
+            sensitive_attempt_count: count(f.sensitive_attempted.len()),
+            sensitive_then_external: f.flags.sensitive_then_external,
+            sensitive_copy_written: f.flags.sensitive_copy_written,
+            external_destination_count: count(f.destinations.len()),
+            program_count: count(f.programs.len()),
+            persistence_written: !f.persistence.is_empty(),
+            persistence_kinds: f.persistence_kinds.clone(),
+            fetched_file_run: f.flags.fetched_file_run,
+            decoded_file_run: f.flags.decoded_file_run,
+            tainted_file_sent: f.flags.tainted_file_sent,
+            tainted_file_run: f.flags.tainted_file_run,
+            taint_origins: f.origins.clone(),
+            facts_overflowed: f.overflowed() || self.ring.overflowed(),
+            events_lost: f.lost > 0,
+            events_lost_count: total(f.lost),
             ..self.ring.flags()
         };
+    }
+
+    /// The kernel lost `count` more records while this session was open; returns whether
+    /// the [`Context`] changed.
+    pub fn note_lost(&mut self, count: u64) -> bool {
+        let before = self.ctx.history.clone();
+        self.facts.lost = self.facts.lost.saturating_add(count);
+        self.refresh_history();
+        self.ctx.history != before
+    }
+
+    /// The session tracker's count of re-parented session processes (see
+    /// `crate::session::Session::reparented`); returns whether the [`Context`] changed.
+    pub fn note_reparented(&mut self, total: u64) -> bool {
+        if total == self.facts.reparented {
+            return false;
+        }
+        self.facts.reparented = total;
+        self.refresh_history();
+        true
+    }
+
+    /// Hook for the sensor's exec-time loader variables (`LD_PRELOAD=…`): recorded in the
+    /// session's bounded set.
+    pub fn note_loader_variables<'a>(&mut self, vars: impl IntoIterator<Item = &'a str>) {
+        self.facts.note_loader_variables(vars);
+        self.refresh_history();
+    }
+
+    /// Hook for the sensor's bytes-sent reports: `bytes` more sent to `(ip, port)` (an
+    /// external destination).
+    pub fn note_sent(&mut self, ip: std::net::IpAddr, port: u16, bytes: u64, ktime_ns: u64) {
+        self.facts.note_sent(ip, port, bytes, ktime_ns);
+        self.refresh_history();
+    }
+
+    /// The session's durable facts.
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+
+    /// The flags of the recent ring alone (the original's ring-bounded semantics).
+    #[cfg(test)]
+    pub(crate) fn ring_flags(&self) -> History {
+        self.ring.ring_flags()
+    }
+
+    /// Files remembered as written by `pid` (for provenance).
+    #[cfg(test)]
+    pub(crate) fn process_writes(&self, pid: u32) -> usize {
+        self.processes.get(&pid).map_or(0, |p| p.facts.writes_len())
+    }
+
+    /// Distinct written paths the write→exec fact remembers beyond the ring.
+    #[cfg(test)]
+    pub(crate) fn settled_written(&self) -> usize {
+        self.ring.settled_written()
     }
 
     /// The current context.
@@ -275,13 +385,6 @@ impl SessionContext {
     /// The bounded session ring, oldest first.
     pub fn recent(&self) -> impl DoubleEndedIterator<Item = &RecentEvent> + ExactSizeIterator {
         self.ring.iter()
-    }
-
-    /// The recorded (per-process, bounded) open paths of every process, in no fixed order.
-    pub fn recorded_open_paths(&self) -> impl Iterator<Item = &str> {
-        self.processes
-            .values()
-            .flat_map(|p| p.opens.iter().map(String::as_str))
     }
 
     /// `ktime_ns` of the first folded event.
@@ -312,6 +415,7 @@ impl SessionContext {
             name_in(p.name(), &h.shell_names)
                 && p.connects == 0
                 && p.unignorable_opens == 0
+                && !p.wrote_persistence
                 && !p.execution.suspicious_path_exec
                 && !p.execution.memfd_or_deleted_exec
         })
@@ -325,10 +429,9 @@ impl SessionContext {
         if !self.is_transparent_shell(pid, h) {
             return false;
         }
-        let Some(gone) = self.processes.remove(&pid) else {
+        if self.processes.remove(&pid).is_none() {
             return false;
-        };
-        self.deleted_opens -= gone.deleted_opens;
+        }
         self.ring.remove_pid(pid, h);
 
         let mut pids: Vec<u32> = self.processes.keys().copied().collect();

@@ -123,17 +123,102 @@ fn fold(s: &mut SessionContext, events: &[Event], h: &Heuristics) {
     }
 }
 
-fn history_of(events: &[Event], h: &Heuristics) -> History {
-    let mut s = SessionContext::new(1);
-    fold(&mut s, events, h);
-    assert_reference(&s, h);
-    s.context().history.clone()
+/// A session with the literal list of its retained events (what the sticky reference is
+/// defined over): every folded event, minus those a prune removed from the ring.
+struct Tracked {
+    s: SessionContext,
+    all: Vec<RecentEvent>,
 }
 
-fn assert_reference(s: &SessionContext, h: &Heuristics) {
-    let ring: Vec<RecentEvent> = s.recent().cloned().collect();
-    let reference = history_reference(&ring, s.recorded_open_paths(), h);
-    assert_eq!(s.context().history, reference, "ring: {ring:#?}");
+impl Tracked {
+    fn new() -> Self {
+        Self {
+            s: SessionContext::new(1),
+            all: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, e: &Event, h: &Heuristics) -> bool {
+        self.apply_with(e, &[], h)
+    }
+
+    fn apply_with(&mut self, e: &Event, lineage: &[LineageNode], h: &Heuristics) -> bool {
+        let folded = match &e.detail {
+            Detail::Fork(_) => false,
+            Detail::Exec(x) => x.result == 0,
+            _ => true,
+        };
+        let changed = self.s.apply(Observed { event: e, lineage }, h);
+        if folded {
+            let last = self
+                .s
+                .recent()
+                .last()
+                .cloned()
+                .expect("pushed into the ring");
+            self.all.push(last);
+        }
+        changed
+    }
+
+    fn fold(&mut self, events: &[Event], h: &Heuristics) {
+        for e in events {
+            self.apply(e, h);
+        }
+    }
+
+    fn prune(&mut self, pid: u32, h: &Heuristics) -> bool {
+        let ring_len = self.s.recent().len();
+        let pruned = self.s.prune_transparent_shell(pid, h);
+        if pruned {
+            let start = self.all.len() - ring_len;
+            let mut i = 0;
+            self.all.retain(|e| {
+                i += 1;
+                i <= start || e.pid != pid
+            });
+        }
+        pruned
+    }
+}
+
+/// The sequence flags of a [`History`] (what [`history_reference`] defines).
+fn sequence(h: &History) -> History {
+    History {
+        connect_then_exec: h.connect_then_exec,
+        sensitive_then_network: h.sensitive_then_network,
+        sensitive_then_execve: h.sensitive_then_execve,
+        burst_open: h.burst_open,
+        burst_connect: h.burst_connect,
+        burst_exec: h.burst_exec,
+        write_then_exec_same_path: h.write_then_exec_same_path,
+        opened_deleted_path: h.opened_deleted_path,
+        ..History::default()
+    }
+}
+
+fn history_of(events: &[Event], h: &Heuristics) -> History {
+    let mut t = Tracked::new();
+    t.fold(events, h);
+    assert_reference(&t, h);
+    t.s.context().history.clone()
+}
+
+/// The ring's own flags equal the reference over the ring (the original's semantics), and
+/// the sticky flags equal the reference over every retained event.
+fn assert_reference(t: &Tracked, h: &Heuristics) {
+    let ring: Vec<RecentEvent> = t.s.recent().cloned().collect();
+    assert_eq!(
+        t.s.ring_flags(),
+        history_reference(&ring, h),
+        "ring: {ring:#?}"
+    );
+    assert_eq!(
+        sequence(&t.s.context().history),
+        history_reference(&t.all, h),
+        "all: {:#?}",
+        t.all
+    );
 }
 
 fn with_sensitive_window(secs: u64) -> Heuristics {
@@ -194,57 +279,68 @@ fn write_then_exec_of_the_unlinked_file_matches() {
 }
 
 #[test]
-fn write_then_exec_forgets_evicted_writes() {
+fn write_then_exec_outlives_the_ring() {
+    // The ring forgets (the original's semantics, still the ring's own flags); the session
+    // fact does not.
     let h = Heuristics {
         recent_event_limit: 3,
         ..Heuristics::default()
     };
     let p = "/tmp/x.sh";
-    let mut s = SessionContext::new(1);
-    fold(&mut s, &[open(T0, 100, p, 0x241), exec(T0 + 1, 101, p)], &h);
-    assert!(s.context().history.write_then_exec_same_path);
-    fold(
-        &mut s,
-        &[exit(T0 + 2, 101, "x.sh"), exit(T0 + 3, 100, "x")],
+    let mut t = Tracked::new();
+    t.fold(&[open(T0, 100, p, 0x241), exec(T0 + 1, 101, p)], &h);
+    assert!(t.s.context().history.write_then_exec_same_path);
+    t.fold(&[exit(T0 + 2, 101, "x.sh"), exit(T0 + 3, 100, "x")], &h);
+    assert_eq!(t.s.recent().len(), 3);
+    assert!(!t.s.ring_flags().write_then_exec_same_path);
+    assert!(t.s.context().history.write_then_exec_same_path);
+    assert_reference(&t, &h);
+    // The write alone left the ring before the exec came: still matched.
+    let mut t = Tracked::new();
+    t.fold(&[open(T0, 100, p, 0x241)], &h);
+    t.fold(
+        &(1..10)
+            .map(|i| open(T0 + i, 100, "/etc/hostname", 0))
+            .collect::<Vec<_>>(),
         &h,
     );
-    assert_eq!(s.recent().len(), 3);
-    assert!(!s.context().history.write_then_exec_same_path);
-    assert_reference(&s, &h);
+    t.fold(&[exec(T0 + 20, 101, p)], &h);
+    assert!(!t.s.ring_flags().write_then_exec_same_path);
+    assert!(t.s.context().history.write_then_exec_same_path);
+    assert_reference(&t, &h);
 }
 
 // ---- opened_deleted_path ----
 
 #[test]
-fn opened_deleted_path_from_recorded_opens() {
+fn opened_deleted_path_is_a_session_fact() {
     let h = Heuristics {
         max_per_process_artifacts: 2,
+        recent_event_limit: 3,
         ..Heuristics::default()
     };
-    let mut s = SessionContext::new(1);
-    fold(
-        &mut s,
+    let mut t = Tracked::new();
+    t.fold(
         &[
             open(T0, 100, "/tmp/openclaw-eval/backdoor.sh", 0x241),
             open(T0 + 1, 100, "/tmp/ghost (deleted)", 0),
         ],
         &h,
     );
-    assert!(s.context().history.opened_deleted_path);
-    assert_reference(&s, &h);
-    // Another process's opens do not push it out; this process's later opens do.
-    fold(&mut s, &[open(T0 + 2, 200, "/tmp/a", 0)], &h);
-    assert!(s.context().history.opened_deleted_path);
-    fold(
-        &mut s,
+    assert!(t.s.context().history.opened_deleted_path);
+    assert_reference(&t, &h);
+    // Later opens of any process push it out of the ring, not out of the session.
+    t.fold(
         &[
+            open(T0 + 2, 200, "/tmp/a", 0),
             open(T0 + 3, 100, "/tmp/b", 0),
             open(T0 + 4, 100, "/tmp/c", 0),
         ],
         &h,
     );
-    assert!(!s.context().history.opened_deleted_path);
-    assert_reference(&s, &h);
+    assert!(!t.s.ring_flags().opened_deleted_path);
+    assert!(t.s.context().history.opened_deleted_path);
+    assert_reference(&t, &h);
 }
 
 #[test]
@@ -839,9 +935,8 @@ fn ring_is_bounded_and_ordered() {
 #[test]
 fn clock_never_goes_backwards() {
     let h = burst_h(3, 3, 3);
-    let mut s = SessionContext::new(1);
-    fold(
-        &mut s,
+    let mut t = Tracked::new();
+    t.fold(
         &[
             open(T0 + 10 * SEC, 100, "/tmp/a", 0),
             open(T0, 100, "/tmp/b", 0), // arrived late, stamped earlier
@@ -849,7 +944,7 @@ fn clock_never_goes_backwards() {
         ],
         &h,
     );
-    let clocks: Vec<(u64, u64)> = s.recent().map(|e| (e.ktime_ns, e.clock_ns)).collect();
+    let clocks: Vec<(u64, u64)> = t.s.recent().map(|e| (e.ktime_ns, e.clock_ns)).collect();
     assert_eq!(
         clocks,
         [
@@ -858,24 +953,23 @@ fn clock_never_goes_backwards() {
             (T0 + 10 * SEC + 1, T0 + 10 * SEC + 1)
         ]
     );
-    assert!(s.context().history.burst_open);
-    assert_reference(&s, &h);
+    assert!(t.s.context().history.burst_open);
+    assert_reference(&t, &h);
 }
 
 #[test]
 fn heuristics_change_rederives_history() {
     let mut h = burst_h(3, 3, 3);
-    let mut s = SessionContext::new(1);
-    fold(
-        &mut s,
+    let mut t = Tracked::new();
+    t.fold(
         &[open(T0, 100, "/tmp/a", 0), open(T0 + 1, 100, "/tmp/b", 0)],
         &h,
     );
-    assert!(!s.context().history.burst_open);
+    assert!(!t.s.context().history.burst_open);
     h.burst_open_threshold = 2;
-    fold(&mut s, &[exit(T0 + 2, 100, "x")], &h);
-    assert!(s.context().history.burst_open);
-    assert_reference(&s, &h);
+    t.fold(&[exit(T0 + 2, 100, "x")], &h);
+    assert!(t.s.context().history.burst_open);
+    assert_reference(&t, &h);
 }
 
 // ---- prune ----
@@ -883,11 +977,10 @@ fn heuristics_change_rederives_history() {
 #[test]
 fn prune_transparent_shell_removes_the_wrapper() {
     let h = Heuristics::default();
-    let mut s = SessionContext::new(1);
+    let mut t = Tracked::new();
     let sh = exec(T0, 50, "/bin/sh");
-    exec_with(&mut s, &sh, &[node(50, "sh"), node(1, "openclaw")], &h);
-    fold(
-        &mut s,
+    t.apply_with(&sh, &[node(50, "sh"), node(1, "openclaw")], &h);
+    t.fold(
         &[
             open(T0 + 1, 50, "/etc/ld.so.cache", 0),
             open(T0 + 2, 50, "/lib/x86_64-linux-gnu/libc.so.6", 0),
@@ -896,27 +989,27 @@ fn prune_transparent_shell_removes_the_wrapper() {
         &h,
     );
     let curl = exec(T0 + 4, 61, "/usr/bin/curl");
-    exec_with(&mut s, &curl, &[node(61, "curl"), node(1, "openclaw")], &h);
-    let x = s.context().execution.clone();
+    t.apply_with(&curl, &[node(61, "curl"), node(1, "openclaw")], &h);
+    let x = t.s.context().execution.clone();
     assert!(x.shell_in_chain && x.interpreter_in_chain && x.network_tool_in_chain);
-    assert!(s.context().history.connect_then_exec);
-    assert_eq!(s.process_count(), 3);
+    assert!(t.s.context().history.connect_then_exec);
+    assert_eq!(t.s.process_count(), 3);
 
-    assert!(s.prune_transparent_shell(50, &h));
-    assert!(!s.has_process(50));
-    assert_eq!(s.process_count(), 2);
-    assert!(s.recent().all(|e| e.pid != 50));
-    assert_eq!(s.recent().len(), 2);
-    let x = s.context().execution.clone();
+    assert!(t.prune(50, &h));
+    assert!(!t.s.has_process(50));
+    assert_eq!(t.s.process_count(), 2);
+    assert!(t.s.recent().all(|e| e.pid != 50));
+    assert_eq!(t.s.recent().len(), 2);
+    let x = t.s.context().execution.clone();
     assert!(
         !x.shell_in_chain && !x.interpreter_in_chain,
         "rebuilt: {x:?}"
     );
     assert!(x.network_tool_in_chain);
-    assert!(s.context().history.connect_then_exec);
-    assert_reference(&s, &h);
+    assert!(t.s.context().history.connect_then_exec);
+    assert_reference(&t, &h);
     // Gone: a second prune does nothing.
-    assert!(!s.prune_transparent_shell(50, &h));
+    assert!(!t.prune(50, &h));
 }
 
 #[test]
@@ -1085,46 +1178,763 @@ proptest! {
         h2 in heuristics(),
         ops in prop::collection::vec(op(), 1..80),
     ) {
-        let mut s = SessionContext::new(1);
+        let mut tr = Tracked::new();
         let mut t = T0;
         let mut h = &h1;
         // After a switch the knobs are re-read at the next folded event (or a prune).
         let mut stale = false;
+        // The knobs changed during the session: what was established stays, so the sticky
+        // flags are only checked to contain the ring's and never to clear.
+        let mut switched = false;
         for (op, gap) in &ops {
             if *gap == 13 {
                 t -= SEC / 2;
             } else {
                 t += gap * SEC / 4;
             }
+            let before = tr.s.context().clone();
+            let mut pruned = false;
             match op {
                 Op::Prune(pid) => {
-                    let expect = s.is_transparent_shell(*pid, h);
-                    prop_assert_eq!(s.prune_transparent_shell(*pid, h), expect);
+                    let expect = tr.s.is_transparent_shell(*pid, h);
+                    prop_assert_eq!(tr.prune(*pid, h), expect);
+                    pruned = expect;
                     stale &= !expect;
-                    prop_assert!(!expect || !s.has_process(*pid));
-                    prop_assert!(!expect || s.recent().all(|e| e.pid != *pid));
+                    prop_assert!(!expect || !tr.s.has_process(*pid));
+                    prop_assert!(!expect || tr.s.recent().all(|e| e.pid != *pid));
                 }
                 Op::Switch => {
                     h = if std::ptr::eq(h, &h1) { &h2 } else { &h1 };
                     stale = true;
+                    switched = true;
                 }
                 _ => {
                     if let Some(e) = op_event(op, t) {
-                        let before = s.context().clone();
-                        let changed = s.apply(Observed { event: &e, lineage: &[] }, h);
-                        prop_assert_eq!(changed, &before != s.context());
+                        let changed = tr.apply(&e, h);
+                        prop_assert_eq!(changed, &before != tr.s.context());
                         stale = false;
                     }
                 }
             }
-            prop_assert!(s.recent().len() <= h.recent_event_limit.max(h1.recent_event_limit).max(h2.recent_event_limit));
+            prop_assert!(tr.s.recent().len() <= h.recent_event_limit.max(h1.recent_event_limit).max(h2.recent_event_limit));
+            let now = sequence(&tr.s.context().history);
+            if !pruned {
+                let was = sequence(&before.history);
+                let kept = was.values().zip(now.values()).all(|(a, b)| a.1 != FieldValue::Bool(true) || b.1 == FieldValue::Bool(true));
+                prop_assert!(kept, "a fact cleared without a prune: {:?} -> {:?}", was, now);
+            }
             if !stale {
-                let ring: Vec<RecentEvent> = s.recent().cloned().collect();
+                let ring: Vec<RecentEvent> = tr.s.recent().cloned().collect();
                 let clocks_sorted = ring.windows(2).all(|w| w[0].clock_ns <= w[1].clock_ns);
                 prop_assert!(clocks_sorted);
-                let reference = history_reference(&ring, s.recorded_open_paths(), h);
-                prop_assert_eq!(&s.context().history, &reference);
+                let ring_flags = tr.s.ring_flags();
+                prop_assert_eq!(&ring_flags, &history_reference(&ring, h));
+                let contains = ring_flags.values().zip(now.values()).all(|(a, b)| a.1 != FieldValue::Bool(true) || b.1 == FieldValue::Bool(true));
+                prop_assert!(contains, "ring {:?} not in sticky {:?}", ring_flags, now);
+                if !switched {
+                    prop_assert_eq!(&now, &history_reference(&tr.all, h));
+                }
             }
         }
     }
+}
+
+// ---- durable facts ----
+
+const WRITE: u32 = 0x241; // O_WRONLY|O_CREAT|O_TRUNC
+const APPEND: u32 = 0x441; // O_WRONLY|O_CREAT|O_APPEND
+
+fn exec_argv(t: u64, pid: u32, path: &str, argv: &[&str]) -> Event {
+    let comm = classify::basename(path).to_owned();
+    let x = Exec {
+        seccomp_mode: Some(2),
+        ..Exec::test(path, argv)
+    };
+    event(t, pid, &comm, Detail::Exec(x))
+}
+
+fn with_uid(mut e: Event, uid: u32) -> Event {
+    e.uid = uid;
+    e
+}
+
+/// CASA's shipped knobs (rules.json): a 64-event ring, 10-second windows, its sensitive
+/// lists.
+fn casa_h() -> Heuristics {
+    let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+    Heuristics {
+        sensitive_path_prefixes: strings(&[
+            "/root/",
+            "/var/run/secrets/",
+            "/run/secrets/",
+            "/var/lib/kubelet/",
+            "/var/lib/docker/",
+            "/var/lib/containerd/",
+        ]),
+        sensitive_path_patterns: strings(&[
+            "/etc/shadow",
+            "/etc/sudoers",
+            "/.config/openclaw/",
+            "/shadow",
+        ]),
+        recent_event_limit: 64,
+        burst_open_threshold: 10,
+        burst_connect_threshold: 5,
+        burst_exec_threshold: 5,
+        burst_window_ns: 10 * SEC,
+        sensitive_history_window_ns: 10 * SEC,
+        ..Heuristics::default()
+    }
+}
+
+fn cheap_opens(from: u64, pid: u32, n: u64) -> Vec<Event> {
+    (0..n)
+        .map(|i| open(from + i * 1_000_000, pid, "/etc/hostname", 0))
+        .collect()
+}
+
+#[test]
+fn seventy_cheap_opens_cannot_push_a_step_out() {
+    let h = casa_h();
+    // write → 70 opens → run
+    let mut t = Tracked::new();
+    t.fold(&[open(T0, 100, "/tmp/x.sh", WRITE)], &h);
+    t.fold(&cheap_opens(T0 + SEC, 101, 70), &h);
+    t.fold(&[exec(T0 + 2 * SEC, 102, "/tmp/x.sh")], &h);
+    assert!(
+        !t.s.ring_flags().write_then_exec_same_path,
+        "the ring forgot"
+    );
+    assert!(t.s.context().history.write_then_exec_same_path);
+    assert_reference(&t, &h);
+    // read a secret → 70 opens → send
+    let mut t = Tracked::new();
+    t.fold(&[open(T0, 100, "/root/.ssh/id_rsa", 0)], &h);
+    t.fold(&cheap_opens(T0 + SEC, 101, 70), &h);
+    t.fold(&[connect(T0 + 2 * SEC, 102, "203.0.113.7", 443)], &h);
+    assert!(!t.s.ring_flags().sensitive_then_network);
+    let hist = t.s.context().history.clone();
+    assert!(hist.sensitive_then_network && hist.sensitive_then_external);
+    assert_reference(&t, &h);
+    // download → 70 opens → run
+    let mut t = Tracked::new();
+    t.fold(&[connect(T0, 100, "203.0.113.7", 443)], &h);
+    t.fold(&cheap_opens(T0 + SEC, 101, 70), &h);
+    t.fold(&[exec(T0 + 2 * SEC, 102, "/tmp/p")], &h);
+    assert!(!t.s.ring_flags().connect_then_exec);
+    assert!(t.s.context().history.connect_then_exec);
+    assert_reference(&t, &h);
+}
+
+#[test]
+fn sleep_past_the_window() {
+    // CASA's window keeps working: 11 s apart is not "within 10 s".
+    let h = casa_h();
+    let steps = [
+        open(T0, 100, "/root/.aws/credentials", 0),
+        connect(T0 + 11 * SEC, 101, "203.0.113.7", 443),
+    ];
+    let hist = history_of(&steps, &h);
+    assert!(!hist.sensitive_then_network);
+    // The window-free fact does not care, nor does a window of 0 (anywhere in the session).
+    assert!(hist.sensitive_then_external);
+    let unlimited = Heuristics {
+        sensitive_history_window_ns: 0,
+        ..casa_h()
+    };
+    let mut t = Tracked::new();
+    t.fold(&steps[..1], &unlimited);
+    t.fold(&cheap_opens(T0 + SEC, 102, 100), &unlimited);
+    t.fold(
+        &[connect(T0 + 3600 * SEC, 101, "203.0.113.7", 443)],
+        &unlimited,
+    );
+    assert!(t.s.context().history.sensitive_then_network);
+    assert_reference(&t, &unlimited);
+    // A burst, once seen, stays a fact: a sleep and a flood do not clear it.
+    let mut t = Tracked::new();
+    t.fold(
+        &(0..5)
+            .map(|i| exec(T0 + i, 200 + i as u32, "/usr/bin/id"))
+            .collect::<Vec<_>>(),
+        &h,
+    );
+    assert!(t.s.context().history.burst_exec);
+    t.fold(&cheap_opens(T0 + 3600 * SEC, 300, 200), &h);
+    t.fold(&[exec(T0 + 7200 * SEC, 301, "/usr/bin/ls")], &h);
+    assert!(!t.s.ring_flags().burst_exec);
+    assert!(t.s.context().history.burst_exec);
+    assert_reference(&t, &h);
+}
+
+#[test]
+fn a_flood_cannot_push_facts_out_and_memory_stays_bounded() {
+    let h = casa_h();
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            open(T0, 100, "/root/.ssh/id_rsa", 0),
+            open(T0 + 1, 100, "/tmp/x.sh", WRITE),
+            connect(T0 + 2, 100, "203.0.113.7", 443),
+        ],
+        &h,
+    );
+    // 200 000 opens of distinct files in two seconds (a flood), then the payload runs.
+    for i in 0..200_000u64 {
+        let e = open(T0 + 3 + i * 10_000, 101, &format!("/srv/data/f{i}"), 0);
+        s.apply(
+            Observed {
+                event: &e,
+                lineage: &[],
+            },
+            &h,
+        );
+    }
+    fold(&mut s, &[exec(T0 + 3 * SEC, 102, "/tmp/x.sh")], &h);
+    let hist = s.context().history.clone();
+    assert!(hist.sensitive_then_network && hist.sensitive_then_external);
+    assert!(hist.write_then_exec_same_path && hist.connect_then_exec && hist.burst_open);
+    assert_eq!(s.recent().len(), 64);
+    assert_eq!(hist.sensitive_read_count, 1);
+    assert!(
+        !hist.facts_overflowed,
+        "reads of ordinary files fill no set"
+    );
+}
+
+#[test]
+fn every_fact_set_is_bounded_and_reaching_a_bound_is_a_fact() {
+    let h = Heuristics {
+        recent_event_limit: 8,
+        ..Heuristics::default()
+    };
+    let mut s = SessionContext::new(1);
+    let mut store = TaintStore::default();
+    let t = std::cell::Cell::new(T0);
+    let apply = |s: &mut SessionContext, e: Event, store: &mut TaintStore| {
+        s.apply_in(
+            Observed {
+                event: &e,
+                lineage: &[],
+            },
+            &h,
+            Some(store),
+        );
+    };
+    let tick = || {
+        t.set(t.get() + 1_000);
+        t.get()
+    };
+    apply(&mut s, open(tick(), 100, "/tmp/warmup", WRITE), &mut store);
+    assert!(!s.context().history.facts_overflowed);
+    let over = 10;
+    // Files written (distinct), also past the write→exec memory beyond the ring.
+    for i in 0..(WRITTEN_PATHS_MAX + over) {
+        apply(
+            &mut s,
+            open(tick(), 100, &format!("/tmp/w{i}"), WRITE),
+            &mut store,
+        );
+    }
+    // Sensitive files read and attempted.
+    for i in 0..(SENSITIVE_MAX + over) {
+        let p = format!("/root/secret{i}");
+        apply(&mut s, open(tick(), 101, &p, 0), &mut store);
+        apply(&mut s, open_res(tick(), 101, &p, 0, -13), &mut store);
+    }
+    // External destinations.
+    for i in 0..(DESTINATIONS_MAX + over) {
+        let ip = format!("203.0.{}.{}", i / 250, i % 250 + 1);
+        apply(&mut s, connect(tick(), 102, &ip, 443), &mut store);
+    }
+    // Programs.
+    for i in 0..(PROGRAMS_MAX + over) {
+        apply(
+            &mut s,
+            exec(tick(), 103, &format!("/opt/bin/p{i}")),
+            &mut store,
+        );
+    }
+    // Persistence locations.
+    for i in 0..(PERSISTENCE_MAX + over) {
+        apply(
+            &mut s,
+            open(tick(), 104, &format!("/etc/cron.d/job{i}"), WRITE),
+            &mut store,
+        );
+    }
+    // Loader variables (the sensor's hook).
+    let vars: Vec<String> = (0..(LOADER_VARS_MAX + over))
+        .map(|i| format!("LD_PRELOAD=/dev/shm/{i}.so"))
+        .collect();
+    s.note_loader_variables(vars.iter().map(String::as_str));
+    // Tainted files inherited from an earlier session.
+    for i in 0..(INHERITED_MAX + over) {
+        let p = format!("/tmp/loot{i}");
+        store.publish(
+            1000,
+            FileKey::path(&p),
+            Taint {
+                path: p.clone(),
+                session_id: 99,
+                source: "/root/.ssh/id_rsa".into(),
+                written_ns: t.get(),
+            },
+        );
+        apply(&mut s, open(tick(), 105, &p, 0), &mut store);
+    }
+    let f = s.facts();
+    assert_eq!(f.written.len(), WRITTEN_FILES_MAX);
+    assert_eq!(f.sensitive_read.len(), SENSITIVE_MAX);
+    assert_eq!(f.sensitive_attempted.len(), SENSITIVE_MAX);
+    assert_eq!(f.destinations.len(), DESTINATIONS_MAX);
+    assert_eq!(f.programs.len(), PROGRAMS_MAX);
+    assert_eq!(f.persistence.len(), PERSISTENCE_MAX);
+    assert_eq!(f.loader_vars.len(), LOADER_VARS_MAX);
+    assert_eq!(f.inherited.len(), INHERITED_MAX);
+    assert_eq!(f.origins.len(), INHERITED_MAX);
+    for set in [
+        f.written.overflowed(),
+        f.sensitive_read.overflowed(),
+        f.sensitive_attempted.overflowed(),
+        f.destinations.overflowed(),
+        f.programs.overflowed(),
+        f.persistence.overflowed(),
+        f.loader_vars.overflowed(),
+        f.inherited.overflowed(),
+    ] {
+        assert!(set);
+    }
+    assert_eq!(s.settled_written(), WRITTEN_PATHS_MAX);
+    assert_eq!(s.process_writes(100), PROCESS_WRITES_MAX);
+    assert!(s.process_writes(104) <= PROCESS_WRITES_MAX);
+    // A process that is gone keeps no list of its writes.
+    apply(&mut s, exit(tick(), 100, "x"), &mut store);
+    assert_eq!(s.process_writes(100), 0);
+    assert_eq!(s.facts().written.len(), WRITTEN_FILES_MAX, "the facts stay");
+    assert_eq!(s.recent().len(), 8);
+    assert!(store.len() <= TAINT_PER_UID_MAX * TAINT_UIDS_MAX);
+    let hist = &s.context().history;
+    assert!(hist.facts_overflowed);
+    assert_eq!(hist.sensitive_read_count, SENSITIVE_MAX as i64);
+    assert_eq!(hist.sensitive_attempt_count, SENSITIVE_MAX as i64);
+    assert_eq!(hist.external_destination_count, DESTINATIONS_MAX as i64);
+    assert_eq!(hist.program_count, PROGRAMS_MAX as i64);
+    assert_eq!(hist.persistence_kinds, ["cron"]);
+    assert_eq!(hist.taint_origins.len(), INHERITED_MAX);
+}
+
+#[test]
+fn the_write_exec_memory_overflow_alone_is_a_fact() {
+    let h = Heuristics {
+        recent_event_limit: 1,
+        ..Heuristics::default()
+    };
+    let mut s = SessionContext::new(1);
+    for i in 0..=WRITTEN_PATHS_MAX as u64 {
+        // The same few files over and over do not fill it; distinct ones do.
+        fold(&mut s, &[open(T0 + i, 100, "/tmp/same", WRITE)], &h);
+    }
+    assert!(!s.context().history.facts_overflowed);
+    for i in 0..=WRITTEN_PATHS_MAX as u64 {
+        fold(
+            &mut s,
+            &[open(T0 + i, 100, &format!("/tmp/f{i}"), WRITE)],
+            &h,
+        );
+    }
+    assert!(s.context().history.facts_overflowed);
+}
+
+#[test]
+fn provenance_of_written_files() {
+    let h = Heuristics::default();
+    // `curl … > /tmp/p`: the shell's child opens the file, then becomes curl.
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            open(T0, 100, "/tmp/p", WRITE),
+            exec_argv(T0 + 1, 100, "/usr/bin/curl", &["curl", "http://x/p"]),
+            connect(T0 + 2, 100, "203.0.113.7", 80),
+            exec(T0 + 3, 101, "/tmp/p"),
+        ],
+        &h,
+    );
+    let w = s.facts().written.get(&FileKey::path("/tmp/p")).unwrap();
+    assert!(w.provenance.network_tool && w.provenance.after_external_connect);
+    assert!(s.context().history.fetched_file_run);
+    assert!(!s.context().history.decoded_file_run);
+    // A script that downloads and writes: connected, then wrote.
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            exec(T0, 100, "/usr/bin/python3"),
+            connect(T0 + 1, 100, "10.9.8.7", 8080),
+            open(T0 + 2, 100, "/home/u/tool", WRITE),
+            exec(T0 + 3, 101, "/home/u/tool"),
+        ],
+        &h,
+    );
+    assert!(s.context().history.fetched_file_run);
+    // A local connect is no download.
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            exec(T0, 100, "/usr/bin/python3"),
+            connect(T0 + 1, 100, "127.0.0.1", 8080),
+            open(T0 + 2, 100, "/home/u/tool", WRITE),
+            exec(T0 + 3, 101, "/home/u/tool"),
+        ],
+        &h,
+    );
+    assert!(!s.context().history.fetched_file_run);
+    assert!(s.context().history.write_then_exec_same_path);
+    // `echo … | base64 -d > /tmp/d; chmod +x /tmp/d; /tmp/d`
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            open(T0, 100, "/tmp/d", WRITE),
+            exec_argv(T0 + 1, 100, "/usr/bin/base64", &["base64", "-d"]),
+            exec(T0 + 2, 101, "/tmp/d"),
+        ],
+        &h,
+    );
+    assert!(s.context().history.decoded_file_run);
+    assert!(!s.context().history.fetched_file_run);
+    // `cp /root/.ssh/id_rsa /tmp/k` and `cat /etc/shadow > /tmp/s` (open before the read).
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            open(T0, 100, "/root/.ssh/id_rsa", 0),
+            open(T0 + 1, 100, "/tmp/k", WRITE),
+        ],
+        &h,
+    );
+    assert!(s.context().history.sensitive_copy_written);
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            open(T0, 100, "/tmp/s", WRITE),
+            exec_argv(T0 + 1, 100, "/usr/bin/cat", &["cat", "/etc/shadow"]),
+        ],
+        &h,
+    );
+    assert!(!s.context().history.sensitive_copy_written);
+    fold(&mut s, &[open(T0 + 2, 100, "/etc/shadow", 0)], &h);
+    assert!(s.context().history.sensitive_copy_written);
+    // An ordinary write stays plain.
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            open(T0, 100, "/work/a.c", WRITE),
+            exec(T0 + 1, 101, "/work/a"),
+        ],
+        &h,
+    );
+    let hist = s.context().history.clone();
+    assert!(!hist.fetched_file_run && !hist.decoded_file_run && !hist.sensitive_copy_written);
+}
+
+#[test]
+fn sensitive_counts_destinations_and_programs_are_distinct() {
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            open(T0, 100, "/root/.ssh/id_rsa", 0),
+            open(T0 + 1, 100, "/root/.ssh/id_rsa", 0),
+            open(T0 + 2, 100, "/root/.aws/credentials", 0),
+            open_res(T0 + 3, 100, "/etc/shadow", 0, -13),
+            open_res(T0 + 4, 100, "/etc/shadow", 0, -13),
+            open(T0 + 5, 100, "/tmp/plain", 0),
+            connect(T0 + 6, 100, "203.0.113.7", 443),
+            connect(T0 + 7, 100, "203.0.113.7", 443),
+            connect(T0 + 8, 100, "203.0.113.7", 80),
+            connect(T0 + 9, 100, "127.0.0.1", 80),
+            exec(T0 + 10, 101, "/usr/bin/id"),
+            exec(T0 + 11, 102, "/usr/bin/id"),
+            exec(T0 + 12, 103, "/usr/bin/uname"),
+        ],
+        &h,
+    );
+    let hist = s.context().history.clone();
+    assert_eq!(hist.sensitive_read_count, 2);
+    assert_eq!(hist.sensitive_attempt_count, 1);
+    assert_eq!(hist.external_destination_count, 2);
+    assert_eq!(hist.program_count, 2);
+    let d = s
+        .facts()
+        .destinations
+        .get(&("203.0.113.7".parse().unwrap(), 443))
+        .unwrap();
+    assert_eq!(d.attempts, 2);
+    assert!(d.established);
+}
+
+#[test]
+fn persistence_writes_are_facts() {
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    fold(&mut s, &[open(T0, 100, "/home/u/.bashrc", 0)], &h);
+    assert!(
+        !s.context().history.persistence_written,
+        "a read is no write"
+    );
+    fold(
+        &mut s,
+        &[
+            open(T0 + 1, 100, "/home/u/.bashrc", APPEND),
+            open(T0 + 2, 100, "/home/u/.config/systemd/user/x.service", WRITE),
+            open(T0 + 3, 100, "/home/u/.profile", APPEND),
+            open_res(T0 + 4, 100, "/etc/ld.so.preload", WRITE, -13),
+        ],
+        &h,
+    );
+    let hist = s.context().history.clone();
+    assert!(hist.persistence_written);
+    assert_eq!(hist.persistence_kinds, ["shell_startup", "systemd"]);
+    // A shell that wrote a start-up file is never a transparent wrapper.
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            exec(T0, 50, "/bin/sh"),
+            open(T0 + 1, 50, "/home/u/.bashrc", APPEND),
+        ],
+        &h,
+    );
+    assert!(!s.is_transparent_shell(50, &h));
+}
+
+#[test]
+fn loss_and_reparenting_are_facts() {
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    fold(&mut s, &[exec(T0, 100, "/bin/ls")], &h);
+    assert!(!s.context().history.events_lost);
+    assert!(s.note_lost(12));
+    assert!(s.note_lost(3));
+    assert!(!s.note_lost(0));
+    let hist = s.context().history.clone();
+    assert!(hist.events_lost);
+    assert_eq!(hist.events_lost_count, 15);
+    assert!(!s.note_reparented(0));
+    assert!(s.note_reparented(2));
+    assert!(!s.note_reparented(2));
+    assert!(s.context().history.reparented);
+    assert_eq!(s.context().history.reparented_count, 2);
+    // Later events keep them.
+    fold(&mut s, &[exec(T0 + 1, 101, "/bin/ls")], &h);
+    assert!(s.context().history.events_lost && s.context().history.reparented);
+}
+
+fn apply_in(s: &mut SessionContext, events: &[Event], h: &Heuristics, store: &mut TaintStore) {
+    for e in events {
+        s.apply_in(
+            Observed {
+                event: e,
+                lineage: &[],
+            },
+            h,
+            Some(store),
+        );
+    }
+}
+
+#[test]
+fn taint_crosses_sessions_of_the_same_uid() {
+    let h = Heuristics::default();
+    let mut store = TaintStore::default();
+    // Session 7 reads a secret and writes it to /tmp/loot (`cat secret > /tmp/loot`).
+    let mut first = SessionContext::new(7);
+    apply_in(
+        &mut first,
+        &[
+            open(T0, 100, "/tmp/loot", WRITE),
+            exec_argv(T0 + 1, 100, "/usr/bin/cat", &["cat", "/root/.ssh/id_rsa"]),
+            open(T0 + 2, 100, "/root/.ssh/id_rsa", 0),
+            open(T0 + 3, 100, "/tmp/plain", WRITE), // no sensitive read by this one
+        ],
+        &h,
+        &mut store,
+    );
+    assert!(!first.context().history.tainted_file_sent, "its own file");
+    let loot = FileKey::path("/tmp/loot");
+    assert_eq!(store.lookup(1000, &loot, T0 + 3).unwrap().session_id, 7);
+    // Session 8 opens it and sends it.
+    let mut second = SessionContext::new(8);
+    apply_in(
+        &mut second,
+        &[
+            open(T0 + 60 * SEC, 200, "/tmp/loot", 0),
+            connect(T0 + 61 * SEC, 201, "203.0.113.7", 443),
+        ],
+        &h,
+        &mut store,
+    );
+    let hist = second.context().history.clone();
+    assert!(hist.tainted_file_sent && !hist.tainted_file_run);
+    assert_eq!(
+        hist.taint_origins,
+        ["session 7 wrote /tmp/loot after reading /root/.ssh/id_rsa"]
+    );
+    // Opening alone, or sending first, is not sending it.
+    let mut third = SessionContext::new(9);
+    apply_in(
+        &mut third,
+        &[
+            connect(T0 + 60 * SEC, 201, "203.0.113.7", 443),
+            open(T0 + 61 * SEC, 200, "/tmp/loot", 0),
+        ],
+        &h,
+        &mut store,
+    );
+    assert!(!third.context().history.tainted_file_sent);
+    assert_eq!(third.context().history.taint_origins.len(), 1);
+    // Running it.
+    let mut fourth = SessionContext::new(10);
+    apply_in(
+        &mut fourth,
+        &[exec(T0 + 62 * SEC, 300, "/tmp/loot")],
+        &h,
+        &mut store,
+    );
+    assert!(fourth.context().history.tainted_file_run);
+    // Another uid inherits nothing.
+    let mut other = SessionContext::new(11);
+    apply_in(
+        &mut other,
+        &[
+            with_uid(open(T0 + 60 * SEC, 200, "/tmp/loot", 0), 1001),
+            with_uid(connect(T0 + 61 * SEC, 201, "203.0.113.7", 443), 1001),
+        ],
+        &h,
+        &mut store,
+    );
+    assert!(!other.context().history.tainted_file_sent);
+    // Expired: nothing either.
+    let late = T0 + TAINT_MAX_AGE_NS + 10 * SEC;
+    let mut later = SessionContext::new(12);
+    apply_in(
+        &mut later,
+        &[
+            open(late, 200, "/tmp/loot", 0),
+            connect(late + SEC, 201, "203.0.113.7", 443),
+        ],
+        &h,
+        &mut store,
+    );
+    assert!(!later.context().history.tainted_file_sent);
+    // An untainted truncating write replaces the content.
+    let mut rewrite = SessionContext::new(13);
+    apply_in(
+        &mut rewrite,
+        &[open(T0 + 70 * SEC, 400, "/tmp/loot", WRITE)],
+        &h,
+        &mut store,
+    );
+    assert!(store.lookup(1000, &loot, T0 + 71 * SEC).is_none());
+}
+
+#[test]
+fn taint_follows_copies_and_sessions_chain() {
+    let h = Heuristics::default();
+    let mut store = TaintStore::default();
+    // Session 1: secret → /tmp/a (`cp`).
+    let mut s1 = SessionContext::new(1);
+    apply_in(
+        &mut s1,
+        &[
+            open(T0, 100, "/root/.aws/credentials", 0),
+            open(T0 + 1, 100, "/tmp/a", WRITE),
+        ],
+        &h,
+        &mut store,
+    );
+    // Session 2: /tmp/a → /tmp/b (a copy of a copy).
+    let mut s2 = SessionContext::new(2);
+    apply_in(
+        &mut s2,
+        &[
+            open(T0 + SEC, 200, "/tmp/a", 0),
+            open(T0 + SEC + 1, 200, "/tmp/b", WRITE),
+        ],
+        &h,
+        &mut store,
+    );
+    assert!(!s2.context().history.tainted_file_sent);
+    let b = store
+        .lookup(1000, &FileKey::path("/tmp/b"), T0 + 2 * SEC)
+        .unwrap();
+    assert_eq!((b.session_id, b.source.as_str()), (2, "/tmp/a"));
+    // Session 3 sends /tmp/b.
+    let mut s3 = SessionContext::new(3);
+    apply_in(
+        &mut s3,
+        &[
+            open(T0 + 2 * SEC, 300, "/tmp/b", 0),
+            connect(T0 + 2 * SEC + 1, 300, "203.0.113.7", 443),
+        ],
+        &h,
+        &mut store,
+    );
+    assert!(s3.context().history.tainted_file_sent);
+    assert_eq!(
+        s3.context().history.taint_origins,
+        ["session 2 wrote /tmp/b after reading /tmp/a"]
+    );
+    // Pseudo files are never tainted.
+    assert!(
+        store
+            .lookup(1000, &FileKey::path("/dev/null"), T0)
+            .is_none()
+    );
+}
+
+#[test]
+fn bytes_sent_hook_records_external_destinations_only() {
+    let mut s = SessionContext::new(1);
+    let ext: IpAddr = "203.0.113.7".parse().unwrap();
+    s.note_sent(ext, 443, 1000, T0);
+    s.note_sent(ext, 443, 24, T0 + 1);
+    s.note_sent("127.0.0.1".parse().unwrap(), 80, 5, T0 + 2);
+    let d = s.facts().destinations.get(&(ext, 443)).unwrap();
+    assert_eq!((d.bytes_sent, d.first_ns, d.attempts), (1024, T0, 0));
+    assert_eq!(s.context().history.external_destination_count, 1);
+}
+
+#[test]
+fn a_copy_of_a_copy_keeps_its_source_within_a_session() {
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            open(T0, 100, "/root/.ssh/id_rsa", 0),
+            open(T0 + 1, 100, "/tmp/a", WRITE),
+            open(T0 + 2, 101, "/tmp/a", 0),
+            open(T0 + 3, 101, "/tmp/b", WRITE),
+            open(T0 + 4, 102, "/tmp/c", WRITE), // written by another process: no copy
+        ],
+        &h,
+    );
+    let f = s.facts();
+    for p in ["/tmp/a", "/tmp/b"] {
+        let w = f.written.get(&FileKey::path(p)).unwrap();
+        assert!(w.provenance.sensitive_copy, "{p}");
+        assert_eq!(w.taint_source.as_deref(), Some("/root/.ssh/id_rsa"), "{p}");
+    }
+    let c = f.written.get(&FileKey::path("/tmp/c")).unwrap();
+    assert!(!c.provenance.sensitive_copy);
+    // Written after the session read the secret: tainted all the same.
+    assert_eq!(c.taint_source.as_deref(), Some("/root/.ssh/id_rsa"));
 }

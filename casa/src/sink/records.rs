@@ -223,6 +223,16 @@ pub struct SessionBody<'a> {
     /// casa: the kernel lost events while the session was open (ring buffer full).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub incomplete: bool,
+    /// casa: records the kernel lost while the session was open (the total of every kind:
+    /// the kernel's count does not say which kind; every session open at that moment
+    /// counts the whole loss). Omitted when 0.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub events_lost: u64,
+    /// casa: the evidence for `history.tainted_file_*`, `session <id> wrote <path> after
+    /// reading <source>` per tainted file of an earlier session this one opened or ran.
+    /// Omitted when empty.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub taint_origins: &'a [String],
     pub final_score: i64,
     pub final_action: &'static str,
 }
@@ -234,4 +244,8 @@ pub struct SessionLogRecord<'a> {
     pub session_id: u64,
     pub reason: &'static str,
     pub session: SessionBody<'a>,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }

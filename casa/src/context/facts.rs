@@ -1,0 +1,781 @@
+//! Durable session facts: bounded sets keyed by distinct items, not by event count, so that
+//! repetition, floods and `sleep` cannot push evidence out.
+//!
+//! Pipeline position: [`super::SessionContext::apply_in`] folds every accepted event into
+//! the session's [`Facts`] (and the per-process [`ProcessFacts`]) next to the recent ring;
+//! the `history.*` fields that are not sequence flags are read from here, and the
+//! cross-session [`TaintStore`](super::TaintStore) is fed and consulted from here.
+//!
+//! # The sets and their bounds
+//!
+//! | set | key | bound |
+//! |---|---|---|
+//! | files written (with provenance) | [`FileKey`] | [`WRITTEN_FILES_MAX`] |
+//! | sensitive files read / attempted | path | [`SENSITIVE_MAX`] each |
+//! | external destinations (attempts, bytes sent) | (IP, port) | [`DESTINATIONS_MAX`] |
+//! | programs run | [`FileKey`] | [`PROGRAMS_MAX`] |
+//! | persistence locations written | path | [`PERSISTENCE_MAX`] |
+//! | exec-time loader variables | `NAME=value` | [`LOADER_VARS_MAX`] |
+//! | tainted files inherited from earlier sessions | [`FileKey`] | [`INHERITED_MAX`] |
+//! | a process's files written (provenance hand-over) | [`FileKey`] | [`PROCESS_WRITES_MAX`] |
+//!
+//! A set that is full does not record a new item, and that is itself a fact
+//! (`history.facts_overflowed`). Items already recorded keep being updated.
+//!
+//! # Provenance of a written file
+//!
+//! What its writer (the process that opened it for writing) did before or after the open,
+//! while it lives: a file descriptor survives `exec`, so in `curl … > f` the shell's child
+//! opens `f` and then becomes `curl`. Marks: written by a network tool
+//! (`network_tool_names`), by a process that had an external connection, by a decoder
+//! (`base64 -d`, `base32 -d`, `basenc -d`, `xxd -r`, `uudecode`, `openssl … -d`), by a
+//! process that read a sensitive file (a copy: `cp`, `cat … >`), and written after the
+//! session read a sensitive file or a copy of one (the taint the next sessions inherit).
+//!
+//! "External": an IP destination other than loopback and the unspecified address (private
+//! networks count: an attacker's host can be on the LAN). "Run": an exec of the file; the
+//! interpreter and loader routes need the sensor's file identity (not yet available).
+
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    hash::Hash,
+    net::IpAddr,
+};
+
+use super::{
+    Heuristics,
+    classify::{basename, name_in},
+    taint::{Taint, TaintStore},
+};
+
+/// Most distinct written files a session remembers.
+pub const WRITTEN_FILES_MAX: usize = 1024;
+/// Most distinct sensitive files remembered, read and attempted each.
+pub const SENSITIVE_MAX: usize = 256;
+/// Most distinct external destinations remembered.
+pub const DESTINATIONS_MAX: usize = 256;
+/// Most distinct programs remembered.
+pub const PROGRAMS_MAX: usize = 512;
+/// Most distinct persistence locations remembered.
+pub const PERSISTENCE_MAX: usize = 64;
+/// Most distinct loader variable settings remembered.
+pub const LOADER_VARS_MAX: usize = 64;
+/// Most distinct inherited tainted files remembered.
+pub const INHERITED_MAX: usize = 64;
+/// Most files a process is remembered to have opened for writing.
+pub const PROCESS_WRITES_MAX: usize = 16;
+
+/// A file's identity: its path now; `(dev, inode)` once the sensor reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileKey {
+    /// The kernel-resolved path, without the ` (deleted)` marker.
+    Path(String),
+    /// The file's device and inode.
+    Inode { dev: u64, ino: u64 },
+}
+
+impl FileKey {
+    /// The key of a path (the ` (deleted)` marker dropped).
+    pub fn path(p: &str) -> Self {
+        Self::Path(super::classify::match_key(p).to_owned())
+    }
+}
+
+/// A set of distinct items with a bound; a full set records that it refused an item.
+#[derive(Clone, Debug)]
+pub struct Bounded<K, V> {
+    items: HashMap<K, V>,
+    max: usize,
+    overflowed: bool,
+}
+
+impl<K: Eq + Hash, V> Bounded<K, V> {
+    fn new(max: usize) -> Self {
+        Self {
+            items: HashMap::new(),
+            max,
+            overflowed: false,
+        }
+    }
+
+    /// The entry of `k`, created with `v()` if there is room; `None` (and the overflow
+    /// fact) when the set is full.
+    fn entry(&mut self, k: K, v: impl FnOnce() -> V) -> Option<&mut V> {
+        let len = self.items.len();
+        match self.items.entry(k) {
+            Entry::Occupied(o) => Some(o.into_mut()),
+            Entry::Vacant(e) if len < self.max => Some(e.insert(v())),
+            Entry::Vacant(_) => {
+                self.overflowed = true;
+                None
+            }
+        }
+    }
+
+    /// Insert `k` with `v` unless present; returns whether it was new.
+    fn insert(&mut self, k: K, v: V) -> bool {
+        if self.items.contains_key(&k) {
+            return false;
+        }
+        if self.items.len() >= self.max {
+            self.overflowed = true;
+            return false;
+        }
+        self.items.insert(k, v);
+        true
+    }
+
+    /// The value recorded for `k`.
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.items.get(k)
+    }
+
+    /// Items recorded (at most [`Self::max`]).
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The bound.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// An item was refused because the set was full.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// The items, in no fixed order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.items.iter()
+    }
+}
+
+/// Where a written file's content came from (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// Written by a network tool (`network_tool_names`).
+    pub network_tool: bool,
+    /// Written by a process that had an external connection.
+    pub after_external_connect: bool,
+    /// Written by a decoder.
+    pub decoded: bool,
+    /// Written by a process that read a sensitive file (or a copy of one).
+    pub sensitive_copy: bool,
+}
+
+impl Provenance {
+    fn merge(&mut self, o: Self) {
+        self.network_tool |= o.network_tool;
+        self.after_external_connect |= o.after_external_connect;
+        self.decoded |= o.decoded;
+        self.sensitive_copy |= o.sensitive_copy;
+    }
+
+    /// Fetched from the network: written by a network tool or after an external connection.
+    pub fn fetched(&self) -> bool {
+        self.network_tool || self.after_external_connect
+    }
+}
+
+/// One file written in the session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// The path of its first write.
+    pub path: String,
+    /// `ktime_ns` of its first write.
+    pub first_ns: u64,
+    /// Where its content came from (merged over its writes).
+    pub provenance: Provenance,
+    /// The sensitive file (or copy) the session had read when it wrote this one: the taint.
+    pub taint_source: Option<String>,
+}
+
+/// One external destination.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Destination {
+    /// `ktime_ns` of the first connect (or send).
+    pub first_ns: u64,
+    /// Connect attempts (any result).
+    pub attempts: u64,
+    /// A connect succeeded (or was in progress).
+    pub established: bool,
+    /// Bytes sent, when the sensor reports them ([`Facts::note_sent`]).
+    pub bytes_sent: u64,
+}
+
+/// What one process did that the provenance of its writes depends on.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessFacts {
+    network_tool: bool,
+    decoder: bool,
+    connected_external: bool,
+    /// The sensitive file (or copy) this process read.
+    read_sensitive: Option<String>,
+    /// Files it opened for writing, the last [`PROCESS_WRITES_MAX`].
+    writes: Vec<FileKey>,
+}
+
+impl ProcessFacts {
+    /// The process is gone: forget the files it wrote (their provenance is final).
+    pub fn exited(&mut self) {
+        self.writes = Vec::new();
+    }
+
+    /// Files remembered as written by this process.
+    #[cfg(test)]
+    pub(crate) fn writes_len(&self) -> usize {
+        self.writes.len()
+    }
+
+    fn provenance(&self) -> Provenance {
+        Provenance {
+            network_tool: self.network_tool,
+            after_external_connect: self.connected_external,
+            decoded: self.decoder,
+            sensitive_copy: self.read_sensitive.is_some(),
+        }
+    }
+}
+
+/// Kinds of persistence location, as `history.persistence_kinds` names them.
+pub const PERSISTENCE_KINDS: &[&str] = &[
+    "shell_startup",
+    "cron",
+    "systemd",
+    "authorized_keys",
+    "ld_preload",
+    "autostart",
+    "git_hook",
+];
+
+/// The persistence location kind of a written path, if it is one: shell start-up files
+/// (`~/.bashrc`, `~/.bash_profile`, `~/.bash_login`, `~/.profile`, `~/.zshrc`, `~/.zprofile`,
+/// `~/.zshenv`, `/etc/profile`, `/etc/profile.d/`, `/etc/bash.bashrc`, `/etc/zsh/`), cron
+/// (`/etc/crontab`, `/etc/cron.*/`, `/var/spool/cron/`), systemd units (system:
+/// `/etc/systemd/`, `/lib/systemd/`, `/usr/lib/systemd/`; user: `~/.config/systemd/user/`),
+/// `authorized_keys` (`/.ssh/authorized_keys`, `authorized_keys2`), `/etc/ld.so.preload`, XDG
+/// autostart (`~/.config/autostart/`, `/etc/xdg/autostart/`) and git hooks
+/// (`/.git/hooks/`).
+pub fn persistence_kind(path: &str) -> Option<&'static str> {
+    const RC: &[&str] = &[
+        "/.bashrc",
+        "/.bash_profile",
+        "/.bash_login",
+        "/.profile",
+        "/.zshrc",
+        "/.zprofile",
+        "/.zshenv",
+        "/.zlogin",
+    ];
+    let p = super::classify::match_key(path);
+    let kind = if RC.iter().any(|s| p.ends_with(s))
+        || p == "/etc/profile"
+        || p == "/etc/bash.bashrc"
+        || p.starts_with("/etc/profile.d/")
+        || p.starts_with("/etc/zsh/")
+    {
+        "shell_startup"
+    } else if p == "/etc/crontab"
+        || p.starts_with("/etc/cron.")
+        || p.starts_with("/var/spool/cron/")
+    {
+        "cron"
+    } else if p.starts_with("/etc/systemd/")
+        || p.starts_with("/lib/systemd/")
+        || p.starts_with("/usr/lib/systemd/")
+        || p.contains("/.config/systemd/user/")
+    {
+        "systemd"
+    } else if p.contains("/.ssh/authorized_keys") {
+        "authorized_keys"
+    } else if p == "/etc/ld.so.preload" {
+        "ld_preload"
+    } else if p.contains("/.config/autostart/") || p.starts_with("/etc/xdg/autostart/") {
+        "autostart"
+    } else if p.contains("/.git/hooks/") {
+        "git_hook"
+    } else {
+        return None;
+    };
+    Some(kind)
+}
+
+/// Programs [`is_decoder`] looks at.
+const DECODERS: &[&str] = &["base64", "base32", "basenc", "xxd", "uudecode", "openssl"];
+
+/// Whether an exec decodes its input: `base64`/`base32`/`basenc` with `-d`/`-D`/`--decode`,
+/// `xxd -r`, `uudecode`, `openssl … -d`.
+pub fn is_decoder(name: &str, argv: &[String]) -> bool {
+    let has = |flags: &[&str]| {
+        argv.iter().skip(1).any(|a| {
+            flags.contains(&a.as_str())
+                // combined short options: `-di`, `-rp`
+                || (a.starts_with('-') && !a.starts_with("--") && flags.iter().any(|f| {
+                    f.len() == 2 && a[1..].contains(&f[1..])
+                }))
+        })
+    };
+    match name {
+        "base64" | "base32" | "basenc" => has(&["-d", "-D", "--decode"]),
+        "xxd" => has(&["-r", "-revert"]),
+        "uudecode" => true,
+        "openssl" => argv.iter().skip(1).any(|a| a == "-d"),
+        _ => false,
+    }
+}
+
+/// An IP destination other than loopback and the unspecified address.
+pub fn is_external(ip: Option<IpAddr>) -> bool {
+    ip.is_some_and(|ip| {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        !ip.is_loopback() && !ip.is_unspecified()
+    })
+}
+
+/// A path whose content can be carried to another session (not a device or pseudo file).
+fn is_taintable(path: &str) -> bool {
+    path.starts_with('/')
+        && !["/dev/", "/proc/", "/sys/"]
+            .iter()
+            .any(|p| path.starts_with(p))
+}
+
+/// Session-level facts derived as the sets are fed (the `history` fields of the same
+/// names).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FactFlags {
+    /// A file written by a network tool or after an external connection was run.
+    pub fetched_file_run: bool,
+    /// A file written by a decoder was run.
+    pub decoded_file_run: bool,
+    /// A file was written by a process that read a sensitive file (or a copy).
+    pub sensitive_copy_written: bool,
+    /// A sensitive file (or a copy) was read, then an external connect succeeded.
+    pub sensitive_then_external: bool,
+    /// A tainted file of an earlier session was opened, then an external connect succeeded.
+    pub tainted_file_sent: bool,
+    /// A tainted file of an earlier session was run.
+    pub tainted_file_run: bool,
+}
+
+/// Who the session is, for the cross-session store: its id, the event's uid and time.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner {
+    /// The session folding the event.
+    pub session_id: u64,
+    /// The event's uid (taint is per uid).
+    pub uid: u32,
+    /// The event's `ktime_ns`.
+    pub ktime_ns: u64,
+}
+
+/// One session's durable facts (see the module docs).
+#[derive(Clone, Debug)]
+pub struct Facts {
+    /// Files written (successful write-intent opens), with their provenance.
+    pub written: Bounded<FileKey, WrittenFile>,
+    /// Sensitive files opened successfully for reading (path).
+    pub sensitive_read: Bounded<String, ()>,
+    /// Sensitive files whose open failed (path as passed).
+    pub sensitive_attempted: Bounded<String, ()>,
+    /// External destinations.
+    pub destinations: Bounded<(IpAddr, u16), Destination>,
+    /// Programs run (successful execs).
+    pub programs: Bounded<FileKey, ()>,
+    /// Persistence locations written (path → kind).
+    pub persistence: Bounded<String, &'static str>,
+    /// Exec-time loader variables (`NAME=value`), from [`Self::note_loader_variables`].
+    pub loader_vars: Bounded<String, ()>,
+    /// Tainted files of earlier sessions this session opened or ran.
+    pub inherited: Bounded<FileKey, Taint>,
+    /// The session's evidence for inherited taint, in order (`history.taint_origins`).
+    pub origins: Vec<String>,
+    /// Persistence kinds written, first-seen order.
+    pub persistence_kinds: Vec<String>,
+    /// The first sensitive file (or copy) the session read: what later writes carry.
+    holding: Option<String>,
+    /// The session opened a tainted file of an earlier session.
+    holds_inherited: bool,
+    /// Facts derived as the sets are fed.
+    pub flags: FactFlags,
+    /// Records the kernel lost while the session was open.
+    pub lost: u64,
+    /// Session processes re-parented (the tracker's count).
+    pub reparented: u64,
+}
+
+impl Default for Facts {
+    fn default() -> Self {
+        Self {
+            written: Bounded::new(WRITTEN_FILES_MAX),
+            sensitive_read: Bounded::new(SENSITIVE_MAX),
+            sensitive_attempted: Bounded::new(SENSITIVE_MAX),
+            destinations: Bounded::new(DESTINATIONS_MAX),
+            programs: Bounded::new(PROGRAMS_MAX),
+            persistence: Bounded::new(PERSISTENCE_MAX),
+            loader_vars: Bounded::new(LOADER_VARS_MAX),
+            inherited: Bounded::new(INHERITED_MAX),
+            origins: Vec::new(),
+            persistence_kinds: Vec::new(),
+            holding: None,
+            holds_inherited: false,
+            flags: FactFlags::default(),
+            lost: 0,
+            reparented: 0,
+        }
+    }
+}
+
+impl Facts {
+    /// Whether any set refused an item.
+    pub fn overflowed(&self) -> bool {
+        self.written.overflowed()
+            || self.sensitive_read.overflowed()
+            || self.sensitive_attempted.overflowed()
+            || self.destinations.overflowed()
+            || self.programs.overflowed()
+            || self.persistence.overflowed()
+            || self.loader_vars.overflowed()
+            || self.inherited.overflowed()
+    }
+
+    /// Mark the files `pf` wrote with `mark`.
+    fn mark_writes(&mut self, pf: &ProcessFacts, mark: Provenance) {
+        for k in &pf.writes {
+            if let Some(w) = self.written.items.get_mut(k) {
+                w.provenance.merge(mark);
+            }
+        }
+    }
+
+    /// `pf` read `source` (a sensitive file or a copy): the files it wrote are copies of it,
+    /// tainted, and published to `store`.
+    fn taint_writes(
+        &mut self,
+        pf: &ProcessFacts,
+        source: &str,
+        owner: Owner,
+        mut store: Option<&mut TaintStore>,
+    ) {
+        for k in &pf.writes {
+            let Some(w) = self.written.items.get_mut(k) else {
+                continue;
+            };
+            w.provenance.sensitive_copy = true;
+            self.flags.sensitive_copy_written = true;
+            let source = w
+                .taint_source
+                .get_or_insert_with(|| source.to_owned())
+                .clone();
+            if let Some(store) = store.as_deref_mut()
+                && is_taintable(&w.path)
+            {
+                store.publish(
+                    owner.uid,
+                    k.clone(),
+                    Taint {
+                        path: w.path.clone(),
+                        session_id: owner.session_id,
+                        source,
+                        written_ns: owner.ktime_ns,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A tainted file of an earlier session, opened or run by this one.
+    fn inherit(&mut self, key: &FileKey, owner: Owner, store: Option<&TaintStore>) -> bool {
+        let Some(t) = store
+            .and_then(|s| s.lookup(owner.uid, key, owner.ktime_ns))
+            .filter(|t| t.session_id != owner.session_id)
+        else {
+            return false;
+        };
+        if self.inherited.insert(key.clone(), t.clone()) {
+            self.origins.push(format!(
+                "session {} wrote {} after reading {}",
+                t.session_id, t.path, t.source
+            ));
+        }
+        true
+    }
+
+    /// A successful exec of `path` by the process `pf`.
+    pub fn on_exec(
+        &mut self,
+        pf: &mut ProcessFacts,
+        path: &str,
+        argv: impl FnOnce() -> Vec<String>,
+        h: &Heuristics,
+        owner: Owner,
+        store: Option<&TaintStore>,
+    ) {
+        let key = FileKey::path(path);
+        self.programs.insert(key.clone(), ());
+        let name = basename(path);
+        pf.network_tool = name_in(name, &h.network_tool_names);
+        pf.decoder = DECODERS.contains(&name) && is_decoder(name, &argv());
+        if pf.network_tool || pf.decoder {
+            let mark = Provenance {
+                network_tool: pf.network_tool,
+                decoded: pf.decoder,
+                ..Provenance::default()
+            };
+            self.mark_writes(pf, mark);
+        }
+        if let Some(w) = self.written.get(&key) {
+            self.flags.fetched_file_run |= w.provenance.fetched();
+            self.flags.decoded_file_run |= w.provenance.decoded;
+        }
+        if self.inherit(&key, owner, store) {
+            self.flags.tainted_file_run = true;
+        }
+    }
+
+    /// An open of `path` by the process `pf` (`path` kernel-resolved when it succeeded).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_open(
+        &mut self,
+        pf: &mut ProcessFacts,
+        path: &str,
+        flags: u32,
+        result: i64,
+        h: &Heuristics,
+        owner: Owner,
+        mut store: Option<&mut TaintStore>,
+    ) {
+        let sensitive = super::classify::is_sensitive_path(path, h);
+        if result < 0 {
+            if sensitive {
+                self.sensitive_attempted.insert(path.to_owned(), ());
+            }
+            return;
+        }
+        let key = FileKey::path(path);
+        if super::classify::has_write_intent(flags) {
+            if let Some(kind) = persistence_kind(path) {
+                self.persistence.insert(path.to_owned(), kind);
+                if !self.persistence_kinds.iter().any(|k| k == kind) {
+                    self.persistence_kinds.push(kind.to_owned());
+                }
+            }
+            let provenance = pf.provenance();
+            let source = pf.read_sensitive.clone().or_else(|| self.holding.clone());
+            if let Some(w) = self.written.entry(key.clone(), || WrittenFile {
+                path: path.to_owned(),
+                first_ns: owner.ktime_ns,
+                provenance: Provenance::default(),
+                taint_source: None,
+            }) {
+                w.provenance.merge(provenance);
+                if w.taint_source.is_none() {
+                    w.taint_source.clone_from(&source);
+                }
+            }
+            self.flags.sensitive_copy_written |= provenance.sensitive_copy;
+            if !pf.writes.contains(&key) {
+                if pf.writes.len() >= PROCESS_WRITES_MAX {
+                    pf.writes.remove(0);
+                }
+                pf.writes.push(key.clone());
+            }
+            if let Some(store) = store.as_deref_mut()
+                && is_taintable(path)
+            {
+                match source {
+                    Some(source) => store.publish(
+                        owner.uid,
+                        key,
+                        Taint {
+                            path: path.to_owned(),
+                            session_id: owner.session_id,
+                            source,
+                            written_ns: owner.ktime_ns,
+                        },
+                    ),
+                    None if flags & super::classify::O_TRUNC != 0 => store.clear(owner.uid, &key),
+                    None => {}
+                }
+            }
+            return;
+        }
+        // A read: of a sensitive file, of a copy of one written here, or of a tainted file
+        // an earlier session wrote.
+        let copy_of = self.written.get(&key).and_then(|w| {
+            w.taint_source
+                .clone()
+                .filter(|_| w.provenance.sensitive_copy)
+        });
+        let inherited = self.inherit(&key, owner, store.as_deref());
+        if inherited {
+            self.holds_inherited = true;
+        }
+        let source = if sensitive {
+            self.sensitive_read.insert(path.to_owned(), ());
+            Some(path.to_owned())
+        } else if inherited || copy_of.is_some() {
+            copy_of.or_else(|| Some(path.to_owned()))
+        } else {
+            None
+        };
+        if let Some(source) = source {
+            pf.read_sensitive.get_or_insert_with(|| source.clone());
+            self.holding.get_or_insert_with(|| source.clone());
+            self.taint_writes(pf, &source, owner, store);
+        }
+    }
+
+    /// A connect of the process `pf` (`ok`: it succeeded or is in progress).
+    pub fn on_connect(
+        &mut self,
+        pf: &mut ProcessFacts,
+        ip: Option<IpAddr>,
+        port: u16,
+        ok: bool,
+        ktime_ns: u64,
+    ) {
+        if !is_external(ip) {
+            return;
+        }
+        if let Some(ip) = ip
+            && let Some(d) = self.destinations.entry((ip, port), || Destination {
+                first_ns: ktime_ns,
+                ..Destination::default()
+            })
+        {
+            d.attempts += 1;
+            d.established |= ok;
+        }
+        if !ok {
+            return;
+        }
+        if !pf.connected_external {
+            pf.connected_external = true;
+            let mark = Provenance {
+                after_external_connect: true,
+                ..Provenance::default()
+            };
+            self.mark_writes(pf, mark);
+        }
+        self.flags.sensitive_then_external |= self.holding.is_some();
+        self.flags.tainted_file_sent |= self.holds_inherited;
+    }
+
+    /// Hook for the sensor's bytes-sent reports: `bytes` more sent to `(ip, port)`.
+    pub fn note_sent(&mut self, ip: IpAddr, port: u16, bytes: u64, ktime_ns: u64) {
+        if !is_external(Some(ip)) {
+            return;
+        }
+        if let Some(d) = self.destinations.entry((ip, port), || Destination {
+            first_ns: ktime_ns,
+            ..Destination::default()
+        }) {
+            d.bytes_sent = d.bytes_sent.saturating_add(bytes);
+        }
+    }
+
+    /// Hook for the sensor's exec-time loader variables (`LD_PRELOAD=…`, `LD_AUDIT=…`).
+    pub fn note_loader_variables<'a>(&mut self, vars: impl IntoIterator<Item = &'a str>) {
+        for v in vars {
+            self.loader_vars.insert(v.to_owned(), ());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persistence_locations() {
+        for (p, k) in [
+            ("/home/u/.bashrc", "shell_startup"),
+            ("/root/.profile", "shell_startup"),
+            ("/home/u/.bash_profile", "shell_startup"),
+            ("/home/u/.zshrc", "shell_startup"),
+            ("/etc/profile.d/x.sh", "shell_startup"),
+            ("/etc/profile", "shell_startup"),
+            ("/etc/crontab", "cron"),
+            ("/etc/cron.d/job", "cron"),
+            ("/etc/cron.daily/x", "cron"),
+            ("/var/spool/cron/crontabs/u", "cron"),
+            ("/etc/systemd/system/x.service", "systemd"),
+            ("/usr/lib/systemd/system/x.service", "systemd"),
+            ("/home/u/.config/systemd/user/x.service", "systemd"),
+            ("/home/u/.ssh/authorized_keys", "authorized_keys"),
+            ("/root/.ssh/authorized_keys2", "authorized_keys"),
+            ("/etc/ld.so.preload", "ld_preload"),
+            ("/home/u/.config/autostart/x.desktop", "autostart"),
+            ("/etc/xdg/autostart/x.desktop", "autostart"),
+            ("/work/repo/.git/hooks/pre-commit", "git_hook"),
+            ("/home/u/.bashrc (deleted)", "shell_startup"),
+        ] {
+            assert_eq!(persistence_kind(p), Some(k), "{p}");
+            assert!(PERSISTENCE_KINDS.contains(&k));
+        }
+        for p in [
+            "/home/u/.bashrc.bak",
+            "/tmp/x",
+            "/etc/ld.so.cache",
+            "/home/u/.ssh/known_hosts",
+            "/work/repo/.git/config",
+        ] {
+            assert_eq!(persistence_kind(p), None, "{p}");
+        }
+    }
+
+    #[test]
+    fn decoders() {
+        let argv = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(is_decoder("base64", &argv(&["base64", "-d"])));
+        assert!(is_decoder("base64", &argv(&["base64", "--decode", "x"])));
+        assert!(is_decoder("base64", &argv(&["base64", "-di"])));
+        assert!(is_decoder("base32", &argv(&["base32", "-d"])));
+        assert!(is_decoder("xxd", &argv(&["xxd", "-r", "-p"])));
+        assert!(is_decoder("xxd", &argv(&["xxd", "-rp"])));
+        assert!(is_decoder("uudecode", &argv(&["uudecode"])));
+        assert!(is_decoder(
+            "openssl",
+            &argv(&["openssl", "enc", "-d", "-base64"])
+        ));
+        assert!(!is_decoder("base64", &argv(&["base64", "-w0", "f"])));
+        assert!(!is_decoder("xxd", &argv(&["xxd", "f"])));
+        assert!(!is_decoder("cat", &argv(&["cat", "-d"])));
+        assert!(!is_decoder(
+            "openssl",
+            &argv(&["openssl", "rand", "-hex", "8"])
+        ));
+    }
+
+    #[test]
+    fn external_destinations() {
+        let ext = |s: &str| is_external(Some(s.parse().unwrap()));
+        assert!(ext("8.8.8.8") && ext("10.0.0.5") && ext("192.168.1.2") && ext("2001:db8::1"));
+        assert!(!ext("127.0.0.1") && !ext("::1") && !ext("0.0.0.0") && !ext("::ffff:127.0.0.1"));
+        assert!(!is_external(None));
+    }
+
+    #[test]
+    fn bounded_sets_refuse_and_record_it() {
+        let mut b: Bounded<u32, u32> = Bounded::new(2);
+        assert!(b.insert(1, 10) && b.insert(2, 20));
+        assert!(!b.insert(1, 11), "present");
+        assert!(!b.overflowed());
+        assert!(!b.insert(3, 30));
+        assert!(b.overflowed());
+        assert!(b.entry(4, || 40).is_none());
+        *b.entry(1, || 0).unwrap() += 1;
+        assert_eq!(b.get(&1), Some(&11));
+        assert_eq!((b.len(), b.max()), (2, 2));
+    }
+}
