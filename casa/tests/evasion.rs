@@ -213,3 +213,105 @@ fn a_users_wrapper_named_after_the_runtime_is_the_users_and_the_invocation_insid
         "the invocation inside the wrapper got no session\n{dump}"
     );
 }
+
+#[test]
+fn seventy_cheap_opens_between_write_and_run_cannot_push_the_write_out() {
+    let _serial = support::daemon::serial();
+    let casa = Daemon::start("evade-70-opens", &shipped_rules());
+    let w = casa.workdir("w");
+    // CASA's 64-event window would have forgotten the write by the time the script runs.
+    run_and_close(
+        &casa,
+        &format!(
+            "[exec] printf '#!/bin/sh\\necho ran\\n' > {w}/x.sh && chmod +x {w}/x.sh && \
+             for i in $(seq 70); do : < /etc/hostname; done && {w}/x.sh",
+            w = w.display()
+        ),
+    );
+    let dump = casa.dump();
+    let alerts = casa.own_records("alert.log");
+    assert!(
+        alerts.iter().any(|a| {
+            a["decision"]["triggered_rules"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["name"] == "write_then_exec_same_path"))
+        }),
+        "write then run of the same file was forgotten after 70 opens\n{dump}"
+    );
+}
+
+#[test]
+fn a_secret_copied_in_one_session_and_run_in_the_next_names_the_first_session() {
+    let _serial = support::daemon::serial();
+    let casa = Daemon::start("evade-split", &shipped_rules());
+    let w = casa.workdir("w");
+    let secret_dir = w.join("home/.config/openclaw");
+    std::fs::create_dir_all(&secret_dir).unwrap();
+    let token = secret_dir.join("token");
+    std::fs::write(&token, "#!/bin/sh\necho stolen\n").unwrap();
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    // Session 1 copies the secret (a sensitive path of the shipped rules) into /tmp-like
+    // storage; session 2 only runs the copy.
+    run_and_close(
+        &casa,
+        &format!(
+            "[exec] cp {} {w}/loot.sh && chmod +x {w}/loot.sh",
+            token.display(),
+            w = w.display()
+        ),
+    );
+    let first = casa.own_sessions();
+    assert_eq!(first.len(), 1, "{}", casa.dump());
+    assert!(
+        casa.agent(&format!("[exec] {}/loot.sh", w.display()))
+            .success()
+    );
+    casa.wait(
+        Duration::from_secs(30),
+        "the second session to close",
+        || casa.own_closed() >= 2,
+    );
+    let dump = casa.dump();
+    let second: Vec<u64> = casa
+        .own_sessions()
+        .into_iter()
+        .filter(|id| !first.contains(id))
+        .collect();
+    assert_eq!(second.len(), 1, "{dump}");
+    let closed = casa
+        .own_records("sessions.log")
+        .into_iter()
+        .find(|r| r["reason"] == "session_closed" && r["session_id"] == second[0])
+        .unwrap_or_else(|| panic!("{dump}"));
+    let origins = closed["session"]["taint_origins"].to_string();
+    assert!(
+        origins.contains(&format!("session {} wrote", first[0])) && origins.contains("loot.sh"),
+        "the second session does not name the first: {origins}\n{dump}"
+    );
+}
+
+#[test]
+fn a_flood_that_overflows_the_ring_is_itself_evidence() {
+    let _serial = support::daemon::serial();
+    support::require_root();
+    let dir = support::tempdir("evade-flood");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let casa = Daemon::start_in_with_args(&dir, &shipped_rules(), &["--ring-size", "8K"]);
+    run_and_close(
+        &casa,
+        "[exec] python3 -c 'import os\nfor _ in range(200000): os.close(os.open(\"/etc/hostname\", 0))'",
+    );
+    let dump = casa.dump();
+    let closed = casa
+        .own_records("sessions.log")
+        .into_iter()
+        .find(|r| r["reason"] == "session_closed")
+        .unwrap_or_else(|| panic!("{dump}"));
+    assert_eq!(closed["session"]["incomplete"], true, "{dump}");
+    assert!(
+        closed["session"]["events_lost"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "the loss is not in the session's record\n{dump}"
+    );
+}

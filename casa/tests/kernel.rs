@@ -682,14 +682,15 @@ fn casa_does_not_report_itself() {
         .map(|e| e.pid)
         .collect();
     // The recorded command is forked by casa, so its fork event is casa's; nothing else.
-    let non_fork = r
+    let non_fork: Vec<&casa::event::Event> = r
         .events
         .iter()
         .filter(|e| casa_pids.contains(&e.pid) && !matches!(e.detail, casa::event::Detail::Fork(_)))
-        .count();
+        .collect();
     check!(
         r,
-        non_fork == 0,
-        "casa's own activity was reported ({non_fork} events)"
+        non_fork.is_empty(),
+        "casa's own activity was reported ({} events): {non_fork:?}",
+        non_fork.len()
     );
 }
