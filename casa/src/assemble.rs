@@ -17,11 +17,37 @@ use crate::{
     rules::{RuleSet, RulesError},
     session::AgentProfile,
     settings::Env,
+    sink::LogPaths,
     telemetry::{TelemetryConfig, export::OtlpSpans},
 };
 
 /// Default rules file (relative to the working directory, as `make run` starts casa).
 pub const DEFAULT_RULES: &str = "rules.json";
+
+/// The four logs' paths: each flag, else its environment variable (CASA's names), else
+/// `logs/<name>.log`. `casa run` writes there and the session tools read there.
+pub fn log_paths(
+    env: &Env,
+    events: Option<PathBuf>,
+    sessions: Option<PathBuf>,
+    audit: Option<PathBuf>,
+    alert: Option<PathBuf>,
+) -> LogPaths {
+    LogPaths {
+        events: env.path(
+            events,
+            &["CASA_EVENTS_LOG_PATH", "CASA_EVENTS_LOG"],
+            "logs/events.log",
+        ),
+        sessions: env.path(
+            sessions,
+            &["CASA_SESSIONS_LOG_PATH", "CASA_SESSIONS_LOG"],
+            "logs/sessions.log",
+        ),
+        audit: env.path(audit, &["CASA_AUDIT_LOG_PATH"], "logs/audit.log"),
+        alert: env.path(alert, &["CASA_ALERT_LOG_PATH"], "logs/alert.log"),
+    }
+}
 
 /// Why a pipeline could not be assembled.
 #[derive(Debug, thiserror::Error)]

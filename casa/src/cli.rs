@@ -53,6 +53,36 @@ pub enum Command {
     /// 1 chain broken, truncated or rolled back (the verdict line says which), 3 unreadable.
     #[command(after_help = crate::exit::HELP)]
     VerifyLog(crate::cmd::verify::VerifyArgs),
+    /// List the sessions in casa's logs: id, agent, start, end, score, action, incomplete.
+    #[command(after_help = crate::exit::HELP)]
+    Sessions(LogsArgs),
+    /// One session's story from casa's logs: its process tree, then each step in order with
+    /// the rules that fired on it; exit 1 when the session is not in the logs.
+    #[command(after_help = crate::exit::HELP)]
+    Explain(SessionArgs),
+    /// The files one session created or changed, with the programs that did it; exit 1 when
+    /// the session is not in the logs.
+    #[command(after_help = crate::exit::HELP)]
+    Diff(SessionArgs),
+}
+
+/// Where the session tools read casa's logs.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// A folder holding events.log, sessions.log, audit.log and alert.log; default: the paths
+    /// `casa run` is configured with (its flags' environment variables and `.env`, else
+    /// `logs/`).
+    #[arg(long)]
+    pub logs: Option<PathBuf>,
+}
+
+/// One session of casa's logs.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// The session id (`casa sessions` lists them).
+    pub id: u64,
+    #[command(flatten)]
+    pub logs: LogsArgs,
 }
 
 /// Paths and switches shared by `run` and `replay`.

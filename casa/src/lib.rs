@@ -31,6 +31,7 @@ pub mod pipeline;
 pub mod procfs;
 pub mod recording;
 pub mod redact;
+pub mod report;
 pub mod rules;
 pub mod sensor;
 pub mod session;

@@ -6,6 +6,7 @@ mod record;
 mod replay;
 mod rules;
 mod run;
+mod sessions;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::replay(&args),
         Command::Rules(cmd) => rules::rules(&cmd),
         Command::VerifyLog(args) => verify::verify_log(&args),
+        Command::Sessions(args) => sessions::sessions(&args),
+        Command::Explain(args) => sessions::explain(&args),
+        Command::Diff(args) => sessions::diff(&args),
     }
 }
 

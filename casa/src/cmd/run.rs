@@ -25,7 +25,7 @@ use tracing::{error, info, warn};
 
 use super::sensor_options;
 use crate::{
-    assemble::{EndpointConfig, PipelineConfig, policy_offline, span_exporter},
+    assemble::{EndpointConfig, PipelineConfig, log_paths, policy_offline, span_exporter},
     cli::RunArgs,
     clock::BootClock,
     exit::Status,
@@ -229,20 +229,13 @@ fn resolve_endpoints(
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let env = Env::load();
     let cfg = PipelineConfig::load(&args.pipeline, &env).context("load rule config")?;
-    let paths = LogPaths {
-        events: env.path(
-            args.events_log,
-            &["CASA_EVENTS_LOG_PATH", "CASA_EVENTS_LOG"],
-            "logs/events.log",
-        ),
-        sessions: env.path(
-            args.sessions_log,
-            &["CASA_SESSIONS_LOG_PATH", "CASA_SESSIONS_LOG"],
-            "logs/sessions.log",
-        ),
-        audit: env.path(args.audit_log, &["CASA_AUDIT_LOG_PATH"], "logs/audit.log"),
-        alert: env.path(args.alert_log, &["CASA_ALERT_LOG_PATH"], "logs/alert.log"),
-    };
+    let paths = log_paths(
+        &env,
+        args.events_log,
+        args.sessions_log,
+        args.audit_log,
+        args.alert_log,
+    );
     let pid_path: PathBuf = env.path(args.pid_file, &["CASA_PID_PATH"], DEFAULT_PID_FILE);
     let rules_path = cfg.rules_path.clone();
     let clock = BootClock::measure();
