@@ -74,7 +74,7 @@ test:
 # but not its binary: `make build` or `make test` rebuilds the real one. Each file in
 # casa/tests/ is in exactly one of the two lists below; `make test` runs both (it runs every
 # test target cargo finds), `make test-unit` only UNIT_TESTS.
-UNIT_TESTS := replay rules_cli verify_log otlp exit_codes session_tools
+UNIT_TESTS := replay rules_cli verify_log otlp exit_codes session_tools install
 KERNEL_TESTS := kernel live faults evasion
 TEST_FILES := $(sort $(basename $(notdir $(wildcard casa/tests/*.rs))))
 UNLISTED_TESTS := $(filter-out $(UNIT_TESTS) $(KERNEL_TESTS),$(TEST_FILES))
