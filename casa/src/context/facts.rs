@@ -16,6 +16,7 @@
 //! | programs run | [`FileKey`] | [`PROGRAMS_MAX`] |
 //! | persistence locations written | path | [`PERSISTENCE_MAX`] |
 //! | exec-time loader variables | `NAME=value` | [`LOADER_VARS_MAX`] |
+//! | discovery programs run | name | [`DISCOVERY_MAX`] |
 //! | tainted files inherited from earlier sessions | [`FileKey`] | [`INHERITED_MAX`] |
 //! | a process's files written (provenance hand-over) | [`FileKey`] | [`PROCESS_WRITES_MAX`] |
 //!
@@ -46,6 +47,7 @@ use super::{
     Heuristics,
     classify::{basename, name_in},
     taint::{Taint, TaintStore},
+    techniques,
 };
 
 /// Most distinct written files a session remembers.
@@ -64,6 +66,8 @@ pub const LOADER_VARS_MAX: usize = 64;
 pub const INHERITED_MAX: usize = 64;
 /// Most files a process is remembered to have opened for writing.
 pub const PROCESS_WRITES_MAX: usize = 16;
+/// Most distinct discovery programs remembered.
+pub const DISCOVERY_MAX: usize = 64;
 
 /// A file's identity: its path now; `(dev, inode)` once the sensor reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -219,9 +223,19 @@ pub struct ProcessFacts {
     read_sensitive: Option<String>,
     /// Files it opened for writing, the last [`PROCESS_WRITES_MAX`].
     writes: Vec<FileKey>,
+    /// Its current image runs inline interpreter code.
+    inline_code: bool,
+    /// It ran inline code and connected to an external destination.
+    inline_fetched: bool,
 }
 
 impl ProcessFacts {
+    /// It ran inline interpreter code and connected to an external destination: what it
+    /// or its children start next came from there.
+    pub fn inline_fetched(&self) -> bool {
+        self.inline_fetched
+    }
+
     /// The process is gone: forget the files it wrote (their provenance is final).
     pub fn exited(&mut self) {
         self.writes = Vec::new();
@@ -365,6 +379,18 @@ pub struct FactFlags {
     pub tainted_file_sent: bool,
     /// A tainted file of an earlier session was run.
     pub tainted_file_run: bool,
+    /// The dynamic loader was run directly on a program.
+    pub loader_run_direct: bool,
+    /// ... on a file written in the session.
+    pub loader_ran_written_file: bool,
+    /// An interpreter ran inline code.
+    pub inline_code_run: bool,
+    /// A process running inline code connected to an external destination.
+    pub inline_code_then_external: bool,
+    /// Such a process then started a program, itself or through a child.
+    pub inline_code_fetch_then_exec: bool,
+    /// A history file was removed, truncated, moved away or replaced.
+    pub history_file_tampered: bool,
 }
 
 /// Who the session is, for the cross-session store: its id, the event's uid and time.
@@ -395,6 +421,8 @@ pub struct Facts {
     pub persistence: Bounded<String, &'static str>,
     /// Exec-time loader variables (`NAME=value`), from [`Self::note_loader_variables`].
     pub loader_vars: Bounded<String, ()>,
+    /// Discovery programs run (see `techniques::discovery`).
+    pub discovery: Bounded<String, ()>,
     /// Tainted files of earlier sessions this session opened or ran.
     pub inherited: Bounded<FileKey, Taint>,
     /// The session's evidence for inherited taint, in order (`history.taint_origins`).
@@ -423,6 +451,7 @@ impl Default for Facts {
             programs: Bounded::new(PROGRAMS_MAX),
             persistence: Bounded::new(PERSISTENCE_MAX),
             loader_vars: Bounded::new(LOADER_VARS_MAX),
+            discovery: Bounded::new(DISCOVERY_MAX),
             inherited: Bounded::new(INHERITED_MAX),
             origins: Vec::new(),
             persistence_kinds: Vec::new(),
@@ -445,6 +474,7 @@ impl Facts {
             || self.programs.overflowed()
             || self.persistence.overflowed()
             || self.loader_vars.overflowed()
+            || self.discovery.overflowed()
             || self.inherited.overflowed()
     }
 
@@ -510,7 +540,9 @@ impl Facts {
         true
     }
 
-    /// A successful exec of `path` by the process `pf`.
+    /// A successful exec of `path` by the process `pf`; `parent_inline_fetched`: its parent
+    /// runs inline code that connected to an external destination.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_exec(
         &mut self,
         pf: &mut ProcessFacts,
@@ -519,12 +551,30 @@ impl Facts {
         h: &Heuristics,
         owner: Owner,
         store: Option<&TaintStore>,
+        parent_inline_fetched: bool,
     ) {
         let key = FileKey::path(path);
         self.programs.insert(key.clone(), ());
         let name = basename(path);
+        let argv = argv();
         pf.network_tool = name_in(name, &h.network_tool_names);
-        pf.decoder = DECODERS.contains(&name) && is_decoder(name, &argv());
+        pf.decoder = DECODERS.contains(&name) && is_decoder(name, &argv);
+        if let Some(item) = techniques::discovery(name, &argv) {
+            self.discovery.insert(item, ());
+        }
+        if let Some(program) = techniques::loader_program(name, &argv) {
+            self.flags.loader_run_direct = true;
+            if self.written.get(&FileKey::path(&program)).is_some() {
+                self.flags.loader_ran_written_file = true;
+            }
+        }
+        self.flags.history_file_tampered |= techniques::tampers_with_history(name, &argv);
+        // What a process that fetched code with inline code starts next (this exec replaces
+        // it, or its child's exec) came from the network.
+        self.flags.inline_code_fetch_then_exec |= pf.inline_fetched || parent_inline_fetched;
+        pf.inline_code = techniques::is_inline_code(name, &argv);
+        pf.inline_fetched = false;
+        self.flags.inline_code_run |= pf.inline_code;
         if pf.network_tool || pf.decoder {
             let mark = Provenance {
                 network_tool: pf.network_tool,
@@ -562,6 +612,9 @@ impl Facts {
             return;
         }
         let key = FileKey::path(path);
+        if flags & super::classify::O_TRUNC != 0 && techniques::is_history_file(path) {
+            self.flags.history_file_tampered = true;
+        }
         if super::classify::has_write_intent(flags) {
             if let Some(kind) = persistence_kind(path) {
                 self.persistence.insert(path.to_owned(), kind);
@@ -658,6 +711,10 @@ impl Facts {
         }
         if !ok {
             return;
+        }
+        if pf.inline_code {
+            pf.inline_fetched = true;
+            self.flags.inline_code_then_external = true;
         }
         if !pf.connected_external {
             pf.connected_external = true;

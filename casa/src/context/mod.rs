@@ -122,6 +122,27 @@ fields::context_schema! {
         /// The evidence for `tainted_file_*`: `session <id> wrote <path> after reading
         /// <source>`, per tainted file opened or run.
         taint_origins: Vec<String>,
+        /// Distinct discovery programs run (`whoami`, `id`, `uname`, `ps`, `ss`, `ip`,
+        /// `netstat`, `getent`, `lsmod`, …; `find -perm -4000`, `sudo -l`, `crontab -l`):
+        /// one is routine, many are a survey of the host (ATT&CK T1082, T1033, T1057, T1016).
+        discovery_program_count: i64,
+        /// The dynamic loader was run directly on a program (`/lib64/ld-linux-x86-64.so.2
+        /// ./x`): a way to run a file without its exec bit (T1574.006).
+        loader_run_direct: bool,
+        /// The dynamic loader was run directly on a file written in this session.
+        loader_ran_written_file: bool,
+        /// An interpreter ran code given on its command line or stdin (`python3 -c`,
+        /// `perl -e`, `node -e`, `php -r`, `python3 -`) rather than a script file (T1059).
+        inline_code_run: bool,
+        /// A process running inline interpreter code connected to an external destination
+        /// (code that fetches more code: nothing lands on disk).
+        inline_code_then_external: bool,
+        /// A process running inline code that had connected to an external destination then
+        /// started a program, itself or through a child (download and run in memory).
+        inline_code_fetch_then_exec: bool,
+        /// A shell or REPL history file was removed, truncated, moved away or replaced
+        /// (`rm ~/.bash_history`, `> ~/.bash_history`, `ln -sf /dev/null …`; T1070.003).
+        history_file_tampered: bool,
         /// One of the session's fact sets reached its bound and refused an item: the facts
         /// above may be incomplete.
         facts_overflowed: bool,
@@ -260,6 +281,7 @@ mod fields;
 mod history;
 mod session;
 mod taint;
+mod techniques;
 #[cfg(test)]
 mod tests;
 

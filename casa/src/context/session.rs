@@ -213,6 +213,11 @@ impl SessionContext {
             uid: e.uid,
             ktime_ns: e.ktime_ns,
         };
+        let parent_inline_fetched = e.ppid != e.pid
+            && self
+                .processes
+                .get(&e.ppid)
+                .is_some_and(|p| p.facts.inline_fetched());
         let proc = self.processes.entry(e.pid).or_default();
         if proc.comm.is_empty() {
             proc.comm = e.comm.to_text();
@@ -232,8 +237,15 @@ impl SessionContext {
                 self.ctx.capability.merge(&cap);
                 let argv = || x.argv.iter().map(|a| a.to_text()).collect();
                 let store = store.as_deref();
-                self.facts
-                    .on_exec(&mut proc.facts, &path, argv, h, owner, store);
+                self.facts.on_exec(
+                    &mut proc.facts,
+                    &path,
+                    argv,
+                    h,
+                    owner,
+                    store,
+                    parent_inline_fetched,
+                );
                 RecentKind::Exec { path }
             }
             Detail::Open(o) => {
@@ -313,6 +325,13 @@ impl SessionContext {
             tainted_file_sent: f.flags.tainted_file_sent,
             tainted_file_run: f.flags.tainted_file_run,
             taint_origins: f.origins.clone(),
+            discovery_program_count: count(f.discovery.len()),
+            loader_run_direct: f.flags.loader_run_direct,
+            loader_ran_written_file: f.flags.loader_ran_written_file,
+            inline_code_run: f.flags.inline_code_run,
+            inline_code_then_external: f.flags.inline_code_then_external,
+            inline_code_fetch_then_exec: f.flags.inline_code_fetch_then_exec,
+            history_file_tampered: f.flags.history_file_tampered,
             facts_overflowed: f.overflowed() || self.ring.overflowed(),
             events_lost: f.lost > 0,
             events_lost_count: total(f.lost),

@@ -1938,3 +1938,144 @@ fn a_copy_of_a_copy_keeps_its_source_within_a_session() {
     // Written after the session read the secret: tainted all the same.
     assert_eq!(c.taint_source.as_deref(), Some("/root/.ssh/id_rsa"));
 }
+
+/// An exec with its parent and argv (`argv[0]` first).
+fn exec_child(t: u64, pid: u32, ppid: u32, path: &str, argv: &[&str]) -> Event {
+    let mut e = exec(t, pid, path);
+    e.ppid = ppid;
+    if let Detail::Exec(x) = &mut e.detail {
+        x.argv = argv.iter().map(|a| Bytes::from(*a)).collect();
+    }
+    e
+}
+
+const WRITE_NEW: u32 = (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u32;
+
+#[test]
+fn discovery_counts_distinct_survey_programs() {
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            exec_child(T0, 10, 1, "/usr/bin/whoami", &["whoami"]),
+            exec_child(T0, 11, 1, "/usr/bin/id", &["id"]),
+            exec_child(T0, 12, 1, "/usr/bin/id", &["id", "-u"]),
+            exec_child(T0, 13, 1, "/usr/bin/find", &["find", "/", "-perm", "-4000"]),
+            exec_child(T0, 14, 1, "/usr/bin/cargo", &["cargo", "build"]),
+        ],
+        &h,
+    );
+    assert_eq!(s.context().history.discovery_program_count, 3);
+}
+
+#[test]
+fn the_loader_run_on_a_file_the_session_wrote() {
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    let ld = "/lib64/ld-linux-x86-64.so.2";
+    fold(
+        &mut s,
+        &[exec_child(T0, 10, 1, ld, &[ld, "/usr/bin/true"])],
+        &h,
+    );
+    let hist = &s.context().history;
+    assert!(hist.loader_run_direct && !hist.loader_ran_written_file);
+    fold(
+        &mut s,
+        &[
+            open(T0 + 1, 11, "/dev/shm/x", WRITE_NEW),
+            exec_child(T0 + 2, 12, 1, ld, &[ld, "/dev/shm/x"]),
+        ],
+        &h,
+    );
+    assert!(s.context().history.loader_ran_written_file);
+}
+
+#[test]
+fn inline_code_that_fetches_then_runs_something() {
+    let h = Heuristics::default();
+    // python3 -c that connects out, then a child it starts.
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            exec_child(
+                T0,
+                20,
+                1,
+                "/usr/bin/python3",
+                &["python3", "-c", "exec(urlopen(u).read())"],
+            ),
+            connect(T0 + 1, 20, "203.0.113.9", 80),
+            exec_child(T0 + 2, 21, 20, "/bin/sh", &["sh", "-c", "id"]),
+        ],
+        &h,
+    );
+    let hist = &s.context().history;
+    assert!(hist.inline_code_run && hist.inline_code_then_external);
+    assert!(hist.inline_code_fetch_then_exec);
+    // Inline code that only runs something locally, and a script that downloads: neither.
+    let mut s = SessionContext::new(2);
+    fold(
+        &mut s,
+        &[
+            exec_child(
+                T0,
+                30,
+                1,
+                "/usr/bin/python3",
+                &["python3", "-c", "print(1)"],
+            ),
+            exec_child(T0 + 1, 31, 30, "/bin/ls", &["ls"]),
+            exec_child(T0 + 2, 32, 1, "/usr/bin/python3", &["python3", "fetch.py"]),
+            connect(T0 + 3, 32, "203.0.113.9", 80),
+            exec_child(T0 + 4, 33, 32, "/bin/ls", &["ls"]),
+            // A loopback connect is not external.
+            exec_child(T0 + 5, 34, 1, "/usr/bin/python3", &["python3", "-c", "x"]),
+            connect(T0 + 6, 34, "127.0.0.1", 8000),
+            exec_child(T0 + 7, 35, 34, "/bin/ls", &["ls"]),
+        ],
+        &h,
+    );
+    let hist = &s.context().history;
+    assert!(hist.inline_code_run);
+    assert!(!hist.inline_code_then_external && !hist.inline_code_fetch_then_exec);
+}
+
+#[test]
+fn history_files_truncated_or_removed() {
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    // Appending (a shell saving its history) is not tampering.
+    fold(
+        &mut s,
+        &[open(
+            T0,
+            10,
+            "/home/u/.bash_history",
+            (libc::O_WRONLY | libc::O_APPEND) as u32,
+        )],
+        &h,
+    );
+    assert!(!s.context().history.history_file_tampered);
+    fold(
+        &mut s,
+        &[open(T0 + 1, 10, "/home/u/.bash_history", WRITE_NEW)],
+        &h,
+    );
+    assert!(s.context().history.history_file_tampered);
+    let mut s = SessionContext::new(2);
+    fold(
+        &mut s,
+        &[exec_child(
+            T0,
+            11,
+            1,
+            "/usr/bin/rm",
+            &["rm", "-f", "/root/.zsh_history"],
+        )],
+        &h,
+    );
+    assert!(s.context().history.history_file_tampered);
+}
