@@ -225,6 +225,9 @@ pub struct ProcessFacts {
     writes: Vec<FileKey>,
     /// Its current image runs inline interpreter code.
     inline_code: bool,
+    /// Its current image is a shell or interpreter given a script file: the script's
+    /// basename, until it opens that file (then the file counts as run).
+    script: Option<String>,
     /// It ran inline code and connected to an external destination.
     inline_fetched: bool,
 }
@@ -391,6 +394,8 @@ pub struct FactFlags {
     pub inline_code_fetch_then_exec: bool,
     /// A history file was removed, truncated, moved away or replaced.
     pub history_file_tampered: bool,
+    /// A file written in the session was run (by any route).
+    pub written_file_run: bool,
 }
 
 /// Who the session is, for the cross-session store: its id, the event's uid and time.
@@ -564,9 +569,11 @@ impl Facts {
         }
         if let Some(program) = techniques::loader_program(name, &argv) {
             self.flags.loader_run_direct = true;
-            if self.written.get(&FileKey::path(&program)).is_some() {
+            let program = FileKey::path(&program);
+            if self.written.get(&program).is_some() {
                 self.flags.loader_ran_written_file = true;
             }
+            self.ran(&program, owner, store);
         }
         self.flags.history_file_tampered |= techniques::tampers_with_history(name, &argv);
         // What a process that fetched code with inline code starts next (this exec replaces
@@ -583,11 +590,19 @@ impl Facts {
             };
             self.mark_writes(pf, mark);
         }
-        if let Some(w) = self.written.get(&key) {
+        pf.script = techniques::script_argument(name, &argv, h);
+        self.ran(&key, owner, store);
+    }
+
+    /// The file `key` was run: exec'd, read by the shell or interpreter given it as its
+    /// script, or run through the dynamic loader.
+    fn ran(&mut self, key: &FileKey, owner: Owner, store: Option<&TaintStore>) {
+        if let Some(w) = self.written.get(key) {
+            self.flags.written_file_run = true;
             self.flags.fetched_file_run |= w.provenance.fetched();
             self.flags.decoded_file_run |= w.provenance.decoded;
         }
-        if self.inherit(&key, owner, store) {
+        if self.inherit(key, owner, store) {
             self.flags.tainted_file_run = true;
         }
     }
@@ -661,6 +676,11 @@ impl Facts {
                 }
             }
             return;
+        }
+        // A shell or interpreter reading the script it was given: the script runs.
+        if pf.script.as_deref().is_some_and(|s| s == basename(path)) {
+            pf.script = None;
+            self.ran(&key, owner, store.as_deref());
         }
         // A read: of a sensitive file, of a copy of one written here, or of a tainted file
         // an earlier session wrote.

@@ -108,16 +108,16 @@ fields::context_schema! {
         /// `ld_preload` (`/etc/ld.so.preload`), `autostart` (XDG), `git_hook`.
         persistence_kinds: Vec<String>,
         /// A file written in the session by a network tool, or by a process that had an
-        /// external connection, was then run (exec'd).
+        /// external connection, was then run (by any route, as `written_file_run`).
         fetched_file_run: bool,
         /// A file written in the session by a decoder (`base64 -d`, `xxd -r`, …) was then
-        /// run (exec'd).
+        /// run (by any route).
         decoded_file_run: bool,
         /// The session opened a file that an earlier session of the same uid wrote after
         /// reading a sensitive file, and then connected to an external destination.
         tainted_file_sent: bool,
-        /// The session ran (exec'd) a file that an earlier session of the same uid wrote
-        /// after reading a sensitive file.
+        /// The session ran (by any route) a file that an earlier session of the same uid
+        /// wrote after reading a sensitive file.
         tainted_file_run: bool,
         /// The evidence for `tainted_file_*`: `session <id> wrote <path> after reading
         /// <source>`, per tainted file opened or run.
@@ -126,6 +126,10 @@ fields::context_schema! {
         /// `netstat`, `getent`, `lsmod`, …; `find -perm -4000`, `sudo -l`, `crontab -l`):
         /// one is routine, many are a survey of the host (ATT&CK T1082, T1033, T1057, T1016).
         discovery_program_count: i64,
+        /// A file written in this session was run: exec'd, read by the shell or interpreter
+        /// given it as its script (`sh x.sh`, `python3 x.py`), or run through the dynamic
+        /// loader, whatever its name or path by then (T1204, T1059).
+        written_file_run: bool,
         /// The dynamic loader was run directly on a program (`/lib64/ld-linux-x86-64.so.2
         /// ./x`): a way to run a file without its exec bit (T1574.006).
         loader_run_direct: bool,

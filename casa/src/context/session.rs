@@ -326,6 +326,7 @@ impl SessionContext {
             tainted_file_run: f.flags.tainted_file_run,
             taint_origins: f.origins.clone(),
             discovery_program_count: count(f.discovery.len()),
+            written_file_run: f.flags.written_file_run,
             loader_run_direct: f.flags.loader_run_direct,
             loader_ran_written_file: f.flags.loader_ran_written_file,
             inline_code_run: f.flags.inline_code_run,

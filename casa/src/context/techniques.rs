@@ -6,7 +6,10 @@
 //! T1087 discovery, T1574.006 dynamic linker hijacking, T1059 interpreters, T1070.003 clear
 //! command history), in casa's own words.
 
-use super::classify::basename;
+use super::{
+    Heuristics,
+    classify::{basename, name_in},
+};
 
 /// Programs whose purpose is to describe the host, its users, processes and network
 /// (discovery). One such program is routine; many distinct ones in a session are a survey.
@@ -152,6 +155,33 @@ pub fn is_inline_code(name: &str, argv: &[String]) -> bool {
     false
 }
 
+/// The basename of the script file a shell or interpreter is given (`sh x.sh`, `bash -e
+/// ./x.sh`, `python3 -u /tmp/x.py`, `perl x.pl`), when it runs one: not inline code, not a
+/// module (`python3 -m venv`), not a bare or `-c` shell.
+pub fn script_argument(name: &str, argv: &[String], h: &Heuristics) -> Option<String> {
+    let interpreter = name_in(name, &h.interpreter_names)
+        || name_in(name, &h.shell_names)
+        || family(name) != name;
+    if !interpreter || is_inline_code(name, argv) {
+        return None;
+    }
+    // Options that take a value (the value is not the script).
+    const WITH_VALUE: &[&str] = &["-W", "-X", "-o", "-O", "-r", "--require", "-I", "-M"];
+    let mut args = argv.iter().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-c" | "-m" => return None,
+            "--" => return args.next().map(|s| basename(s).to_owned()),
+            a if WITH_VALUE.contains(&a) => {
+                args.next();
+            }
+            a if a.starts_with('-') || a.starts_with('+') => {}
+            a => return Some(basename(a).to_owned()),
+        }
+    }
+    None
+}
+
 /// `python3.11` → `python`, `nodejs` → `node`, `perl5.36` → `perl`.
 fn family(name: &str) -> &str {
     for f in ["python", "perl", "ruby", "node", "php", "lua", "Rscript"] {
@@ -287,6 +317,30 @@ mod tests {
             &argv(&["python3", "-m", "venv", "v"])
         ));
         assert!(!is_inline_code("bash", &argv(&["bash", "-c", "ls"])));
+    }
+
+    #[test]
+    fn the_script_a_shell_or_interpreter_runs() {
+        let h = Heuristics::default();
+        let script = |a: &[&str]| script_argument(basename(a[0]), &argv(a), &h);
+        assert_eq!(script(&["sh", "/tmp/x.sh"]).as_deref(), Some("x.sh"));
+        assert_eq!(
+            script(&["bash", "-e", "./x.sh", "arg"]).as_deref(),
+            Some("x.sh")
+        );
+        assert_eq!(
+            script(&["python3.11", "-u", "/tmp/x.py"]).as_deref(),
+            Some("x.py")
+        );
+        assert_eq!(
+            script(&["python3", "-W", "ignore", "t.py"]).as_deref(),
+            Some("t.py")
+        );
+        assert_eq!(script(&["python3", "-m", "venv", "v"]), None);
+        assert_eq!(script(&["bash", "-c", "ls"]), None);
+        assert_eq!(script(&["python3", "-c", "x"]), None);
+        assert_eq!(script(&["sh"]), None);
+        assert_eq!(script(&["cat", "x.sh"]), None);
     }
 
     #[test]

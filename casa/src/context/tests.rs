@@ -2079,3 +2079,52 @@ fn history_files_truncated_or_removed() {
     );
     assert!(s.context().history.history_file_tampered);
 }
+
+#[test]
+fn a_written_file_run_through_its_interpreter_counts_as_run() {
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            // curl -o /tmp/x.sh …: the shell's child opens the file, then becomes curl.
+            open(T0, 10, "/tmp/x.sh", WRITE_NEW),
+            exec_child(
+                T0 + 1,
+                10,
+                1,
+                "/usr/bin/curl",
+                &["curl", "-o", "/tmp/x.sh", "u"],
+            ),
+            connect(T0 + 2, 10, "203.0.113.9", 80),
+            // sh x.sh (relative): the shell reads the script by its resolved path.
+            exec_child(T0 + 3, 11, 1, "/usr/bin/sh", &["sh", "x.sh"]),
+            open(
+                T0 + 4,
+                11,
+                "/usr/lib/locale/locale-archive",
+                libc::O_RDONLY as u32,
+            ),
+        ],
+        &h,
+    );
+    assert!(!s.context().history.written_file_run, "not read yet");
+    fold(
+        &mut s,
+        &[open(T0 + 5, 11, "/tmp/x.sh", libc::O_RDONLY as u32)],
+        &h,
+    );
+    let hist = &s.context().history;
+    assert!(hist.written_file_run && hist.fetched_file_run);
+    // A script the session did not write is just a script.
+    let mut s = SessionContext::new(2);
+    fold(
+        &mut s,
+        &[
+            exec_child(T0, 20, 1, "/usr/bin/python3", &["python3", "tool.py"]),
+            open(T0 + 1, 20, "/srv/tool.py", libc::O_RDONLY as u32),
+        ],
+        &h,
+    );
+    assert!(!s.context().history.written_file_run);
+}
