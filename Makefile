@@ -58,7 +58,8 @@ uninstall:
 
 # The full suite (what CI runs): unit tests, golden tests, the kernel, live and fault
 # integration tests (root; loads eBPF for real), every fuzz target for FUZZ_SECONDS each on
-# its committed corpus, and the evaluation (replayed, and one case live on OpenClaw).
+# its committed corpus, the evaluation (replayed, and one case live on OpenClaw), and the
+# pipeline's instruction count against its baseline.
 FUZZ_SECONDS ?= 15
 test:
 	@./setup.sh
@@ -67,6 +68,18 @@ test:
 	bash casa/fuzz/run.sh $(FUZZ_SECONDS)
 	$(MAKE) --no-print-directory eval-replay EVAL_CASA=target/debug/casa
 	$(MAKE) --no-print-directory eval-smoke EVAL_CASA=target/debug/casa
+	$(MAKE) --no-print-directory instructions
+
+# The pipeline's instructions per event under callgrind (release build, the evaluation's
+# recordings) against xtask/instructions.baseline.json: fails past +10 %. A change that is
+# meant to cost more updates the baseline in the same commit: `make instructions-update`.
+instructions:
+	$(CARGO) build --release --locked -p casa
+	$(CARGO) run --locked -q -p xtask -- instructions
+
+instructions-update:
+	$(CARGO) build --release --locked -p casa
+	$(CARGO) run --locked -q -p xtask -- instructions --update
 
 # The unit tier: runs as any user, with only the stable toolchain (no root, kernel, nightly or
 # bpf-linker, and no setup.sh). casa is built with the `kernel-stub` feature (no eBPF

@@ -82,8 +82,9 @@ fi
 # --- Debian packages ---------------------------------------------------------
 # iproute2: network namespaces for tests; procps: ps/pgrep in scripts; python3: the kernel
 # tests' workloads and the evaluation harness (evaluation/, standard library only); curl: the
-# evaluation's scripted agent commands.
-pkgs=(iproute2 procps python3 curl)
+# evaluation's scripted agent commands; valgrind: `make test`'s instruction-count check of
+# the pipeline (callgrind); systemd: `systemd-analyze verify` of the service unit in the tests.
+pkgs=(iproute2 procps python3 curl valgrind systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -4,9 +4,12 @@
 //!   (it needs the nightly toolchain and the BPF target, so plain `cargo clippy` skips it).
 //! * `bench [--quick]`: the benchmarks (issue #5), written to `BENCHMARKS.md` (see `bench`).
 //! * `bench-corpus`: the 1M-event replay corpus, `target/bench/corpus.rec`.
+//! * `instructions [--update]`: the pipeline's instructions per event under callgrind,
+//!   checked against a committed baseline (see `instructions`).
 //! * `load …`: the workloads the benchmarks run (not for direct use).
 
 mod bench;
+mod instructions;
 mod load;
 
 use std::{path::PathBuf, process::Command};
@@ -45,6 +48,16 @@ enum Task {
     BenchCorpus {
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
+    },
+    /// Count the pipeline's instructions per event with callgrind and check them against
+    /// xtask/instructions.baseline.json (fails past +10 %); --update rewrites the baseline.
+    Instructions {
+        /// The casa binary to measure (default: target/release/casa, built by `make`).
+        #[arg(long)]
+        casa: Option<PathBuf>,
+        /// Write the measurement as the new baseline instead of checking.
+        #[arg(long)]
+        update: bool,
     },
     /// A benchmark workload (run by `bench`).
     #[command(hide = true, subcommand)]
@@ -152,6 +165,11 @@ fn main() -> anyhow::Result<()> {
             )
         }
         Task::BenchCorpus { events } => bench::corpus(&workspace_root()?, events),
+        Task::Instructions { casa, update } => {
+            let root = workspace_root()?;
+            let casa = casa.unwrap_or_else(|| root.join("target/release/casa"));
+            instructions::run(&root, &casa, update)
+        }
         Task::Load(l) => load::run(&l),
     }
 }
