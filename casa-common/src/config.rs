@@ -49,6 +49,33 @@ pub struct KernelOffsets {
     pub fs_pwd: u32,
     pub bprm_filename: u32,
     pub bprm_interp: u32,
+    /// `file.f_inode`.
+    pub file_f_inode: u32,
+    /// `file.private_data` (a `struct socket *` for sockets).
+    pub file_private_data: u32,
+    /// `file.f_task_work` (the `callback_head` a deferred `fput` queues).
+    pub file_f_task_work: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub inode_i_mode: u32,
+    pub inode_i_rdev: u32,
+    pub sb_s_dev: u32,
+    /// `task_struct.task_works` (head of the pending `callback_head` list).
+    pub task_task_works: u32,
+    pub callback_head_next: u32,
+    pub callback_head_func: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
+    /// `socket.sk`.
+    pub socket_sk: u32,
+    /// `sock.__sk_common.skc_family`.
+    pub sock_family: u32,
+    /// `sock.__sk_common.skc_daddr` (IPv4 peer, network order).
+    pub sock_daddr: u32,
+    /// `sock.__sk_common.skc_dport` (peer port, network order).
+    pub sock_dport: u32,
+    /// `sock.__sk_common.skc_v6_daddr`.
+    pub sock_v6_daddr: u32,
 }
 
 /// The whole configuration.
@@ -59,6 +86,11 @@ pub struct KernelConfig {
     pub self_tgid: u32,
     /// Non-zero: report open/connect for every process, not only tracked trees.
     pub all_processes: u32,
+    /// Address of the kernel's `____fput` (from `/proc/kallsyms`; 0 when unknown), split in
+    /// two halves to keep the struct free of padding: a deferred `fput` on the exec'ing task
+    /// is how a `#!` script's own file is still found at `sched_process_exec`.
+    pub fput_fn_lo: u32,
+    pub fput_fn_hi: u32,
     pub offsets: KernelOffsets,
 }
 
@@ -66,7 +98,7 @@ pub struct KernelConfig {
 // SAFETY: plain-old-data, `repr(C)`, no padding (all fields are u32).
 unsafe impl aya::Pod for KernelConfig {}
 
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 8 + 33 * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 + 51 * 4);
 
 impl KernelConfig {
     /// All zeros: the placeholder compiled into the object, overwritten by userspace at load.

@@ -15,6 +15,10 @@ pub const ARGV_MAX: usize = 4096;
 pub const ARGV_MAX_ARGS: usize = 32;
 /// Bytes of the user's `sockaddr` kept for a connect (covers `sockaddr_un` and `sockaddr_in6`).
 pub const SOCKADDR_MAX: usize = 128;
+/// Longest dynamic-loader variable (`NAME=value`, NUL included) kept from an exec's environment.
+pub const LOADER_ENV_MAX: usize = 512;
+/// Most environment strings scanned for dynamic-loader variables on one exec.
+pub const ENV_SCAN_MAX: usize = 128;
 
 /// Event kinds. The ids are explicit and grouped by area (process 1–19, file 20–39,
 /// network 40–59); a retired id is never reused.
@@ -77,6 +81,65 @@ pub struct Header {
 /// Where a body starts: right after the header.
 pub const BODY_OFFSET: usize = core::mem::size_of::<Header>();
 
+/// Identity of a file as the kernel holds it: `inode->i_sb->s_dev` (kernel `dev_t` encoding,
+/// `major << 20 | minor`), `inode->i_ino` and `inode->i_mode`. `ino == 0`: not known.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileId {
+    pub ino: u64,
+    pub dev: u32,
+    pub mode: u32,
+}
+
+/// One of an exec'd program's fds 0, 1 and 2 (wire version 2).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StdioFd {
+    /// The open file's identity; `mode == 0`: the fd is closed (or could not be read).
+    pub id: FileId,
+    /// `inode->i_rdev` (kernel encoding) for device files.
+    pub rdev: u32,
+    /// Socket address family (`skc_family`) when the file is a socket.
+    pub family: u16,
+    /// Peer port (host order) of a connected inet socket.
+    pub port: u16,
+    /// Peer address: IPv4 in the first 4 bytes, or IPv6.
+    pub addr: [u8; 16],
+}
+
+/// `ExecExt::flags`: `stdio` was read (tracked processes only).
+pub const EXEC_EXT_STDIO: u32 = 1 << 0;
+/// `ExecExt::flags`: the environment was scanned for dynamic-loader variables (tracked only).
+pub const EXEC_EXT_ENV_SCANNED: u32 = 1 << 1;
+/// `ExecExt::flags`: the environment had more strings than the scan covers, or a string was too
+/// long to step over: a loader variable after that point may have been missed.
+pub const EXEC_EXT_ENV_TRUNCATED: u32 = 1 << 2;
+
+/// Wire version 2: what follows [`ExecBody`] in an exec record, before the data area.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecExt {
+    /// The executed binary (`mm->exe_file`; for a script, its interpreter).
+    pub file: FileId,
+    /// For a `#!` script: the script's own file (`ino == 0` otherwise or when not found).
+    pub script: FileId,
+    /// fds 0, 1 and 2 after the exec.
+    pub stdio: [StdioFd; 3],
+    /// `EXEC_EXT_*` flags.
+    pub flags: u32,
+    /// Bytes of loader variables in the data area (after `filename`), each `NAME=value\0`.
+    pub env_len: u16,
+    pub _pad0: u16,
+}
+
+/// Wire version 2: what follows [`OpenBody`] in an open record, before the data area.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenExt {
+    /// The opened file (successful opens; `ino == 0` otherwise).
+    pub file: FileId,
+}
+
 /// `ExecBody::flags`: argv was longer than [`ARGV_MAX`] bytes (or had more than
 /// [`ARGV_MAX_ARGS`] arguments on a failed exec) and was cut.
 pub const EXEC_ARGV_TRUNCATED: u32 = 1 << 0;
@@ -101,9 +164,14 @@ pub const EXEC_PATH_TRUNCATED: u32 = 1 << 7;
 /// joined with the working directory when the caller named it relatively, not
 /// symlink-resolved) and argv\[0\] names the interpreter.
 pub const EXEC_SCRIPT: u32 = 1 << 8;
+/// `ExecBody::flags` (wire version 2): with [`EXEC_SCRIPT`], `path` was walked from the
+/// script's own `struct file` (absolute, symlinks resolved), not joined from its name.
+pub const EXEC_SCRIPT_FROM_FILE: u32 = 1 << 9;
 
 /// Body of [`EventKind::Exec`]. Data: `path`, then argv (NUL-separated arguments, each
-/// followed by a NUL), then `filename` (the name the caller passed to `execve`).
+/// followed by a NUL), then `filename` (the name the caller passed to `execve`); in wire
+/// version 2 an [`ExecExt`] sits between this body and the data, and the loader variables
+/// (`ExecExt::env_len` bytes) follow `filename`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExecBody {
@@ -160,9 +228,14 @@ pub const OPEN_RAW_UNREADABLE: u32 = 1 << 1;
 pub const OPEN_PATH_DELETED: u32 = 1 << 2;
 /// `OpenBody::flags2`: the resolved path lost its leading components (too deep or too long).
 pub const OPEN_PATH_TRUNCATED: u32 = 1 << 3;
+/// `OpenBody::flags2` (wire version 2): the open failed and `raw` was relative: `path` is the
+/// caller's working directory (or `dfd`'s directory), resolved in the kernel, joined with `raw`
+/// (not normalised, symlinks in `raw` not followed).
+pub const OPEN_PATH_JOINED: u32 = 1 << 4;
 
 /// Body of [`EventKind::Open`]. Data: `raw` (the path string the caller passed), then `path`
-/// (the absolute path of the opened file, when `OPEN_PATH_RESOLVED`).
+/// (the absolute path of the opened file, when `OPEN_PATH_RESOLVED`, or the joined path when
+/// `OPEN_PATH_JOINED`). In wire version 2 an [`OpenExt`] sits between this body and the data.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct OpenBody {
@@ -201,12 +274,17 @@ pub struct ConnectBody {
     pub sockaddr: [u8; SOCKADDR_MAX],
 }
 
-/// Data capacity reserved after an exec body: path + argv + filename.
-pub const EXEC_DATA_MAX: usize = PATH_MAX + ARGV_MAX + PATH_MAX;
+/// Most bytes of loader variables kept for one exec.
+pub const LOADER_ENV_TOTAL: usize = 3 * LOADER_ENV_MAX;
+/// Data capacity reserved after an exec body: path + argv + filename + loader variables.
+pub const EXEC_DATA_MAX: usize = PATH_MAX + ARGV_MAX + PATH_MAX + LOADER_ENV_TOTAL;
 /// Data capacity reserved after an open body: raw + path.
 pub const OPEN_DATA_MAX: usize = PATH_MAX + PATH_MAX;
 /// Largest record the kernel can write.
-pub const RECORD_MAX: usize = BODY_OFFSET + core::mem::size_of::<ExecBody>() + EXEC_DATA_MAX;
+pub const RECORD_MAX: usize = BODY_OFFSET
+    + core::mem::size_of::<ExecBody>()
+    + core::mem::size_of::<ExecExt>()
+    + EXEC_DATA_MAX;
 
 // The layout is the contract: pin it.
 const _: () = {
@@ -222,5 +300,9 @@ const _: () = {
     assert!(size_of::<ExitBody>() == 8);
     assert!(size_of::<OpenBody>() == 32);
     assert!(size_of::<ConnectBody>() == 144);
-    assert!(RECORD_MAX == 64 + 32 + 12288);
+    assert!(size_of::<FileId>() == 16);
+    assert!(size_of::<StdioFd>() == 40);
+    assert!(size_of::<ExecExt>() == 160);
+    assert!(size_of::<OpenExt>() == 16);
+    assert!(RECORD_MAX == 64 + 32 + 160 + 12288 + 1536);
 };

@@ -7,7 +7,7 @@ use aya_ebpf::{
 use casa_common::{
     config::KernelConfig,
     stats,
-    wire::{PATH_MAX, SOCKADDR_MAX},
+    wire::{LOADER_ENV_MAX, LOADER_ENV_TOTAL, PATH_MAX, SOCKADDR_MAX, StdioFd},
 };
 
 /// Start-up configuration, written by userspace before load (frozen, read-only).
@@ -85,7 +85,7 @@ pub static PATHS: PerCpuArray<PathScratch> = PerCpuArray::with_max_entries(1, 0)
 
 /// Size of the per-CPU record scratch: the largest record plus the slack the verifier needs
 /// for masked offsets.
-pub const SCRATCH_LEN: usize = 16384 + 256;
+pub const SCRATCH_LEN: usize = 20480;
 
 #[repr(C)]
 pub struct Scratch {
@@ -95,3 +95,29 @@ pub struct Scratch {
 /// Where records are assembled before `bpf_ringbuf_output` copies them out.
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Exec context of a tracked process, gathered by `sched_process_exec_ctx` (attached first)
+/// and copied into the exec record by `sched_process_exec` on the same CPU right after: two
+/// programs, because the verifier cannot check the environment scan and the path walk as one.
+#[repr(C)]
+pub struct ExecCtx {
+    /// The thread it was gathered for (0: nothing gathered).
+    pub tid: u32,
+    /// `EXEC_EXT_*` flags.
+    pub flags: u32,
+    pub env_len: u64,
+    pub stdio: [StdioFd; 3],
+    /// Loader variables, `NAME=value\0` each ([`LOADER_ENV_TOTAL`] bytes at most); the rest
+    /// is room for the verifier's masked offsets.
+    pub env: [u8; ENV_ROOM],
+}
+
+/// Size of `ExecCtx::env`: a write starts below `ENV_MASK` + 1 and is at most
+/// `LOADER_ENV_MAX` long.
+pub const ENV_ROOM: usize = 4096;
+/// Mask of a write offset into `ExecCtx::env` (≥ `LOADER_ENV_TOTAL` - `LOADER_ENV_MAX`).
+pub const ENV_MASK: usize = 2047;
+const _: () = assert!(ENV_MASK + 1 + LOADER_ENV_MAX <= ENV_ROOM && ENV_MASK >= LOADER_ENV_TOTAL);
+
+#[map]
+pub static EXEC_CTX: PerCpuArray<ExecCtx> = PerCpuArray::with_max_entries(1, 0);

@@ -8,21 +8,26 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use casa_common::{
-    WIRE_VERSION,
+    WIRE_VERSION, WIRE_VERSION_MIN,
     wire::{
-        self, BODY_OFFSET, ConnectBody, EventKind, ExecBody, ExitBody, ForkBody, Header, OpenBody,
-        RECORD_MAX,
+        self, BODY_OFFSET, ConnectBody, EventKind, ExecBody, ExecExt, ExitBody, ForkBody, Header,
+        OpenBody, OpenExt, RECORD_MAX,
     },
 };
 
-use crate::event::{Bytes, Connect, Detail, Event, Exec, Exit, Fork, Open, SockAddr};
+use crate::event::{
+    Bytes, Connect, Detail, Event, Exec, ExecFacts, Exit, FdKind, FileId, Fork, Open, OpenFacts,
+    SockAddr, StdioFd,
+};
 
 /// Why a record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("record of {len} bytes is shorter than the {need}-byte header")]
     TooShortForHeader { len: usize, need: usize },
-    #[error("record has wire version {found}, this casa decodes version {expected}")]
+    #[error(
+        "record has wire version {found}, this casa decodes versions {WIRE_VERSION_MIN} to {expected}"
+    )]
     WrongVersion { found: u16, expected: u16 },
     #[error("record has unknown kind {0}")]
     UnknownKind(u16),
@@ -69,7 +74,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         return Err(DecodeError::Oversized(bytes.len()));
     }
     let h = header(bytes)?;
-    if h.version != WIRE_VERSION {
+    if !(WIRE_VERSION_MIN..=WIRE_VERSION).contains(&h.version) {
         return Err(DecodeError::WrongVersion {
             found: h.version,
             expected: WIRE_VERSION,
@@ -86,7 +91,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     }
     let rec = bytes;
     let detail = match kind {
-        EventKind::Exec => Detail::Exec(decode_exec(rec)?),
+        EventKind::Exec => Detail::Exec(decode_exec(rec, h.version)?),
         EventKind::Fork => {
             let b: ForkBody = body(rec, kind)?;
             Detail::Fork(Fork {
@@ -98,7 +103,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             let b: ExitBody = body(rec, kind)?;
             Detail::Exit(exit_from(b))
         }
-        EventKind::Open => Detail::Open(decode_open(rec)?),
+        EventKind::Open => Detail::Open(decode_open(rec, h.version)?),
         EventKind::Connect => {
             let b: ConnectBody = body(rec, kind)?;
             Detail::Connect(connect_from(&b))
@@ -118,7 +123,12 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 }
 
 fn body<T: Copy>(rec: &[u8], kind: EventKind) -> Result<T, DecodeError> {
-    let need = BODY_OFFSET + size_of::<T>();
+    body_at(rec, kind, BODY_OFFSET)
+}
+
+/// A fixed-size part of type `T` at `offset` (a body, or a version-2 extension after it).
+fn body_at<T: Copy>(rec: &[u8], kind: EventKind, offset: usize) -> Result<T, DecodeError> {
+    let need = offset + size_of::<T>();
     if rec.len() < need {
         return Err(DecodeError::TooShortForBody {
             kind,
@@ -126,16 +136,18 @@ fn body<T: Copy>(rec: &[u8], kind: EventKind) -> Result<T, DecodeError> {
             need,
         });
     }
-    Ok(read::<T>(rec, BODY_OFFSET))
+    Ok(read::<T>(rec, offset))
 }
 
-/// Split the data area after a body of type `T` into slices of the given lengths.
-fn strings<T, const N: usize>(
+/// Split the data area, which starts at `start` (checked by the caller's `body_at`), into
+/// slices of the given lengths.
+fn strings<const N: usize>(
     rec: &[u8],
     kind: EventKind,
+    start: usize,
     lens: [usize; N],
 ) -> Result<[&[u8]; N], DecodeError> {
-    let data = &rec[BODY_OFFSET + size_of::<T>()..];
+    let data = &rec[start..];
     let total: usize = lens.iter().sum();
     if total > data.len() {
         return Err(DecodeError::StringsOverrun {
@@ -157,32 +169,44 @@ fn until_nul(b: &[u8]) -> &[u8] {
     b.iter().position(|&c| c == 0).map_or(b, |i| &b[..i])
 }
 
-fn decode_exec(rec: &[u8]) -> Result<Exec, DecodeError> {
+fn decode_exec(rec: &[u8], version: u16) -> Result<Exec, DecodeError> {
     let kind = EventKind::Exec;
     let b: ExecBody = body(rec, kind)?;
-    let [path, argv, filename] = strings::<ExecBody, 3>(
+    let mut start = BODY_OFFSET + size_of::<ExecBody>();
+    let ext = if version >= 2 {
+        let e: ExecExt = body_at(rec, kind, start)?;
+        start += size_of::<ExecExt>();
+        Some(e)
+    } else {
+        None
+    };
+    let [path, argv, filename, env] = strings(
         rec,
         kind,
+        start,
         [
             b.path_len as usize,
             b.argv_len as usize,
             b.filename_len as usize,
+            ext.map_or(0, |e| e.env_len as usize),
         ],
     )?;
     let resolved = b.flags & wire::EXEC_PATH_RESOLVED != 0;
     let filename = Bytes::from(until_nul(filename));
     let path = Bytes::from(until_nul(path));
     let creds = b.flags & wire::EXEC_CREDS_VALID != 0;
+    let script = b.flags & wire::EXEC_SCRIPT != 0;
+    let from_file = script && b.flags & wire::EXEC_SCRIPT_FROM_FILE != 0;
     Ok(Exec {
         result: b.result,
         path: if !resolved {
             filename.clone()
-        } else if b.flags & wire::EXEC_SCRIPT != 0 {
+        } else if script && !from_file {
             Bytes(normalize(path.as_bytes()))
         } else {
             kernel_path(path, b.flags & wire::EXEC_PATH_DELETED != 0)
         },
-        script: b.flags & wire::EXEC_SCRIPT != 0,
+        script,
         path_resolved: resolved,
         path_truncated: b.flags & wire::EXEC_PATH_TRUNCATED != 0,
         filename,
@@ -194,7 +218,79 @@ fn decode_exec(rec: &[u8]) -> Result<Exec, DecodeError> {
         cap_effective: creds.then_some(b.cap_effective),
         seccomp_mode: creds.then_some(b.seccomp_mode),
         no_new_privs: b.flags & wire::EXEC_NO_NEW_PRIVS != 0,
+        facts: ext.map_or_else(ExecFacts::default, |e| exec_facts(&e, env)),
     })
+}
+
+/// The kernel's `dev_t` (`major << 20 | minor`) in the encoding `stat(2)` returns.
+fn user_dev(kdev: u32) -> u64 {
+    let (major, minor) = (u64::from(kdev >> 20), u64::from(kdev & 0xfffff));
+    ((major & 0xfffff000) << 32)
+        | ((major & 0xfff) << 8)
+        | ((minor & 0xffffff00) << 12)
+        | (minor & 0xff)
+}
+
+fn file_id(id: &wire::FileId) -> Option<FileId> {
+    (id.ino != 0).then(|| FileId {
+        dev: user_dev(id.dev),
+        ino: id.ino,
+    })
+}
+
+const S_IFMT: u32 = 0o170000;
+
+fn fd_kind(mode: u32, rdev: u32) -> FdKind {
+    match mode & S_IFMT {
+        0 if mode == 0 => FdKind::Closed,
+        0o140000 => FdKind::Socket,
+        0o010000 => FdKind::Pipe,
+        // Terminals: the console and virtual terminals (4), /dev/tty and ptmx (5), ptys (136-143).
+        0o020000 if matches!(rdev >> 20, 4 | 5 | 136..=143) => FdKind::Tty,
+        0o020000 => FdKind::CharDevice,
+        0o100000 => FdKind::File,
+        0o040000 => FdKind::Directory,
+        _ => FdKind::Other,
+    }
+}
+
+fn stdio_fd(fd: u8, s: &wire::StdioFd) -> StdioFd {
+    let kind = fd_kind(s.id.mode, s.rdev);
+    let socket = kind == FdKind::Socket;
+    let peer = match s.family {
+        _ if !socket || s.port == 0 => None,
+        AF_INET => Some(SockAddr::Inet {
+            addr: IpAddr::V4(Ipv4Addr::new(s.addr[0], s.addr[1], s.addr[2], s.addr[3])),
+            port: s.port,
+            v4_mapped: false,
+        }),
+        AF_INET6 => Some(inet6(s.addr, s.port)),
+        _ => None,
+    };
+    StdioFd {
+        fd,
+        kind,
+        file: file_id(&s.id),
+        family: socket.then_some(s.family),
+        peer,
+    }
+}
+
+fn exec_facts(e: &ExecExt, env: &[u8]) -> ExecFacts {
+    ExecFacts {
+        file: file_id(&e.file),
+        script_file: file_id(&e.script),
+        loader_env: split_argv(env),
+        env_truncated: e.flags & wire::EXEC_EXT_ENV_TRUNCATED != 0,
+        stdio: if e.flags & wire::EXEC_EXT_STDIO != 0 {
+            (0u8..)
+                .zip(&e.stdio)
+                .map(|(fd, s)| stdio_fd(fd, s))
+                .collect()
+        } else {
+            Vec::new()
+        },
+    }
 }
 
 /// A path walked by the kernel, shown as `d_path` shows it: unlinked files and memfds get
@@ -255,10 +351,29 @@ fn exit_from(b: ExitBody) -> Exit {
     }
 }
 
-fn decode_open(rec: &[u8]) -> Result<Open, DecodeError> {
+fn decode_open(rec: &[u8], version: u16) -> Result<Open, DecodeError> {
     let kind = EventKind::Open;
     let b: OpenBody = body(rec, kind)?;
-    let [raw, path] = strings::<OpenBody, 2>(rec, kind, [b.raw_len as usize, b.path_len as usize])?;
+    let mut start = BODY_OFFSET + size_of::<OpenBody>();
+    let ext = if version >= 2 {
+        let e: OpenExt = body_at(rec, kind, start)?;
+        start += size_of::<OpenExt>();
+        Some(e)
+    } else {
+        None
+    };
+    let [raw, path] = strings(rec, kind, start, [b.raw_len as usize, b.path_len as usize])?;
+    let joined = version >= 2 && b.flags2 & wire::OPEN_PATH_JOINED != 0;
+    let path = if b.flags2 & wire::OPEN_PATH_RESOLVED != 0 {
+        Some(kernel_path(
+            Bytes::from(until_nul(path)),
+            b.flags2 & wire::OPEN_PATH_DELETED != 0,
+        ))
+    } else if joined {
+        Some(Bytes(normalize(until_nul(path))))
+    } else {
+        None
+    };
     Ok(Open {
         syscall: if b.syscall == wire::OPEN_SYSCALL_OPENAT2 {
             "openat2"
@@ -270,14 +385,13 @@ fn decode_open(rec: &[u8]) -> Result<Open, DecodeError> {
         mode: b.mode,
         dfd: b.dfd,
         raw_path: Bytes::from(until_nul(raw)),
-        path: (b.flags2 & wire::OPEN_PATH_RESOLVED != 0).then(|| {
-            kernel_path(
-                Bytes::from(until_nul(path)),
-                b.flags2 & wire::OPEN_PATH_DELETED != 0,
-            )
-        }),
+        path,
         path_truncated: b.flags2 & wire::OPEN_PATH_TRUNCATED != 0,
         raw_unreadable: b.flags2 & wire::OPEN_RAW_UNREADABLE != 0,
+        facts: OpenFacts {
+            file: ext.as_ref().and_then(|e| file_id(&e.file)),
+            path_joined: joined,
+        },
     })
 }
 
@@ -291,6 +405,23 @@ fn connect_from(b: &ConnectBody) -> Connect {
         result: b.result,
         fd: b.fd,
         addr: parse_sockaddr(b),
+    }
+}
+
+/// An IPv6 address and port; an IPv4-mapped address is shown as IPv4.
+fn inet6(a: [u8; 16], port: u16) -> SockAddr {
+    let v6 = Ipv6Addr::from(a);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => SockAddr::Inet {
+            addr: IpAddr::V4(v4),
+            port,
+            v4_mapped: true,
+        },
+        None => SockAddr::Inet {
+            addr: IpAddr::V6(v6),
+            port,
+            v4_mapped: false,
+        },
     }
 }
 
@@ -315,20 +446,7 @@ fn parse_sockaddr(b: &ConnectBody) -> SockAddr {
         AF_INET6 if sa.len() >= 24 => {
             let mut a = [0u8; 16];
             a.copy_from_slice(&sa[8..24]);
-            let v6 = Ipv6Addr::from(a);
-            let port = u16::from_be_bytes([sa[2], sa[3]]);
-            match v6.to_ipv4_mapped() {
-                Some(v4) => SockAddr::Inet {
-                    addr: IpAddr::V4(v4),
-                    port,
-                    v4_mapped: true,
-                },
-                None => SockAddr::Inet {
-                    addr: IpAddr::V6(v6),
-                    port,
-                    v4_mapped: false,
-                },
-            }
+            inet6(a, u16::from_be_bytes([sa[2], sa[3]]))
         }
         AF_UNIX => {
             let path = &sa[2..];
@@ -354,6 +472,22 @@ pub mod build {
     fn pod_bytes<T: Copy>(v: &T) -> &[u8] {
         // SAFETY: wire types are repr(C) plain-old-data; reading their bytes is sound.
         unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+    }
+
+    /// The fixed part of a wire-version-2 exec record: body, then extension.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct ExecV2 {
+        pub body: ExecBody,
+        pub ext: ExecExt,
+    }
+
+    /// The fixed part of a wire-version-2 open record: body, then extension.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct OpenV2 {
+        pub body: OpenBody,
+        pub ext: OpenExt,
     }
 
     /// A header for `kind` with the given identity; `size` is filled by [`record`].
@@ -410,7 +544,10 @@ pub mod build {
         data.extend_from_slice(path.as_bytes());
         record(
             header(EventKind::Exec, ktime_ns, tgid, tgid, comm),
-            &body,
+            &ExecV2 {
+                body,
+                ext: ExecExt::default(),
+            },
             &data,
         )
     }
@@ -442,7 +579,10 @@ pub mod build {
         data.extend_from_slice(path.unwrap_or("").as_bytes());
         record(
             header(EventKind::Open, ktime_ns, tgid, tgid, "test"),
-            &body,
+            &OpenV2 {
+                body,
+                ext: OpenExt::default(),
+            },
             &data,
         )
     }

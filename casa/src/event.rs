@@ -161,6 +161,75 @@ pub struct Exec {
     /// `seccomp.mode` after the exec, when read.
     pub seccomp_mode: Option<u32>,
     pub no_new_privs: bool,
+    /// What the kernel knew about the exec beyond the fields above (wire version 2; empty in
+    /// older recordings, and then not serialised).
+    #[serde(flatten)]
+    pub facts: ExecFacts,
+}
+
+/// A file's identity: the device and inode `stat(2)` reports (`st_dev` in the user-space
+/// encoding, `st_ino`). Paths can be renamed, linked and symlinked; this cannot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The kind of file open on a descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FdKind {
+    /// Nothing is open on it.
+    Closed,
+    Socket,
+    /// A pipe or FIFO.
+    Pipe,
+    /// A terminal (`/dev/pts/*`, `/dev/tty*`, the console).
+    Tty,
+    /// Another character device (`/dev/null`, `/dev/urandom`, …).
+    CharDevice,
+    File,
+    Directory,
+    Other,
+}
+
+/// One of fds 0, 1 and 2 of a newly exec'd program.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StdioFd {
+    pub fd: u8,
+    pub kind: FdKind,
+    /// The open file's identity (a pipe's is shared by its two ends).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileId>,
+    /// For a socket: its address family (`AF_*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<u16>,
+    /// For a connected inet socket: the peer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<SockAddr>,
+}
+
+/// Exec facts read in the kernel (wire version 2); every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ExecFacts {
+    /// The executed binary (for a script: its interpreter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileId>,
+    /// For a `#!` script found through its own file: the script's identity (then `path` is
+    /// that file's absolute, symlink-resolved path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script_file: Option<FileId>,
+    /// `LD_PRELOAD`/`LD_LIBRARY_PATH`/`LD_AUDIT` as `NAME=value` from the new image's
+    /// environment (each cut to 511 bytes); tracked processes only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub loader_env: Vec<Bytes>,
+    /// The environment scan stopped early (more than 128 strings, or one over 4 KiB): a loader
+    /// variable may have been missed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub env_truncated: bool,
+    /// fds 0, 1 and 2 after the exec; tracked processes only (empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stdio: Vec<StdioFd>,
 }
 
 impl Exec {
@@ -202,12 +271,29 @@ pub struct Open {
     pub dfd: i32,
     /// The path string as the caller passed it.
     pub raw_path: Bytes,
-    /// Absolute path of the opened file from the kernel (successful opens only); ends in
-    /// ` (deleted)` when the file was unlinked.
+    /// Absolute path of the opened file from the kernel (successful opens); ends in
+    /// ` (deleted)` when the file was unlinked. For a failed relative open (wire version 2):
+    /// the absolute path it named (see [`OpenFacts::path_joined`]).
     pub path: Option<Bytes>,
     /// The resolved path lost leading components.
     pub path_truncated: bool,
     pub raw_unreadable: bool,
+    /// Wire version 2 facts (empty in older recordings, and then not serialised).
+    #[serde(flatten)]
+    pub facts: OpenFacts,
+}
+
+/// Open facts read in the kernel (wire version 2).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OpenFacts {
+    /// The opened file's identity (successful opens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileId>,
+    /// `path` is not the opened file (the open failed) but the caller's relative string joined
+    /// to the directory it was relative to (working directory or `dfd`), as resolved by the
+    /// kernel, then normalised lexically.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_joined: bool,
 }
 
 impl Open {
@@ -269,6 +355,7 @@ impl Exec {
             cap_effective: Some(0),
             seccomp_mode: Some(0),
             no_new_privs: false,
+            facts: ExecFacts::default(),
         }
     }
 }

@@ -743,6 +743,7 @@ mod tests {
             path: Some(Bytes::from(path)),
             path_truncated: false,
             raw_unreadable: false,
+            facts: Default::default(),
         })
     }
 

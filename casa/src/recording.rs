@@ -17,7 +17,13 @@
 //! `casa record` writes records and the summary. `casa run --record` writes every input the
 //! live pipeline consumed, in the order it consumed them (the start-up `/proc` scan, kernel
 //! records, clock ticks, loss, shutdown), so `casa replay` of that file reproduces the run's
-//! logs line for line. Readers accept versions 1 and 2.
+//! logs line for line. Readers accept versions 1 to 3.
+//!
+//! Version 3 changes no framing: it marks recordings whose kernel records may be of wire
+//! version 2 (file identity, exec context, joined paths of failed opens). Each record carries
+//! its own wire version and is decoded by it, so recordings of versions 1 and 2 (wire version
+//! 1) replay exactly as before; a wire version outside the range this casa decodes is refused
+//! when the file is opened.
 //!
 //! A file whose name ends in `.gz` is written gzip-compressed (the whole stream above), and
 //! readers recognise gzip by its magic bytes: recordings of agent runs, mostly repeated paths,
@@ -41,7 +47,7 @@ use crate::clock::BootClock;
 /// First bytes of every recording.
 pub const MAGIC: &[u8; 8] = b"CASAREC\n";
 /// Version of the framing described in the module docs (written by this casa).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Oldest version this casa reads (version 1 has no frames of types 3 to 6).
 pub const FORMAT_VERSION_MIN: u32 = 1;
 /// Frame type of a kernel record.
@@ -130,6 +136,7 @@ impl SeedProcess {
             cap_effective: None,
             seccomp_mode: None,
             no_new_privs: false,
+            facts: crate::event::ExecFacts::default(),
         }
     }
 }
@@ -165,7 +172,10 @@ pub enum RecordingError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{path}: records have wire version {found}, this casa decodes {expected}")]
+    #[error(
+        "{path}: records have wire version {found}, this casa decodes versions {} to {expected}",
+        casa_common::WIRE_VERSION_MIN
+    )]
     WireVersion {
         path: PathBuf,
         found: u16,
@@ -463,7 +473,8 @@ impl<R: Read> Reader<R> {
         }
         let meta: Meta = serde_json::from_slice(&meta)
             .map_err(|source| RecordingError::BadMeta { path: p(), source })?;
-        if meta.wire_version != casa_common::WIRE_VERSION {
+        if !(casa_common::WIRE_VERSION_MIN..=casa_common::WIRE_VERSION).contains(&meta.wire_version)
+        {
             return Err(RecordingError::WireVersion {
                 path: p(),
                 found: meta.wire_version,

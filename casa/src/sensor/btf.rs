@@ -117,5 +117,52 @@ pub fn kernel_offsets(path: &str) -> Result<KernelOffsets, SensorError> {
         fs_pwd: offset(&btf, "fs_struct", "pwd")?,
         bprm_filename: offset(&btf, "linux_binprm", "filename")?,
         bprm_interp: offset(&btf, "linux_binprm", "interp")?,
+        file_f_inode: offset(&btf, "file", "f_inode")?,
+        file_private_data: offset(&btf, "file", "private_data")?,
+        file_f_task_work: offset(&btf, "file", "f_task_work")?,
+        inode_i_ino: offset(&btf, "inode", "i_ino")?,
+        inode_i_sb: offset(&btf, "inode", "i_sb")?,
+        inode_i_mode: offset(&btf, "inode", "i_mode")?,
+        inode_i_rdev: offset(&btf, "inode", "i_rdev")?,
+        sb_s_dev: offset(&btf, "super_block", "s_dev")?,
+        task_task_works: offset(&btf, "task_struct", "task_works")?,
+        callback_head_next: offset(&btf, "callback_head", "next")?,
+        callback_head_func: offset(&btf, "callback_head", "func")?,
+        mm_env_start: offset(&btf, "mm_struct", "env_start")?,
+        mm_env_end: offset(&btf, "mm_struct", "env_end")?,
+        socket_sk: offset(&btf, "socket", "sk")?,
+        sock_family: offset(&btf, "sock", "__sk_common.skc_family")?,
+        sock_daddr: offset(&btf, "sock", "__sk_common.skc_daddr")?,
+        sock_dport: offset(&btf, "sock", "__sk_common.skc_dport")?,
+        sock_v6_daddr: offset(&btf, "sock", "__sk_common.skc_v6_daddr")?,
     })
+}
+
+/// Address of the kernel function `name` in `/proc/kallsyms` text (0 when it is not listed or
+/// addresses are hidden).
+pub fn kallsyms_address(kallsyms: &str, name: &str) -> u64 {
+    kallsyms
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (addr, ty, sym) = (it.next()?, it.next()?, it.next()?);
+            (sym == name && matches!(ty, "t" | "T"))
+                .then(|| u64::from_str_radix(addr, 16).ok())
+                .flatten()
+        })
+        .next()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kallsyms_address;
+
+    #[test]
+    fn kallsyms_lookup_takes_text_symbols_only() {
+        let text = "ffffffff81000000 D ____fput\nffffffff816bb9c0 t ____fput\nffffffff81387d40 T task_work_run [x]\n";
+        assert_eq!(kallsyms_address(text, "____fput"), 0xffffffff816bb9c0);
+        assert_eq!(kallsyms_address(text, "task_work_run"), 0xffffffff81387d40);
+        assert_eq!(kallsyms_address(text, "missing"), 0);
+    }
 }

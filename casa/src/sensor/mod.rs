@@ -185,9 +185,15 @@ impl Sensor {
         let mounted_tracefs = prereq::ensure_tracefs()?;
         prereq::check_layouts()?;
         let offsets = btf::kernel_offsets(btf::VMLINUX_BTF)?;
+        // Without it a script exec still reports the script by name, not by its own file.
+        let fput = std::fs::read_to_string("/proc/kallsyms")
+            .map(|k| btf::kallsyms_address(&k, "____fput"))
+            .unwrap_or(0);
         let config = KernelConfig {
             self_tgid: std::process::id(),
             all_processes: u32::from(opts.all_processes),
+            fput_fn_lo: fput as u32,
+            fput_fn_hi: (fput >> 32) as u32,
             offsets,
         };
         let kernel_btf = Btf::from_sys_fs().map_err(|e| SensorError::Btf(e.to_string()))?;
@@ -213,10 +219,16 @@ impl Sensor {
                     source,
                 })?;
         }
-        for name in ["sched_process_fork", "sched_process_exec"] {
-            let hook = format!("tp_btf {name}");
+        // `sched_process_exec_ctx` is attached before `sched_process_exec`: probes of one
+        // tracepoint run in attach order, and the second reads what the first gathered.
+        for (name, hook_fn) in [
+            ("sched_process_fork", "sched_process_fork"),
+            ("sched_process_exec_ctx", "sched_process_exec"),
+            ("sched_process_exec", "sched_process_exec"),
+        ] {
+            let hook = format!("tp_btf {hook_fn}");
             let prog: &mut BtfTracePoint = program(&mut ebpf, name)?;
-            prog.load(name, &kernel_btf)
+            prog.load(hook_fn, &kernel_btf)
                 .map_err(|source| SensorError::Load {
                     program: name,
                     hook: hook.clone(),

@@ -480,6 +480,7 @@ mod tests {
                 cap_effective: Some(0),
                 seccomp_mode: Some(0),
                 no_new_privs: false,
+                facts: Default::default(),
             }),
         }
     }
