@@ -851,6 +851,133 @@ mod tests {
         assert_eq!(o.best_path(), &Bytes::from("missing"));
     }
 
+    /// A wire-version-1 exec record, laid out as casa before version 2 wrote it.
+    fn v1_exec(path: &str) -> Vec<u8> {
+        let body = ExecBody {
+            result: 0,
+            old_tid: 7,
+            cap_effective: 0,
+            seccomp_mode: 0,
+            flags: wire::EXEC_PATH_RESOLVED | wire::EXEC_CREDS_VALID,
+            path_len: path.len() as u16,
+            argv_len: 2,
+            filename_len: 0,
+            _pad0: 0,
+        };
+        let mut h = build::header(EventKind::Exec, 5, 7, 7, "x");
+        h.version = 1;
+        let mut data = path.as_bytes().to_vec();
+        data.extend_from_slice(b"x\0");
+        build::record(h, &body, &data)
+    }
+
+    #[test]
+    fn wire_version_1_records_decode_by_their_own_layout() {
+        let Detail::Exec(x) = decode(&v1_exec("/usr/bin/id")).unwrap().detail else {
+            panic!()
+        };
+        assert_eq!(x.path, Bytes::from("/usr/bin/id"));
+        assert_eq!(x.argv, vec![Bytes::from("x")]);
+        assert_eq!(x.facts, ExecFacts::default());
+        // The same bytes claimed as version 2 are too short for the extension.
+        let mut rec = v1_exec("/usr/bin/id");
+        rec[0] = 2;
+        assert!(decode(&rec).is_err());
+        let mut rec = v1_exec("/usr/bin/id");
+        rec[0] = 0;
+        assert!(matches!(
+            decode(&rec),
+            Err(DecodeError::WrongVersion { found: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn exec_extension_decodes_identity_stdio_and_loader_env() {
+        let mut ext = ExecExt::default();
+        // 8:1 in the kernel's encoding is st_dev 0x801.
+        ext.file = wire::FileId {
+            ino: 42,
+            dev: (8 << 20) | 1,
+            mode: 0o100755,
+        };
+        ext.flags = wire::EXEC_EXT_STDIO | wire::EXEC_EXT_ENV_SCANNED;
+        ext.stdio[0] = wire::StdioFd {
+            id: wire::FileId {
+                ino: 9,
+                dev: 9,
+                mode: 0o140777,
+            },
+            rdev: 0,
+            family: 2,
+            port: 4444,
+            addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        };
+        ext.stdio[1].id.mode = 0o010600;
+        ext.stdio[1].id.ino = 5;
+        ext.stdio[2].id.mode = 0o020620;
+        ext.stdio[2].id.ino = 3;
+        ext.stdio[2].rdev = 136 << 20;
+        let env = b"LD_PRELOAD=/dev/shm/x.so\0";
+        ext.env_len = env.len() as u16;
+        let path = "/bin/sh";
+        let body = ExecBody {
+            result: 0,
+            old_tid: 7,
+            cap_effective: 0,
+            seccomp_mode: 0,
+            flags: wire::EXEC_PATH_RESOLVED,
+            path_len: path.len() as u16,
+            argv_len: 0,
+            filename_len: 0,
+            _pad0: 0,
+        };
+        let mut data = path.as_bytes().to_vec();
+        data.extend_from_slice(env);
+        let rec = build::record(
+            build::header(EventKind::Exec, 1, 7, 7, "sh"),
+            &build::ExecV2 { body, ext },
+            &data,
+        );
+        let Detail::Exec(x) = decode(&rec).unwrap().detail else {
+            panic!()
+        };
+        assert_eq!(
+            x.facts.file,
+            Some(FileId {
+                dev: 0x801,
+                ino: 42
+            })
+        );
+        assert_eq!(
+            x.facts.loader_env,
+            vec![Bytes::from("LD_PRELOAD=/dev/shm/x.so")]
+        );
+        let kinds: Vec<_> = x.facts.stdio.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, [FdKind::Socket, FdKind::Pipe, FdKind::Tty]);
+        assert_eq!(
+            x.facts.stdio[0].peer,
+            Some(SockAddr::Inet {
+                addr: "10.0.0.1".parse().unwrap(),
+                port: 4444,
+                v4_mapped: false
+            })
+        );
+        // Too many loader-variable bytes for the record is an error, not a panic.
+        let mut bad = rec.clone();
+        let off = BODY_OFFSET + size_of::<ExecBody>() + std::mem::offset_of!(ExecExt, env_len);
+        bad[off..off + 2].copy_from_slice(&900u16.to_ne_bytes());
+        assert!(matches!(
+            decode(&bad),
+            Err(DecodeError::StringsOverrun { .. })
+        ));
+    }
+
+    #[test]
+    fn user_dev_matches_glibc_makedev() {
+        assert_eq!(user_dev((8 << 20) | 1), 0x801);
+        assert_eq!(user_dev((259 << 20) | 0x12345), 0x1231_0345);
+    }
+
     #[test]
     fn non_utf8_bytes_are_escaped_in_text() {
         let b = Bytes(vec![b'a', 0xff, b'\\', b'b']);

@@ -693,3 +693,226 @@ fn casa_does_not_report_itself() {
         "casa's own activity was reported ({non_fork} events)"
     );
 }
+
+/// `(st_dev, st_ino)` of `path` (symlinks followed), as the sensor's [`casa::event::FileId`].
+fn stat_id(path: &std::path::Path) -> casa::event::FileId {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    casa::event::FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+    }
+}
+
+#[test]
+fn open_and_exec_carry_the_file_identity_stat_reports() {
+    let dir = tempdir("identity");
+    let file = dir.join("data.txt");
+    std::fs::write(&file, "x").unwrap();
+    let code = format!(
+        "import os\nopen('{}').read()\nos.execv('/bin/true', ['identity-true'])",
+        file.display()
+    );
+    let r = run_py("identity", &[], &code);
+    let (_, o) = r.open_raw(&file.display().to_string());
+    check!(
+        r,
+        o.facts.file == Some(stat_id(&file)),
+        "open identity {:?}, stat says {:?}",
+        o.facts.file,
+        stat_id(&file)
+    );
+    let (_, x) = r.exec_arg0(b"identity-true");
+    let bin = std::path::Path::new("/bin/true");
+    check!(
+        r,
+        x.facts.file == Some(stat_id(bin)),
+        "exec identity {:?}, stat says {:?}",
+        x.facts.file,
+        stat_id(bin)
+    );
+    check!(r, x.facts.script_file.is_none(), "a binary has no script");
+}
+
+#[test]
+fn symlinked_script_exec_reports_the_real_script_and_its_identity() {
+    let dir = tempdir("script-link");
+    let real = dir.join("real");
+    let links = dir.join("links");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::create_dir_all(&links).unwrap();
+    let script = real.join("payload.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let link = links.join("innocent.sh");
+    std::os::unix::fs::symlink(&script, &link).unwrap();
+    let cmd = format!("{}; exit 0", link.display());
+    let r = record("script-link", &[], &["/bin/sh", "-c", &cmd]);
+    let scripts: Vec<_> = r.execs().into_iter().filter(|(_, x)| x.script).collect();
+    check!(r, scripts.len() == 1, "expected one script exec");
+    let x = scripts[0].1;
+    check!(
+        r,
+        x.path == Bytes::from(script.display().to_string().as_str()),
+        "script exec path {} (filename {}), want the real script {}",
+        x.path,
+        x.filename,
+        script.display()
+    );
+    check!(
+        r,
+        x.filename == Bytes::from(link.display().to_string().as_str()),
+        "filename {}",
+        x.filename
+    );
+    check!(
+        r,
+        x.facts.script_file == Some(stat_id(&script)),
+        "script identity {:?}, stat says {:?}",
+        x.facts.script_file,
+        stat_id(&script)
+    );
+    check!(
+        r,
+        x.facts.file == Some(stat_id(std::path::Path::new("/bin/sh"))),
+        "interpreter identity {:?}",
+        x.facts.file
+    );
+}
+
+#[test]
+fn failed_relative_open_carries_the_absolute_path() {
+    let dir = tempdir("relopen");
+    // Unprivileged, as an agent's tool command runs: `cd /etc && cat shadow` fails with EACCES;
+    // then a relative open against a directory fd that is not the working directory.
+    let code = format!(
+        r#"
+import os
+os.setgid(65534); os.setuid(65534)
+os.chdir('/etc')
+try:
+    open('shadow')
+except PermissionError:
+    pass
+d = os.open('{dir}', os.O_RDONLY | os.O_DIRECTORY)
+try:
+    os.open('sub/../nope.txt', os.O_RDONLY, dir_fd=d)
+except FileNotFoundError:
+    pass
+"#,
+        dir = dir.display()
+    );
+    let r = run_py("relopen", &[], &code);
+    let (_, o) = r.open_raw("shadow");
+    check!(
+        r,
+        o.result == -(libc::EACCES as i64),
+        "result {} (want -EACCES)",
+        o.result
+    );
+    check!(
+        r,
+        o.path == Some(Bytes::from("/etc/shadow")) && o.facts.path_joined,
+        "path {:?} joined {}",
+        o.path,
+        o.facts.path_joined
+    );
+    check!(r, o.raw_path == Bytes::from("shadow"), "raw {}", o.raw_path);
+    let (_, d) = r.open_raw("sub/../nope.txt");
+    let want = format!("{}/nope.txt", dir.display());
+    check!(
+        r,
+        d.result == -(libc::ENOENT as i64) && d.path == Some(Bytes::from(want.as_str())),
+        "dfd-relative open: result {} path {:?}",
+        d.result,
+        d.path
+    );
+}
+
+#[test]
+fn preloaded_exec_shows_the_loader_variables() {
+    // 80 ordinary variables first: the scan must reach the loader variables behind them.
+    let r = run_py(
+        "preload",
+        &[],
+        r#"
+import os
+env = {'FILLER_%02d' % i: 'v' * 40 for i in range(80)}
+env['LD_PRELOAD'] = '/dev/shm/casa-test-x.so'
+env['LD_LIBRARY_PATH'] = '/opt/casa-test'
+env['LD_PRELOADX'] = 'not-a-loader-variable'
+os.execve('/bin/true', ['preloaded-true'], env)
+"#,
+    );
+    let (_, x) = r.exec_arg0(b"preloaded-true");
+    let env: Vec<String> = x.facts.loader_env.iter().map(Bytes::to_text).collect();
+    check!(
+        r,
+        env.contains(&"LD_PRELOAD=/dev/shm/casa-test-x.so".to_owned())
+            && env.contains(&"LD_LIBRARY_PATH=/opt/casa-test".to_owned())
+            && env.len() == 2,
+        "loader variables {env:?}"
+    );
+    check!(r, !x.facts.env_truncated, "scan flagged truncated");
+}
+
+#[test]
+fn shell_with_a_tcp_socket_on_stdin_shows_socket_and_peer() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let code = format!(
+        r#"
+import os, socket
+s = socket.create_connection(('127.0.0.1', {port}))
+os.dup2(s.fileno(), 0)
+os.dup2(s.fileno(), 1)
+os.execv('/bin/sh', ['revshell-sh', '-c', 'exit 0'])
+"#
+    );
+    let accept = std::thread::spawn(move || listener.accept().map(|_| ()));
+    let r = run_py("revshell", &[], &code);
+    let _ = accept.join();
+    let (_, x) = r.exec_arg0(b"revshell-sh");
+    let kinds: Vec<_> = x.facts.stdio.iter().map(|s| s.kind).collect();
+    // fd 2 is whatever the test harness gave casa (a pipe or a tty).
+    check!(
+        r,
+        kinds.len() == 3
+            && kinds[..2] == [casa::event::FdKind::Socket, casa::event::FdKind::Socket],
+        "stdio kinds {kinds:?}"
+    );
+    let peer = x.facts.stdio[0].peer.clone();
+    check!(
+        r,
+        peer == Some(SockAddr::Inet {
+            addr: "127.0.0.1".parse().unwrap(),
+            port,
+            v4_mapped: false
+        }) && x.facts.stdio[0].family == Some(2),
+        "fd 0 peer {peer:?}"
+    );
+}
+
+#[test]
+fn piped_shell_shows_a_pipe_on_stdin() {
+    let r = record(
+        "pipe-sh",
+        &[],
+        &["/bin/sh", "-c", "echo 'exit 0' | /bin/sh"],
+    );
+    let tree = r.tree();
+    let inner = r
+        .execs()
+        .into_iter()
+        .find(|(e, x)| tree.contains(&e.pid) && x.argv == [Bytes::from("/bin/sh")]);
+    let Some((_, x)) = inner else {
+        panic!("no exec of the piped shell\n{}", r.dump())
+    };
+    check!(
+        r,
+        x.facts.stdio.first().map(|s| s.kind) == Some(casa::event::FdKind::Pipe)
+            && x.facts.stdio[0].file.is_some(),
+        "fd 0 of the piped shell: {:?}",
+        x.facts.stdio.first()
+    );
+}
