@@ -76,6 +76,12 @@ pub struct KernelOffsets {
     pub sock_dport: u32,
     /// `sock.__sk_common.skc_v6_daddr`.
     pub sock_v6_daddr: u32,
+    /// `sock.__sk_common.skc_rcv_saddr` (IPv4 local address, network order).
+    pub sock_rcv_saddr: u32,
+    /// `sock.__sk_common.skc_num` (local port, host order).
+    pub sock_num: u32,
+    /// `sock.__sk_common.skc_v6_rcv_saddr`.
+    pub sock_v6_rcv_saddr: u32,
 }
 
 /// The whole configuration.
@@ -98,7 +104,7 @@ pub struct KernelConfig {
 // SAFETY: plain-old-data, `repr(C)`, no padding (all fields are u32).
 unsafe impl aya::Pod for KernelConfig {}
 
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 + 51 * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 + 54 * 4);
 
 impl KernelConfig {
     /// All zeros: the placeholder compiled into the object, overwritten by userspace at load.

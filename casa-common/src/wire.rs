@@ -31,10 +31,17 @@ pub enum EventKind {
     Fork = 2,
     /// A thread or a whole process exited: [`ExitBody`].
     Exit = 3,
-    /// `openat`/`openat2` returned: [`OpenBody`].
+    /// `openat`/`openat2` (and, from wire version 2, `open`/`creat`) returned: [`OpenBody`].
     Open = 20,
     /// `connect` returned: [`ConnectBody`].
     Connect = 40,
+    /// Wire version 2: `sendto`/`sendmsg`/`sendmmsg` with an explicit destination (first use
+    /// per socket and destination), `bind`, `listen`, `accept`/`accept4`: [`SockOpBody`].
+    SockOp = 41,
+    /// Wire version 2: a TCP socket of a tracked process entered `SYN_SENT` (an outgoing
+    /// connection, by any route: syscall or io_uring) or `LISTEN` (`sock:inet_sock_set_state`):
+    /// [`TcpStateBody`].
+    TcpState = 42,
 }
 
 impl EventKind {
@@ -46,6 +53,8 @@ impl EventKind {
             3 => Some(Self::Exit),
             20 => Some(Self::Open),
             40 => Some(Self::Connect),
+            41 => Some(Self::SockOp),
+            42 => Some(Self::TcpState),
             _ => None,
         }
     }
@@ -218,6 +227,10 @@ pub struct ExitBody {
 pub const OPEN_SYSCALL_OPENAT: u32 = 1;
 /// `OpenBody::syscall`: `openat2(2)`.
 pub const OPEN_SYSCALL_OPENAT2: u32 = 2;
+/// `OpenBody::syscall` (wire version 2): the legacy `open(2)`.
+pub const OPEN_SYSCALL_OPEN: u32 = 3;
+/// `OpenBody::syscall` (wire version 2): `creat(2)` (flags `O_CREAT|O_WRONLY|O_TRUNC`).
+pub const OPEN_SYSCALL_CREAT: u32 = 4;
 /// `OpenBody::flags2`: `path` was resolved in the kernel from the opened file (successful
 /// opens only).
 pub const OPEN_PATH_RESOLVED: u32 = 1 << 0;
@@ -276,6 +289,56 @@ pub struct ConnectBody {
 
 /// Most bytes of loader variables kept for one exec.
 pub const LOADER_ENV_TOTAL: usize = 3 * LOADER_ENV_MAX;
+/// `SockOpBody::op` values.
+pub const SOCK_OP_SENDTO: u32 = 1;
+pub const SOCK_OP_SENDMSG: u32 = 2;
+pub const SOCK_OP_SENDMMSG: u32 = 3;
+pub const SOCK_OP_BIND: u32 = 4;
+pub const SOCK_OP_LISTEN: u32 = 5;
+pub const SOCK_OP_ACCEPT: u32 = 6;
+pub const SOCK_OP_ACCEPT4: u32 = 7;
+/// `SockOpBody::flags`: the caller's sockaddr could not be read (or the socket had none).
+pub const SOCK_ADDR_UNREADABLE: u32 = 1 << 0;
+
+/// Body of [`EventKind::SockOp`]. No data area. `sockaddr` is the destination the caller
+/// passed (sends), the address it bound (`bind`), the socket's own local address (`listen`),
+/// or the accepted connection's peer (`accept*`), read from the kernel's socket and laid out
+/// as a `sockaddr_in`/`sockaddr_in6`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockOpBody {
+    /// The syscall's return value: bytes sent, messages sent (`sendmmsg`), 0, the new fd
+    /// (`accept*`), or `-errno`.
+    pub result: i64,
+    /// Bytes the caller asked to send (`sendto`), or the `listen` backlog.
+    pub len: u64,
+    pub fd: i32,
+    /// `SOCK_OP_*`.
+    pub op: u32,
+    /// Length of the address in `sockaddr`.
+    pub addrlen: u32,
+    /// `SOCK_*` flags.
+    pub flags: u32,
+    pub sockaddr: [u8; SOCKADDR_MAX],
+}
+
+/// Body of [`EventKind::TcpState`] (the tracepoint's fields). Ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TcpStateBody {
+    /// `TCP_*` states (`include/net/tcp_states.h`: 1 ESTABLISHED, 2 SYN_SENT, 10 LISTEN, …).
+    pub oldstate: u32,
+    pub newstate: u32,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    pub protocol: u16,
+    pub sport: u16,
+    pub dport: u16,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
 /// Data capacity reserved after an exec body: path + argv + filename + loader variables.
 pub const EXEC_DATA_MAX: usize = PATH_MAX + ARGV_MAX + PATH_MAX + LOADER_ENV_TOTAL;
 /// Data capacity reserved after an open body: raw + path.
@@ -304,5 +367,7 @@ const _: () = {
     assert!(size_of::<StdioFd>() == 40);
     assert!(size_of::<ExecExt>() == 160);
     assert!(size_of::<OpenExt>() == 16);
+    assert!(size_of::<SockOpBody>() == 160);
+    assert!(size_of::<TcpStateBody>() == 48);
     assert!(RECORD_MAX == 64 + 32 + 160 + 12288 + 1536);
 };

@@ -121,3 +121,36 @@ const _: () = assert!(ENV_MASK + 1 + LOADER_ENV_MAX <= ENV_ROOM && ENV_MASK >= L
 
 #[map]
 pub static EXEC_CTX: PerCpuArray<ExecCtx> = PerCpuArray::with_max_entries(1, 0);
+
+/// A socket operation in flight on one thread (`sendto`/`sendmsg`/`sendmmsg`/`bind`/`listen`/
+/// `accept*`).
+#[repr(C)]
+pub struct SockPending {
+    pub len: u64,
+    pub fd: i32,
+    pub op: u32,
+    pub addrlen: u32,
+    pub flags: u32,
+    pub sockaddr: [u8; SOCKADDR_MAX],
+}
+
+#[map]
+pub static SOCK_PENDING: LruHashMap<u32, SockPending> = LruHashMap::with_max_entries(4096, 0);
+
+/// Per-CPU staging for a pending socket operation (too big for the stack).
+#[map]
+pub static SOCK_INIT: PerCpuArray<SockPending> = PerCpuArray::with_max_entries(1, 0);
+
+/// A (process, socket, destination) that has already been reported as a send.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SendKey {
+    pub tgid: u32,
+    pub fd: i32,
+    /// The first bytes of the destination sockaddr (family, port, IPv4 or IPv6 address).
+    pub addr: [u8; 24],
+}
+
+/// Destinations already reported per socket: only the first send to each is an event.
+#[map]
+pub static SEND_SEEN: LruHashMap<SendKey, u8> = LruHashMap::with_max_entries(16384, 0);

@@ -235,6 +235,8 @@ fn main() -> anyhow::Result<()> {
             Some(EventKind::Exit) => "exit",
             Some(EventKind::Open) => "open",
             Some(EventKind::Connect) => "connect",
+            Some(EventKind::SockOp) => "socket",
+            Some(EventKind::TcpState) => "tcp",
             None => "unknown",
         };
         *summary.events.entry(kind.to_owned()).or_default() += 1;

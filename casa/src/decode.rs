@@ -11,13 +11,13 @@ use casa_common::{
     WIRE_VERSION, WIRE_VERSION_MIN,
     wire::{
         self, BODY_OFFSET, ConnectBody, EventKind, ExecBody, ExecExt, ExitBody, ForkBody, Header,
-        OpenBody, OpenExt, RECORD_MAX,
+        OpenBody, OpenExt, RECORD_MAX, SockOpBody, TcpStateBody,
     },
 };
 
 use crate::event::{
-    Bytes, Connect, Detail, Event, Exec, ExecFacts, Exit, FdKind, FileId, Fork, Open, OpenFacts,
-    SockAddr, StdioFd,
+    Activity, Bytes, Connect, Detail, Event, Exec, ExecFacts, Exit, FdKind, FileId, Fork, Open,
+    OpenFacts, SockAddr, SocketOp, SocketOpKind, StdioFd, TcpState,
 };
 
 /// Why a record could not be decoded.
@@ -107,6 +107,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::Connect => {
             let b: ConnectBody = body(rec, kind)?;
             Detail::Connect(connect_from(&b))
+        }
+        EventKind::SockOp => {
+            let b: SockOpBody = body(rec, kind)?;
+            Detail::Activity(Activity::Socket(sock_op_from(&b)))
+        }
+        EventKind::TcpState => {
+            let b: TcpStateBody = body(rec, kind)?;
+            Detail::Activity(Activity::Tcp(tcp_state_from(&b)))
         }
     };
     Ok(Event {
@@ -375,10 +383,11 @@ fn decode_open(rec: &[u8], version: u16) -> Result<Open, DecodeError> {
         None
     };
     Ok(Open {
-        syscall: if b.syscall == wire::OPEN_SYSCALL_OPENAT2 {
-            "openat2"
-        } else {
-            "openat"
+        syscall: match b.syscall {
+            wire::OPEN_SYSCALL_OPENAT2 => "openat2",
+            wire::OPEN_SYSCALL_OPEN => "open",
+            wire::OPEN_SYSCALL_CREAT => "creat",
+            _ => "openat",
         },
         result: b.result,
         flags: b.open_flags,
@@ -404,7 +413,70 @@ fn connect_from(b: &ConnectBody) -> Connect {
     Connect {
         result: b.result,
         fd: b.fd,
-        addr: parse_sockaddr(b),
+        addr: parse_sockaddr(
+            b.flags & wire::CONNECT_ADDR_UNREADABLE != 0,
+            b.addrlen,
+            &b.sockaddr,
+        ),
+    }
+}
+
+fn sock_op_from(b: &SockOpBody) -> SocketOp {
+    SocketOp {
+        op: match b.op {
+            wire::SOCK_OP_SENDTO => SocketOpKind::Sendto,
+            wire::SOCK_OP_SENDMSG => SocketOpKind::Sendmsg,
+            wire::SOCK_OP_SENDMMSG => SocketOpKind::Sendmmsg,
+            wire::SOCK_OP_BIND => SocketOpKind::Bind,
+            wire::SOCK_OP_LISTEN => SocketOpKind::Listen,
+            wire::SOCK_OP_ACCEPT4 => SocketOpKind::Accept4,
+            _ => SocketOpKind::Accept,
+        },
+        result: b.result,
+        fd: b.fd,
+        addr: parse_sockaddr(
+            b.flags & wire::SOCK_ADDR_UNREADABLE != 0,
+            b.addrlen,
+            &b.sockaddr,
+        ),
+        len: b.len,
+    }
+}
+
+/// Name of a `TCP_*` state (`include/net/tcp_states.h`).
+fn tcp_state_name(state: u32) -> &'static str {
+    match state {
+        1 => "established",
+        2 => "syn_sent",
+        3 => "syn_recv",
+        4 => "fin_wait1",
+        5 => "fin_wait2",
+        6 => "time_wait",
+        7 => "close",
+        8 => "close_wait",
+        9 => "last_ack",
+        10 => "listen",
+        11 => "closing",
+        12 => "new_syn_recv",
+        _ => "unknown",
+    }
+}
+
+fn tcp_state_from(b: &TcpStateBody) -> TcpState {
+    let addr = |a: [u8; 16], port: u16| match b.family {
+        AF_INET => SockAddr::Inet {
+            addr: IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+            port,
+            v4_mapped: false,
+        },
+        AF_INET6 => inet6(a, port),
+        af => SockAddr::Other { af },
+    };
+    TcpState {
+        old: tcp_state_name(b.oldstate),
+        new: tcp_state_name(b.newstate),
+        local: addr(b.saddr, b.sport),
+        remote: addr(b.daddr, b.dport),
     }
 }
 
@@ -426,12 +498,12 @@ fn inet6(a: [u8; 16], port: u16) -> SockAddr {
 }
 
 /// Parse the raw sockaddr the kernel copied, within `addrlen` and the captured bytes.
-fn parse_sockaddr(b: &ConnectBody) -> SockAddr {
-    if b.flags & wire::CONNECT_ADDR_UNREADABLE != 0 {
+fn parse_sockaddr(unreadable: bool, addrlen: u32, sockaddr: &[u8]) -> SockAddr {
+    if unreadable {
         return SockAddr::Unreadable;
     }
-    let len = (b.addrlen as usize).min(b.sockaddr.len());
-    let sa = &b.sockaddr[..len];
+    let len = (addrlen as usize).min(sockaddr.len());
+    let sa = &sockaddr[..len];
     if sa.len() < 2 {
         return SockAddr::Unreadable;
     }
@@ -893,14 +965,16 @@ mod tests {
 
     #[test]
     fn exec_extension_decodes_identity_stdio_and_loader_env() {
-        let mut ext = ExecExt::default();
-        // 8:1 in the kernel's encoding is st_dev 0x801.
-        ext.file = wire::FileId {
-            ino: 42,
-            dev: (8 << 20) | 1,
-            mode: 0o100755,
+        let mut ext = ExecExt {
+            // 8:1 in the kernel's encoding is st_dev 0x801.
+            file: wire::FileId {
+                ino: 42,
+                dev: (8 << 20) | 1,
+                mode: 0o100755,
+            },
+            flags: wire::EXEC_EXT_STDIO | wire::EXEC_EXT_ENV_SCANNED,
+            ..ExecExt::default()
         };
-        ext.flags = wire::EXEC_EXT_STDIO | wire::EXEC_EXT_ENV_SCANNED;
         ext.stdio[0] = wire::StdioFd {
             id: wire::FileId {
                 ino: 9,

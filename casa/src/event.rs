@@ -120,6 +120,69 @@ pub enum Detail {
     Exit(Exit),
     Open(Open),
     Connect(Connect),
+    /// Kinds added with wire version 2 (serialised with their own `kind`). Sessions see them
+    /// for membership; they are not scored or logged yet (the pipeline counts them as
+    /// ignored, reason `not_yet_analysed`).
+    #[serde(untagged)]
+    Activity(Activity),
+}
+
+/// Activity the sensor reports from wire version 2 on, beyond exec/open/connect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Activity {
+    /// `sendto`/`sendmsg`/`sendmmsg` with an explicit destination, `bind`, `listen`, `accept`.
+    Socket(SocketOp),
+    /// A TCP socket entered `syn_sent` (outgoing connection by any route) or `listen`.
+    Tcp(TcpState),
+}
+
+impl Activity {
+    /// The kind's name as written in summaries.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Activity::Socket(_) => "socket",
+            Activity::Tcp(_) => "tcp",
+        }
+    }
+}
+
+/// Which socket operation a [`SocketOp`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketOpKind {
+    Sendto,
+    Sendmsg,
+    Sendmmsg,
+    Bind,
+    Listen,
+    Accept,
+    Accept4,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SocketOp {
+    pub op: SocketOpKind,
+    /// Bytes sent, messages sent (`sendmmsg`), 0, the accepted fd, or `-errno`.
+    pub result: i64,
+    pub fd: i32,
+    /// Sends: the destination passed (only the first send per socket and destination is
+    /// reported); `bind`: the address bound; `listen`: the socket's local address; `accept`:
+    /// the connection's peer.
+    pub addr: SockAddr,
+    /// `sendto`: bytes asked to send; `listen`: the backlog; otherwise 0.
+    pub len: u64,
+}
+
+/// A TCP state change of a tracked process's socket (`sock:inet_sock_set_state`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TcpState {
+    /// `TCP_*` state names in lower case (`close`, `syn_sent`, `listen`, …).
+    pub old: &'static str,
+    pub new: &'static str,
+    /// At `syn_sent` the local port is usually still 0 (the kernel picks it right after).
+    pub local: SockAddr,
+    pub remote: SockAddr,
 }
 
 impl Detail {
@@ -131,6 +194,7 @@ impl Detail {
             Detail::Exit(_) => "exit",
             Detail::Open(_) => "open",
             Detail::Connect(_) => "connect",
+            Detail::Activity(a) => a.kind_name(),
         }
     }
 }
@@ -263,6 +327,7 @@ pub struct Exit {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Open {
+    /// `openat`, `openat2`, `open` or `creat`.
     pub syscall: &'static str,
     /// The fd, or `-errno`.
     pub result: i64,

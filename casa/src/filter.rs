@@ -36,6 +36,10 @@ pub enum IgnoreReason {
     UnixSocketConnect,
     /// An exec by the agent runtime itself (its launcher re-exec, its worker processes).
     AgentRuntimeExec,
+    /// An event kind added with sensor wire version 2 (`Detail::Activity`: socket operations,
+    /// TCP states, …): seen by the session tracker, not scored or logged until the context
+    /// defines fields for it, so that today's scores and logs do not change.
+    NotYetAnalysed,
 }
 
 impl IgnoreReason {
@@ -51,6 +55,7 @@ impl IgnoreReason {
             Self::FailedExec => "failed_exec",
             Self::UnixSocketConnect => "unix_socket_connect",
             Self::AgentRuntimeExec => "agent_runtime_exec",
+            Self::NotYetAnalysed => "not_yet_analysed",
         }
     }
 }
@@ -303,6 +308,7 @@ pub fn ignore_reason(ev: &Event, p: &FilterPolicy, runtime: bool) -> Option<Igno
             SockAddr::Unix { .. } => Some(IgnoreReason::UnixSocketConnect),
             _ => Some(IgnoreReason::MissingStructuredFields),
         },
+        Detail::Activity(_) => Some(IgnoreReason::NotYetAnalysed),
         _ => None,
     }
 }

@@ -21,9 +21,9 @@
 //!
 //! Version 3 changes no framing: it marks recordings whose kernel records may be of wire
 //! version 2 (file identity, exec context, joined paths of failed opens). Each record carries
-//! its own wire version and is decoded by it, so recordings of versions 1 and 2 (wire version
-//! 1) replay exactly as before; a wire version outside the range this casa decodes is refused
-//! when the file is opened.
+//! its own wire version and is decoded by it, so recordings of versions 1 and 2 (wire
+//! version 1) replay exactly as before; a wire version outside the range this casa decodes is
+//! refused when the file is opened.
 //!
 //! A file whose name ends in `.gz` is written gzip-compressed (the whole stream above), and
 //! readers recognise gzip by its magic bytes: recordings of agent runs, mostly repeated paths,

@@ -916,3 +916,183 @@ fn piped_shell_shows_a_pipe_on_stdin() {
         x.facts.stdio.first()
     );
 }
+
+#[test]
+fn legacy_open_and_creat_are_captured() {
+    let dir = tempdir("legacy-open");
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "s").unwrap();
+    let made = dir.join("made.txt");
+    // x86_64: open = 2, creat = 85 (glibc never calls them itself).
+    let code = format!(
+        r#"
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.syscall(2, b'{secret}', 0, 0) >= 0, ctypes.get_errno()
+assert libc.syscall(85, b'{made}', 0o600) >= 0, ctypes.get_errno()
+"#,
+        secret = secret.display(),
+        made = made.display()
+    );
+    let r = run_py("legacy-open", &[], &code);
+    let (_, o) = r.open_raw(&secret.display().to_string());
+    check!(
+        r,
+        o.syscall == "open" && o.result >= 0 && o.facts.file == Some(stat_id(&secret)),
+        "open(2): {o:?}"
+    );
+    let (_, c) = r.open_raw(&made.display().to_string());
+    check!(
+        r,
+        c.syscall == "creat"
+            && c.result >= 0
+            && c.mode == 0o600
+            && c.flags == (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u32
+            && c.path == Some(Bytes::from(made.display().to_string().as_str())),
+        "creat(2): {c:?}"
+    );
+}
+
+fn socket_ops(r: &support::Recorded) -> Vec<casa::event::SocketOp> {
+    let tree = r.tree();
+    r.events
+        .iter()
+        .filter(|e| tree.contains(&e.pid))
+        .filter_map(|e| match &e.detail {
+            casa::event::Detail::Activity(casa::event::Activity::Socket(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn inet(ip: &str, port: u16) -> SockAddr {
+    SockAddr::Inet {
+        addr: ip.parse().unwrap(),
+        port,
+        v4_mapped: false,
+    }
+}
+
+#[test]
+fn udp_sends_without_connect_carry_destination_and_bytes_once_per_destination() {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let code = format!(
+        r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b'secret-1', ('127.0.0.1', {pa}))
+s.sendto(b'secret-2', ('127.0.0.1', {pa}))
+s.sendmsg([b'abc', b'defg'], [], 0, ('127.0.0.1', {pb}))
+"#
+    );
+    let r = run_py("udp-send", &[], &code);
+    let ops = socket_ops(&r);
+    let to_a: Vec<_> = ops
+        .iter()
+        .filter(|s| s.addr == inet("127.0.0.1", pa))
+        .collect();
+    check!(
+        r,
+        to_a.len() == 1
+            && to_a[0].op == casa::event::SocketOpKind::Sendto
+            && to_a[0].result == 8
+            && to_a[0].len == 8,
+        "sendto events to port {pa}: {to_a:?}"
+    );
+    let to_b: Vec<_> = ops
+        .iter()
+        .filter(|s| s.addr == inet("127.0.0.1", pb))
+        .collect();
+    check!(
+        r,
+        to_b.len() == 1 && to_b[0].op == casa::event::SocketOpKind::Sendmsg && to_b[0].result == 7,
+        "sendmsg events to port {pb}: {to_b:?}"
+    );
+}
+
+#[test]
+fn bind_listen_accept_and_tcp_states_carry_addresses() {
+    let dir = tempdir("server");
+    let out = dir.join("client-port");
+    let code = format!(
+        r#"
+import socket
+s = socket.socket()
+s.bind(('127.0.0.1', 0))
+s.listen(7)
+port = s.getsockname()[1]
+c = socket.create_connection(('127.0.0.1', port))
+conn, peer = s.accept()
+open('{out}', 'w').write(str(c.getsockname()[1]))
+"#,
+        out = out.display()
+    );
+    let r = run_py("server", &[], &code);
+    let client_port: u16 = std::fs::read_to_string(&out)
+        .unwrap_or_else(|e| panic!("client port: {e}\n{}", r.dump()))
+        .parse()
+        .unwrap();
+    let ops = socket_ops(&r);
+    let bind = ops.iter().find(|s| s.op == casa::event::SocketOpKind::Bind);
+    let Some(bind) = bind else {
+        panic!("no bind\n{}", r.dump())
+    };
+    check!(
+        r,
+        bind.result == 0 && bind.addr == inet("127.0.0.1", 0),
+        "bind {bind:?}"
+    );
+    let listen = ops
+        .iter()
+        .find(|s| s.op == casa::event::SocketOpKind::Listen);
+    let Some(listen) = listen else {
+        panic!("no listen\n{}", r.dump())
+    };
+    let SockAddr::Inet { port, .. } = listen.addr else {
+        panic!("listen address {:?}\n{}", listen.addr, r.dump())
+    };
+    check!(
+        r,
+        port != 0 && listen.addr == inet("127.0.0.1", port) && listen.len == 7,
+        "listen {listen:?}"
+    );
+    let accept = ops.iter().find(|s| {
+        matches!(
+            s.op,
+            casa::event::SocketOpKind::Accept | casa::event::SocketOpKind::Accept4
+        )
+    });
+    let Some(accept) = accept else {
+        panic!("no accept\n{}", r.dump())
+    };
+    let tcp: Vec<casa::event::TcpState> = r
+        .events
+        .iter()
+        .filter_map(|e| match &e.detail {
+            casa::event::Detail::Activity(casa::event::Activity::Tcp(t)) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    let syn = tcp.iter().find(|t| t.new == "syn_sent");
+    let Some(syn) = syn else {
+        panic!("no syn_sent state\n{}", r.dump())
+    };
+    check!(r, syn.remote == inet("127.0.0.1", port), "syn_sent {syn:?}");
+    // The accepted peer is the client's end.
+    check!(
+        r,
+        accept.result >= 0 && accept.addr == inet("127.0.0.1", client_port),
+        "accept {accept:?}, client port {client_port}"
+    );
+    check!(
+        r,
+        tcp.iter()
+            .any(|t| t.new == "listen" && t.local == inet("127.0.0.1", port)),
+        "no listen state: {tcp:?}"
+    );
+}

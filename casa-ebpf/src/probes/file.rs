@@ -15,8 +15,8 @@ use casa_common::{
     stats,
     wire::{
         BODY_OFFSET, EventKind, FileId, OPEN_PATH_DELETED, OPEN_PATH_JOINED, OPEN_PATH_RESOLVED,
-        OPEN_PATH_TRUNCATED, OPEN_RAW_UNREADABLE, OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2,
-        OpenBody, OpenExt, PATH_MAX,
+        OPEN_PATH_TRUNCATED, OPEN_RAW_UNREADABLE, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_OPEN,
+        OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2, OpenBody, OpenExt, PATH_MAX,
     },
 };
 
@@ -82,6 +82,61 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
         OPEN_SYSCALL_OPENAT2,
     );
     0
+}
+
+/// The legacy `open(2)`: `filename` @16, `flags` @24, `mode` @32.
+#[tracepoint]
+pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
+    let (tid, tgid) = ids();
+    if !is_tracked(tgid) {
+        return 0;
+    }
+    // SAFETY: offsets from the tracepoint's format.
+    let (filename, flags, mode) = unsafe {
+        (
+            ctx.read_at::<u64>(16).unwrap_or(0),
+            ctx.read_at::<u64>(24).unwrap_or(0) as u32,
+            ctx.read_at::<u64>(32).unwrap_or(0) as u32,
+        )
+    };
+    stash_open(tid, AT_FDCWD, filename, flags, mode, OPEN_SYSCALL_OPEN);
+    0
+}
+
+/// `creat(2)`: `pathname` @16, `mode` @24; the kernel opens with `O_CREAT|O_WRONLY|O_TRUNC`.
+#[tracepoint]
+pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
+    let (tid, tgid) = ids();
+    if !is_tracked(tgid) {
+        return 0;
+    }
+    // SAFETY: offsets from the tracepoint's format.
+    let (filename, mode) = unsafe {
+        (
+            ctx.read_at::<u64>(16).unwrap_or(0),
+            ctx.read_at::<u64>(24).unwrap_or(0) as u32,
+        )
+    };
+    // O_CREAT | O_WRONLY | O_TRUNC
+    stash_open(
+        tid,
+        AT_FDCWD,
+        filename,
+        0o100 | 0o1 | 0o1000,
+        mode,
+        OPEN_SYSCALL_CREAT,
+    );
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    exit_open(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
+    exit_open(&ctx)
 }
 
 #[inline(always)]

@@ -5,3 +5,4 @@ mod exec;
 mod file;
 mod net;
 mod process;
+mod sock;

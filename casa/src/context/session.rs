@@ -198,7 +198,7 @@ impl SessionContext {
     pub fn apply(&mut self, obs: Observed<'_>, h: &Heuristics) -> bool {
         let e = obs.event;
         match &e.detail {
-            Detail::Fork(_) => return false,
+            Detail::Fork(_) | Detail::Activity(_) => return false,
             Detail::Exec(x) if x.result != 0 => return false,
             _ => {}
         }
@@ -248,7 +248,7 @@ impl SessionContext {
                 let (addr, port, ip) = connect_target(&c.addr);
                 RecentKind::Connect { addr, port, ip }
             }
-            Detail::Exit(_) | Detail::Fork(_) => {
+            Detail::Exit(_) | Detail::Fork(_) | Detail::Activity(_) => {
                 let exec = proc.current_execution(h);
                 merge_execution(&mut proc.execution, &exec);
                 merge_execution(&mut self.ctx.execution, &exec);

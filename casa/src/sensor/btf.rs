@@ -135,6 +135,9 @@ pub fn kernel_offsets(path: &str) -> Result<KernelOffsets, SensorError> {
         sock_daddr: offset(&btf, "sock", "__sk_common.skc_daddr")?,
         sock_dport: offset(&btf, "sock", "__sk_common.skc_dport")?,
         sock_v6_daddr: offset(&btf, "sock", "__sk_common.skc_v6_daddr")?,
+        sock_rcv_saddr: offset(&btf, "sock", "__sk_common.skc_rcv_saddr")?,
+        sock_num: offset(&btf, "sock", "__sk_common.skc_num")?,
+        sock_v6_rcv_saddr: offset(&btf, "sock", "__sk_common.skc_v6_rcv_saddr")?,
     })
 }
 

@@ -74,6 +74,73 @@ pub const LAYOUTS: &[Layout] = &[
         &[("fd", 16, 8), ("uservaddr", 24, 8), ("addrlen", 32, 8)],
     ),
     ("syscalls", "sys_exit_connect", &[("ret", 16, 8)]),
+    (
+        "syscalls",
+        "sys_enter_open",
+        &[("filename", 16, 8), ("flags", 24, 8), ("mode", 32, 8)],
+    ),
+    (
+        "syscalls",
+        "sys_enter_creat",
+        &[("pathname", 16, 8), ("mode", 24, 8)],
+    ),
+    ("syscalls", "sys_exit_open", &[("ret", 16, 8)]),
+    ("syscalls", "sys_exit_creat", &[("ret", 16, 8)]),
+    (
+        "syscalls",
+        "sys_enter_sendto",
+        &[
+            ("fd", 16, 8),
+            ("len", 32, 8),
+            ("addr", 48, 8),
+            ("addr_len", 56, 8),
+        ],
+    ),
+    (
+        "syscalls",
+        "sys_enter_sendmsg",
+        &[("fd", 16, 8), ("msg", 24, 8)],
+    ),
+    (
+        "syscalls",
+        "sys_enter_sendmmsg",
+        &[("fd", 16, 8), ("mmsg", 24, 8)],
+    ),
+    (
+        "syscalls",
+        "sys_enter_bind",
+        &[("fd", 16, 8), ("umyaddr", 24, 8), ("addrlen", 32, 8)],
+    ),
+    (
+        "syscalls",
+        "sys_enter_listen",
+        &[("fd", 16, 8), ("backlog", 24, 8)],
+    ),
+    ("syscalls", "sys_enter_accept", &[("fd", 16, 8)]),
+    ("syscalls", "sys_enter_accept4", &[("fd", 16, 8)]),
+    ("syscalls", "sys_exit_sendto", &[("ret", 16, 8)]),
+    ("syscalls", "sys_exit_sendmsg", &[("ret", 16, 8)]),
+    ("syscalls", "sys_exit_sendmmsg", &[("ret", 16, 8)]),
+    ("syscalls", "sys_exit_bind", &[("ret", 16, 8)]),
+    ("syscalls", "sys_exit_listen", &[("ret", 16, 8)]),
+    ("syscalls", "sys_exit_accept", &[("ret", 16, 8)]),
+    ("syscalls", "sys_exit_accept4", &[("ret", 16, 8)]),
+    (
+        "sock",
+        "inet_sock_set_state",
+        &[
+            ("oldstate", 16, 4),
+            ("newstate", 20, 4),
+            ("sport", 24, 2),
+            ("dport", 26, 2),
+            ("family", 28, 2),
+            ("protocol", 30, 2),
+            ("saddr", 32, 4),
+            ("daddr", 36, 4),
+            ("saddr_v6", 40, 16),
+            ("daddr_v6", 56, 16),
+        ],
+    ),
 ];
 
 /// Parse `field:TYPE NAME; offset:N; size:M;` lines of a tracefs `format` file.

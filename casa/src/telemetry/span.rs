@@ -133,7 +133,7 @@ pub fn event_attrs(session_id: u64, ev: &Event, timestamp: &str) -> Vec<Attr> {
                 a.push(("server.port", Value::I64(port.into())));
             }
         }
-        Detail::Exit(_) | Detail::Fork(_) => {}
+        Detail::Exit(_) | Detail::Fork(_) | Detail::Activity(_) => {}
     }
     a
 }
@@ -144,7 +144,7 @@ fn kind_event_name(ev: &Event) -> &'static str {
         Detail::Open(_) => "file",
         Detail::Connect(_) => "network",
         Detail::Exit(_) => "exit",
-        Detail::Fork(_) => "event",
+        Detail::Fork(_) | Detail::Activity(_) => "event",
     }
 }
 
@@ -201,7 +201,7 @@ impl SpanBuilder {
             Detail::Open(_) => 2,
             Detail::Exec(_) => 3,
             Detail::Exit(_) => 4,
-            Detail::Fork(_) => 0,
+            Detail::Fork(_) | Detail::Activity(_) => 0,
         };
         self.counts[0] += 1;
         if i > 0 {
