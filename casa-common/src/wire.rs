@@ -33,6 +33,9 @@ pub enum EventKind {
     Exit = 3,
     /// `openat`/`openat2` (and, from wire version 2, `open`/`creat`) returned: [`OpenBody`].
     Open = 20,
+    /// Wire version 2: `rename*`, `link*`, `symlink*`, `unlink*`, `*chmod*` returned:
+    /// [`FileOpBody`].
+    FileOp = 21,
     /// `connect` returned: [`ConnectBody`].
     Connect = 40,
     /// Wire version 2: `sendto`/`sendmsg`/`sendmmsg` with an explicit destination (first use
@@ -52,6 +55,7 @@ impl EventKind {
             2 => Some(Self::Fork),
             3 => Some(Self::Exit),
             20 => Some(Self::Open),
+            21 => Some(Self::FileOp),
             40 => Some(Self::Connect),
             41 => Some(Self::SockOp),
             42 => Some(Self::TcpState),
@@ -289,6 +293,57 @@ pub struct ConnectBody {
 
 /// Most bytes of loader variables kept for one exec.
 pub const LOADER_ENV_TOTAL: usize = 3 * LOADER_ENV_MAX;
+/// `FileOpBody::op` values: the syscall.
+pub const FILE_OP_RENAME: u32 = 1;
+pub const FILE_OP_RENAMEAT: u32 = 2;
+pub const FILE_OP_RENAMEAT2: u32 = 3;
+pub const FILE_OP_LINK: u32 = 4;
+pub const FILE_OP_LINKAT: u32 = 5;
+pub const FILE_OP_SYMLINK: u32 = 6;
+pub const FILE_OP_SYMLINKAT: u32 = 7;
+pub const FILE_OP_UNLINK: u32 = 8;
+pub const FILE_OP_UNLINKAT: u32 = 9;
+pub const FILE_OP_CHMOD: u32 = 10;
+pub const FILE_OP_FCHMODAT: u32 = 11;
+pub const FILE_OP_FCHMODAT2: u32 = 12;
+pub const FILE_OP_FCHMOD: u32 = 13;
+/// `FileOpBody::flags2`: `old` is `old_raw` joined to its directory (working directory or
+/// `olddfd`) as resolved by the kernel.
+pub const FILE_OLD_JOINED: u32 = 1 << 0;
+/// `FileOpBody::flags2`: `new` is `new_raw` joined to its directory.
+pub const FILE_NEW_JOINED: u32 = 1 << 1;
+/// `FileOpBody::flags2`: `old` was walked from the open file (`fchmod`); `file` is set.
+pub const FILE_OLD_RESOLVED: u32 = 1 << 2;
+/// `FileOpBody::flags2`: `old` names an unlinked file (` (deleted)`).
+pub const FILE_OLD_DELETED: u32 = 1 << 3;
+
+/// Body of [`EventKind::FileOp`]. Data: `old_raw`, `old`, `new_raw`, `new` (lengths below).
+/// `old` is the operand (renamed/linked from, unlinked, chmod-ed); for `symlink*`, `old_raw`
+/// is the link's target text and `new` the link. `old`/`new` are empty when the raw string was
+/// already absolute (userspace uses it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileOpBody {
+    /// 0 or `-errno`.
+    pub result: i64,
+    /// `FILE_OP_*`.
+    pub op: u32,
+    /// The syscall's flags argument (`RENAME_*`, `AT_*`), when it has one.
+    pub flags: u32,
+    /// The new mode (`*chmod*`).
+    pub mode: u32,
+    pub olddfd: i32,
+    pub newdfd: i32,
+    /// `FILE_*` flags.
+    pub flags2: u32,
+    pub old_raw_len: u16,
+    pub old_len: u16,
+    pub new_raw_len: u16,
+    pub new_len: u16,
+    /// The file's identity, when an open file names it (`fchmod`).
+    pub file: FileId,
+}
+
 /// `SockOpBody::op` values.
 pub const SOCK_OP_SENDTO: u32 = 1;
 pub const SOCK_OP_SENDMSG: u32 = 2;
@@ -368,6 +423,7 @@ const _: () = {
     assert!(size_of::<ExecExt>() == 160);
     assert!(size_of::<OpenExt>() == 16);
     assert!(size_of::<SockOpBody>() == 160);
+    assert!(size_of::<FileOpBody>() == 56);
     assert!(size_of::<TcpStateBody>() == 48);
     assert!(RECORD_MAX == 64 + 32 + 160 + 12288 + 1536);
 };

@@ -154,3 +154,21 @@ pub struct SendKey {
 /// Destinations already reported per socket: only the first send to each is an event.
 #[map]
 pub static SEND_SEEN: LruHashMap<SendKey, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// A file-lifecycle syscall in flight on one thread.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileOpPending {
+    pub old: u64,
+    pub new: u64,
+    pub olddfd: i32,
+    pub newdfd: i32,
+    pub op: u32,
+    pub flags: u32,
+    pub mode: u32,
+    /// `fchmod`'s fd.
+    pub fd: i32,
+}
+
+#[map]
+pub static FILEOP_PENDING: LruHashMap<u32, FileOpPending> = LruHashMap::with_max_entries(4096, 0);

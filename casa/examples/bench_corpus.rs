@@ -235,6 +235,7 @@ fn main() -> anyhow::Result<()> {
             Some(EventKind::Exit) => "exit",
             Some(EventKind::Open) => "open",
             Some(EventKind::Connect) => "connect",
+            Some(EventKind::FileOp) => "file_op",
             Some(EventKind::SockOp) => "socket",
             Some(EventKind::TcpState) => "tcp",
             None => "unknown",

@@ -16,8 +16,8 @@ use casa_common::{
 };
 
 use crate::event::{
-    Activity, Bytes, Connect, Detail, Event, Exec, ExecFacts, Exit, FdKind, FileId, Fork, Open,
-    OpenFacts, SockAddr, SocketOp, SocketOpKind, StdioFd, TcpState,
+    Activity, Bytes, Connect, Detail, Event, Exec, ExecFacts, Exit, FdKind, FileId, FileOp,
+    FileOpKind, Fork, Open, OpenFacts, SockAddr, SocketOp, SocketOpKind, StdioFd, TcpState,
 };
 
 /// Why a record could not be decoded.
@@ -112,6 +112,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             let b: SockOpBody = body(rec, kind)?;
             Detail::Activity(Activity::Socket(sock_op_from(&b)))
         }
+        EventKind::FileOp => Detail::Activity(Activity::File(decode_file_op(rec)?)),
         EventKind::TcpState => {
             let b: TcpStateBody = body(rec, kind)?;
             Detail::Activity(Activity::Tcp(tcp_state_from(&b)))
@@ -401,6 +402,91 @@ fn decode_open(rec: &[u8], version: u16) -> Result<Open, DecodeError> {
             file: ext.as_ref().and_then(|e| file_id(&e.file)),
             path_joined: joined,
         },
+    })
+}
+
+fn decode_file_op(rec: &[u8]) -> Result<FileOp, DecodeError> {
+    let kind = EventKind::FileOp;
+    let b: FileOpBody = body(rec, kind)?;
+    let [old_raw, old, new_raw, new] = strings(
+        rec,
+        kind,
+        BODY_OFFSET + size_of::<FileOpBody>(),
+        [
+            b.old_raw_len as usize,
+            b.old_len as usize,
+            b.new_raw_len as usize,
+            b.new_len as usize,
+        ],
+    )?;
+    use wire::*;
+    let op = match b.op {
+        FILE_OP_RENAME => FileOpKind::Rename,
+        FILE_OP_RENAMEAT => FileOpKind::Renameat,
+        FILE_OP_RENAMEAT2 => FileOpKind::Renameat2,
+        FILE_OP_LINK => FileOpKind::Link,
+        FILE_OP_LINKAT => FileOpKind::Linkat,
+        FILE_OP_SYMLINK => FileOpKind::Symlink,
+        FILE_OP_SYMLINKAT => FileOpKind::Symlinkat,
+        FILE_OP_UNLINK => FileOpKind::Unlink,
+        FILE_OP_UNLINKAT => FileOpKind::Unlinkat,
+        FILE_OP_CHMOD => FileOpKind::Chmod,
+        FILE_OP_FCHMODAT => FileOpKind::Fchmodat,
+        FILE_OP_FCHMODAT2 => FileOpKind::Fchmodat2,
+        _ => FileOpKind::Fchmod,
+    };
+    let symlink = matches!(op, FileOpKind::Symlink | FileOpKind::Symlinkat);
+    // Absolute: the kernel's walk of an open file, a joined relative string, or the raw
+    // string itself when it was absolute.
+    let absolute = |raw: &[u8], walked: &[u8], joined: bool| -> Option<Bytes> {
+        if joined {
+            Some(Bytes(normalize(until_nul(walked))))
+        } else if raw.starts_with(b"/") {
+            Some(Bytes(normalize(raw)))
+        } else {
+            None
+        }
+    };
+    let old_raw = until_nul(old_raw);
+    let new_raw = until_nul(new_raw);
+    let path = if b.flags2 & FILE_OLD_RESOLVED != 0 {
+        Some(kernel_path(
+            Bytes::from(until_nul(old)),
+            b.flags2 & FILE_OLD_DELETED != 0,
+        ))
+    } else if symlink {
+        None
+    } else {
+        absolute(old_raw, old, b.flags2 & FILE_OLD_JOINED != 0)
+    };
+    let has_new = matches!(
+        op,
+        FileOpKind::Rename
+            | FileOpKind::Renameat
+            | FileOpKind::Renameat2
+            | FileOpKind::Link
+            | FileOpKind::Linkat
+            | FileOpKind::Symlink
+            | FileOpKind::Symlinkat
+    );
+    let chmod = matches!(
+        op,
+        FileOpKind::Chmod | FileOpKind::Fchmodat | FileOpKind::Fchmodat2 | FileOpKind::Fchmod
+    );
+    Ok(FileOp {
+        op,
+        result: b.result,
+        path,
+        raw_path: Bytes::from(old_raw),
+        new_path: if has_new {
+            absolute(new_raw, new, b.flags2 & FILE_NEW_JOINED != 0)
+        } else {
+            None
+        },
+        new_raw_path: has_new.then(|| Bytes::from(new_raw)),
+        mode: chmod.then_some(b.mode),
+        flags: b.flags,
+        file: file_id(&b.file),
     })
 }
 

@@ -135,6 +135,56 @@ pub enum Activity {
     Socket(SocketOp),
     /// A TCP socket entered `syn_sent` (outgoing connection by any route) or `listen`.
     Tcp(TcpState),
+    /// `rename*`, `link*`, `symlink*`, `unlink*`, `*chmod*`.
+    File(FileOp),
+}
+
+/// Which file-lifecycle syscall a [`FileOp`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOpKind {
+    Rename,
+    Renameat,
+    Renameat2,
+    Link,
+    Linkat,
+    Symlink,
+    Symlinkat,
+    Unlink,
+    Unlinkat,
+    Chmod,
+    Fchmodat,
+    Fchmodat2,
+    Fchmod,
+}
+
+/// A file-lifecycle syscall of a tracked process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileOp {
+    pub op: FileOpKind,
+    /// 0 or `-errno`.
+    pub result: i64,
+    /// The operand: the file renamed or linked from, unlinked, chmod-ed; absolute (the raw
+    /// string joined to its directory as the kernel resolved it, normalised lexically, or for
+    /// `fchmod` the open file's path). For `symlink*` this is `None` and `raw_path` is the
+    /// link's target text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Bytes>,
+    /// The string the caller passed for the operand (empty for `fchmod`).
+    pub raw_path: Bytes,
+    /// The destination (`rename*`, `link*`) or the link created (`symlink*`), absolute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_path: Option<Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_raw_path: Option<Bytes>,
+    /// `*chmod*`: the new mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// The syscall's flags argument (`RENAME_*`, `AT_*`), 0 when it has none.
+    pub flags: u32,
+    /// The file's identity, when an open file names it (`fchmod`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileId>,
 }
 
 impl Activity {
@@ -143,6 +193,7 @@ impl Activity {
         match self {
             Activity::Socket(_) => "socket",
             Activity::Tcp(_) => "tcp",
+            Activity::File(_) => "file_op",
         }
     }
 }

@@ -1096,3 +1096,111 @@ open('{out}', 'w').write(str(c.getsockname()[1]))
         "no listen state: {tcp:?}"
     );
 }
+
+fn file_ops(r: &support::Recorded) -> Vec<casa::event::FileOp> {
+    let tree = r.tree();
+    r.events
+        .iter()
+        .filter(|e| tree.contains(&e.pid))
+        .filter_map(|e| match &e.detail {
+            casa::event::Detail::Activity(casa::event::Activity::File(f)) => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn file_lifecycle_carries_absolute_old_and_new_paths_and_results() {
+    use casa::event::FileOpKind as K;
+    let dir = tempdir("lifecycle");
+    let d = dir.display().to_string();
+    let code = format!(
+        r#"
+import os
+os.chdir('{d}')
+open('x.sh', 'w').write('#!/bin/sh\n')
+os.rename('x.sh', 'y.sh')
+os.link('y.sh', '{d}/hard.sh')
+os.symlink('y.sh', 'soft.sh')
+os.chmod('y.sh', 0o755)
+fd = os.open('y.sh', os.O_RDONLY)
+os.fchmod(fd, 0o700)
+os.unlink('soft.sh')
+try:
+    os.unlink('missing.sh')
+except FileNotFoundError:
+    pass
+"#
+    );
+    let r = run_py("lifecycle", &[], &code);
+    let ops = file_ops(&r);
+    let b = |s: &str| Some(Bytes::from(format!("{d}/{s}").as_str()));
+    let find = |k: K| {
+        ops.iter()
+            .find(|o| o.op == k && o.result == 0)
+            .unwrap_or_else(|| panic!("no successful {k:?}\n{}", r.dump()))
+    };
+    let rename = ops
+        .iter()
+        .find(|o| matches!(o.op, K::Rename | K::Renameat | K::Renameat2))
+        .unwrap_or_else(|| panic!("no rename\n{}", r.dump()));
+    check!(
+        r,
+        rename.result == 0
+            && rename.path == b("x.sh")
+            && rename.new_path == b("y.sh")
+            && rename.raw_path == Bytes::from("x.sh"),
+        "rename {rename:?}"
+    );
+    let link = ops
+        .iter()
+        .find(|o| matches!(o.op, K::Link | K::Linkat))
+        .unwrap_or_else(|| panic!("no link\n{}", r.dump()));
+    check!(
+        r,
+        link.path == b("y.sh") && link.new_path == b("hard.sh"),
+        "link {link:?}"
+    );
+    let symlink = ops
+        .iter()
+        .find(|o| matches!(o.op, K::Symlink | K::Symlinkat))
+        .unwrap_or_else(|| panic!("no symlink\n{}", r.dump()));
+    check!(
+        r,
+        symlink.raw_path == Bytes::from("y.sh")
+            && symlink.path.is_none()
+            && symlink.new_path == b("soft.sh"),
+        "symlink {symlink:?}"
+    );
+    let chmod = ops
+        .iter()
+        .find(|o| matches!(o.op, K::Chmod | K::Fchmodat | K::Fchmodat2))
+        .unwrap_or_else(|| panic!("no chmod\n{}", r.dump()));
+    check!(
+        r,
+        chmod.path == b("y.sh") && chmod.mode == Some(0o755),
+        "chmod {chmod:?}"
+    );
+    let fchmod = find(K::Fchmod);
+    check!(
+        r,
+        fchmod.path == b("y.sh")
+            && fchmod.mode == Some(0o700)
+            && fchmod.file == Some(stat_id(&dir.join("y.sh"))),
+        "fchmod {fchmod:?}"
+    );
+    let unlinks: Vec<_> = ops
+        .iter()
+        .filter(|o| matches!(o.op, K::Unlink | K::Unlinkat))
+        .collect();
+    check!(
+        r,
+        unlinks
+            .iter()
+            .any(|o| o.result == 0 && o.path == b("soft.sh"))
+            && unlinks
+                .iter()
+                .any(|o| o.result == -(libc::ENOENT as i64) && o.path == b("missing.sh")),
+        "unlinks {unlinks:?}"
+    );
+}

@@ -3,6 +3,7 @@
 
 mod exec;
 mod file;
+mod fileop;
 mod net;
 mod process;
 mod sock;

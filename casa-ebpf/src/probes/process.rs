@@ -14,7 +14,7 @@ use casa_common::{
 };
 
 use crate::{
-    maps::{CONNECT_PENDING, EXEC_PENDING, OPEN_PENDING, SOCK_PENDING, TRACKED},
+    maps::{CONNECT_PENDING, EXEC_PENDING, FILEOP_PENDING, OPEN_PENDING, SOCK_PENDING, TRACKED},
     util::{bump, config, current_task, emit, fill_header, ids, is_tracked, read_kernel, scratch},
 };
 
@@ -96,5 +96,6 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let _ = OPEN_PENDING.remove(tid);
     let _ = CONNECT_PENDING.remove(tid);
     let _ = SOCK_PENDING.remove(tid);
+    let _ = FILEOP_PENDING.remove(tid);
     0
 }
