@@ -31,6 +31,9 @@ pub enum EventKind {
     Fork = 2,
     /// A thread or a whole process exited: [`ExitBody`].
     Exit = 3,
+    /// Wire version 2: `setsid`, `ptrace` attach (`PTRACE_ATTACH`/`SEIZE`/`TRACEME`),
+    /// `memfd_create` returned: [`ProcOpBody`].
+    ProcOp = 4,
     /// `openat`/`openat2` (and, from wire version 2, `open`/`creat`) returned: [`OpenBody`].
     Open = 20,
     /// Wire version 2: `rename*`, `link*`, `symlink*`, `unlink*`, `*chmod*` returned:
@@ -54,6 +57,7 @@ impl EventKind {
             1 => Some(Self::Exec),
             2 => Some(Self::Fork),
             3 => Some(Self::Exit),
+            4 => Some(Self::ProcOp),
             20 => Some(Self::Open),
             21 => Some(Self::FileOp),
             40 => Some(Self::Connect),
@@ -293,6 +297,29 @@ pub struct ConnectBody {
 
 /// Most bytes of loader variables kept for one exec.
 pub const LOADER_ENV_TOTAL: usize = 3 * LOADER_ENV_MAX;
+/// `ProcOpBody::op` values.
+pub const PROC_OP_SETSID: u32 = 1;
+pub const PROC_OP_PTRACE: u32 = 2;
+pub const PROC_OP_MEMFD_CREATE: u32 = 3;
+
+/// Body of [`EventKind::ProcOp`]. Data: the memfd's name (`name_len` bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProcOpBody {
+    /// The syscall's return value (the new session id, 0, the memfd's fd) or `-errno`.
+    pub result: i64,
+    /// `PROC_OP_*`.
+    pub op: u32,
+    /// `ptrace` request.
+    pub request: u32,
+    /// `ptrace` target pid.
+    pub target: u32,
+    /// `memfd_create` flags.
+    pub flags: u32,
+    pub name_len: u16,
+    pub _pad: [u16; 3],
+}
+
 /// `FileOpBody::op` values: the syscall.
 pub const FILE_OP_RENAME: u32 = 1;
 pub const FILE_OP_RENAMEAT: u32 = 2;
@@ -424,6 +451,7 @@ const _: () = {
     assert!(size_of::<OpenExt>() == 16);
     assert!(size_of::<SockOpBody>() == 160);
     assert!(size_of::<FileOpBody>() == 56);
+    assert!(size_of::<ProcOpBody>() == 32);
     assert!(size_of::<TcpStateBody>() == 48);
     assert!(RECORD_MAX == 64 + 32 + 160 + 12288 + 1536);
 };

@@ -172,3 +172,17 @@ pub struct FileOpPending {
 
 #[map]
 pub static FILEOP_PENDING: LruHashMap<u32, FileOpPending> = LruHashMap::with_max_entries(4096, 0);
+
+/// A `setsid`/`ptrace`/`memfd_create` in flight on one thread.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ProcOpPending {
+    pub name: u64,
+    pub op: u32,
+    pub request: u32,
+    pub target: u32,
+    pub flags: u32,
+}
+
+#[map]
+pub static PROCOP_PENDING: LruHashMap<u32, ProcOpPending> = LruHashMap::with_max_entries(4096, 0);

@@ -236,6 +236,7 @@ fn main() -> anyhow::Result<()> {
             Some(EventKind::Open) => "open",
             Some(EventKind::Connect) => "connect",
             Some(EventKind::FileOp) => "file_op",
+            Some(EventKind::ProcOp) => "proc_op",
             Some(EventKind::SockOp) => "socket",
             Some(EventKind::TcpState) => "tcp",
             None => "unknown",

@@ -17,7 +17,8 @@ use casa_common::{
 
 use crate::event::{
     Activity, Bytes, Connect, Detail, Event, Exec, ExecFacts, Exit, FdKind, FileId, FileOp,
-    FileOpKind, Fork, Open, OpenFacts, SockAddr, SocketOp, SocketOpKind, StdioFd, TcpState,
+    FileOpKind, Fork, MemfdCreate, Open, OpenFacts, Ptrace, Setsid, SockAddr, SocketOp,
+    SocketOpKind, StdioFd, TcpState,
 };
 
 /// Why a record could not be decoded.
@@ -113,6 +114,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             Detail::Activity(Activity::Socket(sock_op_from(&b)))
         }
         EventKind::FileOp => Detail::Activity(Activity::File(decode_file_op(rec)?)),
+        EventKind::ProcOp => Detail::Activity(decode_proc_op(rec)?),
         EventKind::TcpState => {
             let b: TcpStateBody = body(rec, kind)?;
             Detail::Activity(Activity::Tcp(tcp_state_from(&b)))
@@ -402,6 +404,35 @@ fn decode_open(rec: &[u8], version: u16) -> Result<Open, DecodeError> {
             file: ext.as_ref().and_then(|e| file_id(&e.file)),
             path_joined: joined,
         },
+    })
+}
+
+fn decode_proc_op(rec: &[u8]) -> Result<Activity, DecodeError> {
+    let kind = EventKind::ProcOp;
+    let b: wire::ProcOpBody = body(rec, kind)?;
+    let [name] = strings(
+        rec,
+        kind,
+        BODY_OFFSET + size_of::<wire::ProcOpBody>(),
+        [b.name_len as usize],
+    )?;
+    Ok(match b.op {
+        wire::PROC_OP_SETSID => Activity::Setsid(Setsid { result: b.result }),
+        wire::PROC_OP_PTRACE => Activity::Ptrace(Ptrace {
+            request: match b.request {
+                0 => "traceme",
+                16 => "attach",
+                0x4206 => "seize",
+                _ => "other",
+            },
+            target_pid: b.target,
+            result: b.result,
+        }),
+        _ => Activity::Memfd(MemfdCreate {
+            name: Bytes::from(until_nul(name)),
+            flags: b.flags,
+            result: b.result,
+        }),
     })
 }
 

@@ -137,6 +137,38 @@ pub enum Activity {
     Tcp(TcpState),
     /// `rename*`, `link*`, `symlink*`, `unlink*`, `*chmod*`.
     File(FileOp),
+    /// `setsid`: the process left its session and controlling terminal (daemonising).
+    Setsid(Setsid),
+    /// `ptrace` starting to trace (`attach`, `seize`, `traceme`).
+    Ptrace(Ptrace),
+    /// `memfd_create`: an anonymous in-memory file.
+    Memfd(MemfdCreate),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Setsid {
+    /// The new session id, or `-errno`.
+    pub result: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ptrace {
+    /// `attach`, `seize` or `traceme`.
+    pub request: &'static str,
+    /// The traced process (0 for `traceme`).
+    pub target_pid: u32,
+    /// 0 or `-errno`.
+    pub result: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemfdCreate {
+    /// The name passed (shown as `/memfd:NAME` in `/proc/PID/fd` and in an exec of it).
+    pub name: Bytes,
+    /// `MFD_*` flags.
+    pub flags: u32,
+    /// The new fd, or `-errno`.
+    pub result: i64,
 }
 
 /// Which file-lifecycle syscall a [`FileOp`] is.
@@ -194,6 +226,9 @@ impl Activity {
             Activity::Socket(_) => "socket",
             Activity::Tcp(_) => "tcp",
             Activity::File(_) => "file_op",
+            Activity::Setsid(_) => "setsid",
+            Activity::Ptrace(_) => "ptrace",
+            Activity::Memfd(_) => "memfd",
         }
     }
 }

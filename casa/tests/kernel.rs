@@ -1204,3 +1204,63 @@ except FileNotFoundError:
         "unlinks {unlinks:?}"
     );
 }
+
+#[test]
+fn setsid_ptrace_attach_and_memfd_create_are_reported() {
+    use casa::event::{Activity, Detail};
+    let dir = tempdir("procops");
+    let out = dir.join("pids");
+    let code = format!(
+        r#"
+import ctypes, os, signal, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+fd = os.memfd_create('casa-mem', os.MFD_CLOEXEC)
+child = os.fork()
+if child == 0:
+    os.setsid()
+    time.sleep(5)
+    os._exit(0)
+time.sleep(0.2)
+assert libc.ptrace(16, child, None, None) == 0, ctypes.get_errno()
+os.waitpid(child, 0)
+libc.ptrace(17, child, None, None)
+os.kill(child, signal.SIGKILL)
+os.waitpid(child, 0)
+open('{out}', 'w').write(str(child))
+"#,
+        out = out.display()
+    );
+    let r = run_py("procops", &[], &code);
+    let child: u32 = std::fs::read_to_string(&out)
+        .unwrap_or_else(|e| panic!("child pid: {e}\n{}", r.dump()))
+        .parse()
+        .unwrap();
+    let acts: Vec<(u32, &Activity)> = r
+        .events
+        .iter()
+        .filter_map(|e| match &e.detail {
+            Detail::Activity(a) => Some((e.pid, a)),
+            _ => None,
+        })
+        .collect();
+    check!(
+        r,
+        acts.iter().any(|(pid, a)| *pid == child
+            && matches!(a, Activity::Setsid(s) if s.result == child as i64)),
+        "no setsid by the child {child}"
+    );
+    check!(
+        r,
+        acts.iter().any(|(pid, a)| *pid == r.root()
+            && matches!(a, Activity::Ptrace(p)
+                if p.request == "attach" && p.target_pid == child && p.result == 0)),
+        "no ptrace attach of {child}"
+    );
+    check!(
+        r,
+        acts.iter().any(|(_, a)| matches!(a, Activity::Memfd(m)
+            if m.name == Bytes::from("casa-mem") && m.result >= 0 && m.flags == 1)),
+        "no memfd_create of casa-mem"
+    );
+}

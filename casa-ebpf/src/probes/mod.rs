@@ -6,4 +6,5 @@ mod file;
 mod fileop;
 mod net;
 mod process;
+mod procop;
 mod sock;

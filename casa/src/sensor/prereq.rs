@@ -222,6 +222,19 @@ pub const LAYOUTS: &[Layout] = &[
     ("syscalls", "sys_exit_fchmodat2", &[("ret", 16, 8)]),
     ("syscalls", "sys_exit_fchmod", &[("ret", 16, 8)]),
     (
+        "syscalls",
+        "sys_enter_ptrace",
+        &[("request", 16, 8), ("pid", 24, 8)],
+    ),
+    (
+        "syscalls",
+        "sys_enter_memfd_create",
+        &[("uname", 16, 8), ("flags", 24, 8)],
+    ),
+    ("syscalls", "sys_exit_setsid", &[("ret", 16, 8)]),
+    ("syscalls", "sys_exit_ptrace", &[("ret", 16, 8)]),
+    ("syscalls", "sys_exit_memfd_create", &[("ret", 16, 8)]),
+    (
         "sock",
         "inet_sock_set_state",
         &[
