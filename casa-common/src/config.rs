@@ -82,7 +82,24 @@ pub struct KernelOffsets {
     pub sock_num: u32,
     /// `sock.__sk_common.skc_v6_rcv_saddr`.
     pub sock_v6_rcv_saddr: u32,
+    /// `io_kiocb.opcode`; this and the io_uring offsets below are [`OFFSET_UNKNOWN`] when the
+    /// kernel's BTF lacks the struct (then only opcodes are reported).
+    pub io_kiocb_opcode: u32,
+    /// `io_kiocb.cmd`: where the per-opcode request data (`io_open`, `io_connect`, …) starts.
+    pub io_kiocb_cmd: u32,
+    /// `io_open.filename` (a `struct filename *`).
+    pub io_open_filename: u32,
+    /// `filename.name` (the kernel's copy of the path string).
+    pub filename_name: u32,
+    /// `io_connect.addr` (the user's sockaddr pointer) and `io_connect.addr_len`.
+    pub io_connect_addr: u32,
+    pub io_connect_addr_len: u32,
+    /// `io_sr_msg.umsg` (the user's `msghdr`, for `SENDMSG`).
+    pub io_sr_msg_umsg: u32,
 }
+
+/// An offset the running kernel's BTF does not have.
+pub const OFFSET_UNKNOWN: u32 = u32::MAX;
 
 /// The whole configuration.
 #[repr(C)]
@@ -104,7 +121,7 @@ pub struct KernelConfig {
 // SAFETY: plain-old-data, `repr(C)`, no padding (all fields are u32).
 unsafe impl aya::Pod for KernelConfig {}
 
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 + 54 * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 + 61 * 4);
 
 impl KernelConfig {
     /// All zeros: the placeholder compiled into the object, overwritten by userspace at load.

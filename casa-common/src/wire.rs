@@ -48,6 +48,9 @@ pub enum EventKind {
     /// connection, by any route: syscall or io_uring) or `LISTEN` (`sock:inet_sock_set_state`):
     /// [`TcpStateBody`].
     TcpState = 42,
+    /// Wire version 2: an io_uring instance was created, or a request submitted, by a tracked
+    /// process: [`IoUringBody`].
+    IoUring = 60,
 }
 
 impl EventKind {
@@ -63,6 +66,7 @@ impl EventKind {
             40 => Some(Self::Connect),
             41 => Some(Self::SockOp),
             42 => Some(Self::TcpState),
+            60 => Some(Self::IoUring),
             _ => None,
         }
     }
@@ -297,6 +301,36 @@ pub struct ConnectBody {
 
 /// Most bytes of loader variables kept for one exec.
 pub const LOADER_ENV_TOTAL: usize = 3 * LOADER_ENV_MAX;
+/// `IoUringBody::op`: a ring was created (`io_uring_setup`).
+pub const IO_URING_CREATE: u32 = 1;
+/// `IoUringBody::op`: a request was submitted.
+pub const IO_URING_SUBMIT: u32 = 2;
+/// `IoUringBody::flags2`: `sockaddr` holds the request's destination (`CONNECT`, `SENDMSG`).
+pub const IO_URING_ADDR: u32 = 1 << 0;
+
+/// Body of [`EventKind::IoUring`]. Data: the path of an `OPENAT`/`OPENAT2` request
+/// (`path_len` bytes, as the caller passed it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct IoUringBody {
+    /// `IO_URING_CREATE` or `IO_URING_SUBMIT`.
+    pub op: u32,
+    /// `IORING_OP_*` of a submitted request.
+    pub opcode: u32,
+    /// Create: the ring's fd.
+    pub fd: i32,
+    /// Create: the setup flags (`IORING_SETUP_*`); submit: the request's flags.
+    pub flags: u32,
+    pub sq_entries: u32,
+    pub cq_entries: u32,
+    /// `IO_URING_*` flags.
+    pub flags2: u32,
+    pub addrlen: u32,
+    pub path_len: u16,
+    pub _pad: [u16; 3],
+    pub sockaddr: [u8; SOCKADDR_MAX],
+}
+
 /// `ProcOpBody::op` values.
 pub const PROC_OP_SETSID: u32 = 1;
 pub const PROC_OP_PTRACE: u32 = 2;
@@ -452,6 +486,7 @@ const _: () = {
     assert!(size_of::<SockOpBody>() == 160);
     assert!(size_of::<FileOpBody>() == 56);
     assert!(size_of::<ProcOpBody>() == 32);
+    assert!(size_of::<IoUringBody>() == 168);
     assert!(size_of::<TcpStateBody>() == 48);
     assert!(RECORD_MAX == 64 + 32 + 160 + 12288 + 1536);
 };

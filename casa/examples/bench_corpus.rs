@@ -237,6 +237,7 @@ fn main() -> anyhow::Result<()> {
             Some(EventKind::Connect) => "connect",
             Some(EventKind::FileOp) => "file_op",
             Some(EventKind::ProcOp) => "proc_op",
+            Some(EventKind::IoUring) => "io_uring",
             Some(EventKind::SockOp) => "socket",
             Some(EventKind::TcpState) => "tcp",
             None => "unknown",

@@ -17,8 +17,8 @@ use casa_common::{
 
 use crate::event::{
     Activity, Bytes, Connect, Detail, Event, Exec, ExecFacts, Exit, FdKind, FileId, FileOp,
-    FileOpKind, Fork, MemfdCreate, Open, OpenFacts, Ptrace, Setsid, SockAddr, SocketOp,
-    SocketOpKind, StdioFd, TcpState,
+    FileOpKind, Fork, IoUring, IoUringOp, MemfdCreate, Open, OpenFacts, Ptrace, Setsid, SockAddr,
+    SocketOp, SocketOpKind, StdioFd, TcpState,
 };
 
 /// Why a record could not be decoded.
@@ -115,6 +115,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         EventKind::FileOp => Detail::Activity(Activity::File(decode_file_op(rec)?)),
         EventKind::ProcOp => Detail::Activity(decode_proc_op(rec)?),
+        EventKind::IoUring => Detail::Activity(Activity::IoUring(decode_io_uring(rec)?)),
         EventKind::TcpState => {
             let b: TcpStateBody = body(rec, kind)?;
             Detail::Activity(Activity::Tcp(tcp_state_from(&b)))
@@ -404,6 +405,101 @@ fn decode_open(rec: &[u8], version: u16) -> Result<Open, DecodeError> {
             file: ext.as_ref().and_then(|e| file_id(&e.file)),
             path_joined: joined,
         },
+    })
+}
+
+/// `IORING_OP_*` names, by number (uapi `io_uring.h`).
+const IORING_OPS: [&str; 58] = [
+    "nop",
+    "readv",
+    "writev",
+    "fsync",
+    "read_fixed",
+    "write_fixed",
+    "poll_add",
+    "poll_remove",
+    "sync_file_range",
+    "sendmsg",
+    "recvmsg",
+    "timeout",
+    "timeout_remove",
+    "accept",
+    "async_cancel",
+    "link_timeout",
+    "connect",
+    "fallocate",
+    "openat",
+    "close",
+    "files_update",
+    "statx",
+    "read",
+    "write",
+    "fadvise",
+    "madvise",
+    "send",
+    "recv",
+    "openat2",
+    "epoll_ctl",
+    "splice",
+    "provide_buffers",
+    "remove_buffers",
+    "tee",
+    "shutdown",
+    "renameat",
+    "unlinkat",
+    "mkdirat",
+    "symlinkat",
+    "linkat",
+    "msg_ring",
+    "fsetxattr",
+    "setxattr",
+    "fgetxattr",
+    "getxattr",
+    "socket",
+    "uring_cmd",
+    "send_zc",
+    "sendmsg_zc",
+    "read_multishot",
+    "waitid",
+    "futex_wait",
+    "futex_wake",
+    "futex_waitv",
+    "fixed_fd_install",
+    "ftruncate",
+    "bind",
+    "listen",
+];
+
+fn decode_io_uring(rec: &[u8]) -> Result<IoUring, DecodeError> {
+    let kind = EventKind::IoUring;
+    let b: wire::IoUringBody = body(rec, kind)?;
+    let [path] = strings(
+        rec,
+        kind,
+        BODY_OFFSET + size_of::<wire::IoUringBody>(),
+        [b.path_len as usize],
+    )?;
+    let create = b.op == wire::IO_URING_CREATE;
+    Ok(IoUring {
+        op: if create {
+            IoUringOp::Create
+        } else {
+            IoUringOp::Submit
+        },
+        opcode: (!create).then_some(b.opcode),
+        opcode_name: (!create).then(|| {
+            IORING_OPS
+                .get(b.opcode as usize)
+                .copied()
+                .unwrap_or("unknown")
+        }),
+        ring_fd: create.then_some(b.fd),
+        sq_entries: create.then_some(b.sq_entries),
+        cq_entries: create.then_some(b.cq_entries),
+        flags: b.flags,
+        path: (b.path_len > 0).then(|| Bytes::from(until_nul(path))),
+        addr: (b.flags2 & wire::IO_URING_ADDR != 0)
+            .then(|| parse_sockaddr(false, b.addrlen, &b.sockaddr)),
     })
 }
 

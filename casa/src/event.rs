@@ -143,6 +143,43 @@ pub enum Activity {
     Ptrace(Ptrace),
     /// `memfd_create`: an anonymous in-memory file.
     Memfd(MemfdCreate),
+    /// An io_uring ring created, or a request submitted to one.
+    IoUring(IoUring),
+}
+
+/// What an [`IoUring`] event is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoUringOp {
+    /// `io_uring_setup`: a ring was created.
+    Create,
+    /// A request was submitted (by `io_uring_enter` or the ring's SQPOLL thread).
+    Submit,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IoUring {
+    pub op: IoUringOp,
+    /// Submit: `IORING_OP_*` number and its name in lower case (`openat`, `connect`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opcode: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opcode_name: Option<&'static str>,
+    /// Create: the ring's fd and entries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring_fd: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sq_entries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cq_entries: Option<u32>,
+    /// Create: `IORING_SETUP_*`.
+    pub flags: u32,
+    /// `OPENAT`/`OPENAT2`: the path as the caller passed it (not resolved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Bytes>,
+    /// `CONNECT`/`SENDMSG`: the destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SockAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -229,6 +266,7 @@ impl Activity {
             Activity::Setsid(_) => "setsid",
             Activity::Ptrace(_) => "ptrace",
             Activity::Memfd(_) => "memfd",
+            Activity::IoUring(_) => "io_uring",
         }
     }
 }

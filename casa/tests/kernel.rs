@@ -1264,3 +1264,106 @@ open('{out}', 'w').write(str(child))
         "no memfd_create of casa-mem"
     );
 }
+
+/// A minimal io_uring client in Python (raw syscalls, no liburing): `submit(sqe)` queues one
+/// 64-byte SQE, enters the kernel and returns the completion's result.
+const PY_URING: &str = r#"
+import ctypes, mmap, struct
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+params = ctypes.create_string_buffer(120)
+ring = libc.syscall(425, 4, params)
+assert ring >= 0, ctypes.get_errno()
+p = params.raw
+sq_entries, cq_entries = struct.unpack_from('2I', p, 0)
+features = struct.unpack_from('I', p, 20)[0]
+sq_head, sq_tail, sq_mask, _, _, _, sq_array = struct.unpack_from('7I', p, 40)
+cq_head, cq_tail, cq_mask, _, _, cq_cqes = struct.unpack_from('6I', p, 80)
+rw = mmap.PROT_READ | mmap.PROT_WRITE
+sq_size = sq_array + sq_entries * 4
+cq_size = cq_cqes + cq_entries * 16
+if features & 1:
+    sq = cq = mmap.mmap(ring, max(sq_size, cq_size), mmap.MAP_SHARED, rw, offset=0)
+else:
+    sq = mmap.mmap(ring, sq_size, mmap.MAP_SHARED, rw, offset=0)
+    cq = mmap.mmap(ring, cq_size, mmap.MAP_SHARED, rw, offset=0x8000000)
+sqes = mmap.mmap(ring, sq_entries * 64, mmap.MAP_SHARED, rw, offset=0x10000000)
+u32 = lambda m, o: struct.unpack_from('I', m, o)[0]
+def submit(opcode, fd, addr, length=0, off=0, op_flags=0):
+    tail = u32(sq, sq_tail)
+    i = tail & u32(sq, sq_mask)
+    sqes[i * 64:(i + 1) * 64] = struct.pack('BBHiQQIIQ', opcode, 0, 0, fd, off, addr, length, op_flags, 7) + bytes(24)
+    struct.pack_into('I', sq, sq_array + i * 4, i)
+    struct.pack_into('I', sq, sq_tail, tail + 1)
+    assert libc.syscall(426, ring, 1, 1, 1, None, 0) == 1, ctypes.get_errno()
+    head = u32(cq, cq_head)
+    res = struct.unpack_from('i', cq, cq_cqes + (head & u32(cq, cq_mask)) * 16 + 8)[0]
+    struct.pack_into('I', cq, cq_head, head + 1)
+    return res
+"#;
+
+#[test]
+fn io_uring_ring_openat_and_connect_are_seen() {
+    use casa::event::{Activity, Detail, IoUringOp};
+    let dir = tempdir("uring");
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "s").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let code = format!(
+        r#"{PY_URING}
+import socket
+path = ctypes.create_string_buffer(b'{secret}')
+fd = submit(18, -100, ctypes.addressof(path))
+assert fd >= 0, fd
+s = socket.socket()
+sa = ctypes.create_string_buffer(struct.pack('!HH4s8x', 0, {port}, bytes([127, 0, 0, 1])))
+struct.pack_into('H', sa, 0, socket.AF_INET)
+assert submit(16, s.fileno(), ctypes.addressof(sa), 0, 16) == 0
+"#,
+        secret = secret.display()
+    );
+    let accept = std::thread::spawn(move || listener.accept().map(|_| ()));
+    let r = run_py("uring", &[], &code);
+    let _ = accept.join();
+    let tree = r.tree();
+    let urings: Vec<&casa::event::IoUring> = r
+        .events
+        .iter()
+        .filter(|e| tree.contains(&e.pid))
+        .filter_map(|e| match &e.detail {
+            Detail::Activity(Activity::IoUring(u)) => Some(u),
+            _ => None,
+        })
+        .collect();
+    check!(
+        r,
+        urings
+            .iter()
+            .any(|u| u.op == IoUringOp::Create && u.sq_entries == Some(4)),
+        "no ring creation: {urings:?}"
+    );
+    let want = secret.display().to_string();
+    check!(
+        r,
+        urings
+            .iter()
+            .any(|u| u.opcode_name == Some("openat") && u.path == Some(Bytes::from(want.as_str()))),
+        "no io_uring openat of {want}: {urings:?}"
+    );
+    check!(
+        r,
+        urings
+            .iter()
+            .any(|u| u.opcode_name == Some("connect") && u.addr == Some(inet("127.0.0.1", port))),
+        "no io_uring connect to port {port}: {urings:?}"
+    );
+    // The connect is also seen where it lands, whatever made it.
+    check!(
+        r,
+        r.events.iter().any(|e| tree.contains(&e.pid)
+            && matches!(&e.detail, Detail::Activity(Activity::Tcp(t))
+                if t.new == "syn_sent" && t.remote == inet("127.0.0.1", port))),
+        "no syn_sent to port {port}"
+    );
+}

@@ -8,3 +8,4 @@ mod net;
 mod process;
 mod procop;
 mod sock;
+mod uring;

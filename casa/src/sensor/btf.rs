@@ -1,7 +1,7 @@
 //! Kernel struct field offsets from the running kernel's BTF (Rust eBPF has no CO-RE).
 
 use btf_rs::{Btf, Type};
-use casa_common::config::KernelOffsets;
+use casa_common::config::{KernelOffsets, OFFSET_UNKNOWN};
 
 use super::SensorError;
 
@@ -138,7 +138,20 @@ pub fn kernel_offsets(path: &str) -> Result<KernelOffsets, SensorError> {
         sock_rcv_saddr: offset(&btf, "sock", "__sk_common.skc_rcv_saddr")?,
         sock_num: offset(&btf, "sock", "__sk_common.skc_num")?,
         sock_v6_rcv_saddr: offset(&btf, "sock", "__sk_common.skc_v6_rcv_saddr")?,
+        // io_uring's request structs are private to io_uring/*.c: optional.
+        io_kiocb_opcode: optional(&btf, "io_kiocb", "opcode"),
+        io_kiocb_cmd: optional(&btf, "io_kiocb", "cmd"),
+        io_open_filename: optional(&btf, "io_open", "filename"),
+        filename_name: optional(&btf, "filename", "name"),
+        io_connect_addr: optional(&btf, "io_connect", "addr"),
+        io_connect_addr_len: optional(&btf, "io_connect", "addr_len"),
+        io_sr_msg_umsg: optional(&btf, "io_sr_msg", "umsg"),
     })
+}
+
+/// Like [`offset`], [`OFFSET_UNKNOWN`] when the struct or field is missing.
+fn optional(btf: &Btf, name: &str, path: &str) -> u32 {
+    offset(btf, name, path).unwrap_or(OFFSET_UNKNOWN)
 }
 
 /// Address of the kernel function `name` in `/proc/kallsyms` text (0 when it is not listed or

@@ -120,6 +120,7 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_exit_accept", "syscalls", "sys_exit_accept"),
     ("sys_exit_accept4", "syscalls", "sys_exit_accept4"),
     ("inet_sock_set_state", "sock", "inet_sock_set_state"),
+    ("io_uring_create", "io_uring", "io_uring_create"),
     ("sys_enter_setsid", "syscalls", "sys_enter_setsid"),
     ("sys_exit_setsid", "syscalls", "sys_exit_setsid"),
     ("sys_enter_ptrace", "syscalls", "sys_enter_ptrace"),
@@ -280,6 +281,7 @@ impl Sensor {
             ("sched_process_fork", "sched_process_fork"),
             ("sched_process_exec_ctx", "sched_process_exec"),
             ("sched_process_exec", "sched_process_exec"),
+            ("io_uring_submit_req", "io_uring_submit_req"),
         ] {
             let hook = format!("tp_btf {hook_fn}");
             let prog: &mut BtfTracePoint = program(&mut ebpf, name)?;

@@ -235,6 +235,16 @@ pub const LAYOUTS: &[Layout] = &[
     ("syscalls", "sys_exit_ptrace", &[("ret", 16, 8)]),
     ("syscalls", "sys_exit_memfd_create", &[("ret", 16, 8)]),
     (
+        "io_uring",
+        "io_uring_create",
+        &[
+            ("fd", 8, 4),
+            ("sq_entries", 24, 4),
+            ("cq_entries", 28, 4),
+            ("flags", 32, 4),
+        ],
+    ),
+    (
         "sock",
         "inet_sock_set_state",
         &[
