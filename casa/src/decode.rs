@@ -1259,6 +1259,105 @@ mod tests {
         ));
     }
 
+    fn sock_op(op: u32, sa: &[u8]) -> Vec<u8> {
+        let mut sockaddr = [0u8; wire::SOCKADDR_MAX];
+        sockaddr[..sa.len()].copy_from_slice(sa);
+        let body = SockOpBody {
+            result: 8,
+            len: 8,
+            fd: 3,
+            op,
+            addrlen: sa.len() as u32,
+            flags: 0,
+            sockaddr,
+        };
+        build::record(build::header(EventKind::SockOp, 1, 2, 2, "x"), &body, &[])
+    }
+
+    fn file_op(op: u32, flags2: u32, strings: [&str; 4]) -> Vec<u8> {
+        let body = wire::FileOpBody {
+            result: 0,
+            op,
+            flags: 0,
+            mode: 0o755,
+            olddfd: -100,
+            newdfd: -100,
+            flags2,
+            old_raw_len: strings[0].len() as u16,
+            old_len: strings[1].len() as u16,
+            new_raw_len: strings[2].len() as u16,
+            new_len: strings[3].len() as u16,
+            file: wire::FileId::default(),
+        };
+        build::record(
+            build::header(EventKind::FileOp, 1, 2, 2, "x"),
+            &body,
+            strings.concat().as_bytes(),
+        )
+    }
+
+    #[test]
+    fn new_kinds_decode_and_reject_every_truncation() {
+        let sendto = sock_op(
+            wire::SOCK_OP_SENDTO,
+            &[2, 0, 0x11, 0x5c, 10, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        let Detail::Activity(Activity::Socket(s)) = decode(&sendto).unwrap().detail else {
+            panic!()
+        };
+        assert_eq!(s.op, SocketOpKind::Sendto);
+        assert_eq!(
+            s.addr,
+            SockAddr::Inet {
+                addr: "10.0.0.9".parse().unwrap(),
+                port: 4444,
+                v4_mapped: false
+            }
+        );
+        let rename = file_op(
+            wire::FILE_OP_RENAME,
+            wire::FILE_OLD_JOINED,
+            ["x.sh", "/tmp/./x.sh", "/tmp/y.sh", ""],
+        );
+        let Detail::Activity(Activity::File(f)) = decode(&rename).unwrap().detail else {
+            panic!()
+        };
+        assert_eq!(f.path, Some(Bytes::from("/tmp/x.sh")));
+        assert_eq!(f.new_path, Some(Bytes::from("/tmp/y.sh")));
+        assert_eq!(f.mode, None);
+        let symlink = file_op(wire::FILE_OP_SYMLINK, 0, ["target", "", "/tmp/l", ""]);
+        let Detail::Activity(Activity::File(f)) = decode(&symlink).unwrap().detail else {
+            panic!()
+        };
+        assert_eq!((f.path, f.raw_path), (None, Bytes::from("target")));
+        let tcp = build::record(
+            build::header(EventKind::TcpState, 1, 2, 2, "x"),
+            &TcpStateBody {
+                oldstate: 7,
+                newstate: 2,
+                family: 2,
+                protocol: 6,
+                sport: 0,
+                dport: 443,
+                saddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                daddr: [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            },
+            &[],
+        );
+        let Detail::Activity(Activity::Tcp(t)) = decode(&tcp).unwrap().detail else {
+            panic!()
+        };
+        assert_eq!((t.old, t.new), ("close", "syn_sent"));
+        for rec in [sendto, rename, symlink, tcp] {
+            for len in 0..rec.len() {
+                assert!(
+                    decode(&rec[..len]).is_err(),
+                    "prefix of {len} bytes decoded"
+                );
+            }
+        }
+    }
+
     #[test]
     fn user_dev_matches_glibc_makedev() {
         assert_eq!(user_dev((8 << 20) | 1), 0x801);

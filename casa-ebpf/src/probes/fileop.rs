@@ -68,12 +68,10 @@ fn arg(ctx: &TracePointContext, off: usize) -> u64 {
     unsafe { ctx.read_at::<u64>(off) }.unwrap_or(0)
 }
 
+/// Remember the arguments (the caller has checked that the process is tracked).
 #[inline(always)]
 fn stash(a: Args) -> u32 {
-    let (tid, tgid) = ids();
-    if !is_tracked(tgid) {
-        return 0;
-    }
+    let (tid, _) = ids();
     let p = FileOpPending {
         old: a.old,
         new: a.new,

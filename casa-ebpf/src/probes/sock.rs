@@ -57,7 +57,7 @@ fn stash(tid: u32, tgid: u32, op: u32, fd: i32, len: u64, addr: u64, addrlen: u3
                 bump(stats::READ_FAILED);
             }
         }
-        if op <= SOCK_OP_SENDMMSG && SEND_SEEN.get_ptr(&send_key(tgid, &*init)).is_some() {
+        if op <= SOCK_OP_SENDMMSG && SEND_SEEN.get_ptr(send_key(tgid, &*init)).is_some() {
             // This socket already sent to this destination: reported once.
             return;
         }
@@ -289,7 +289,7 @@ fn exit_sock(ctx: &TracePointContext) -> u32 {
                 }
             }
             if op <= SOCK_OP_SENDMMSG && ret >= 0 {
-                let _ = SEND_SEEN.insert(&send_key(tgid, &*p), &1, 0);
+                let _ = SEND_SEEN.insert(send_key(tgid, &*p), 1, 0);
             }
             emit(
                 buf,
