@@ -373,7 +373,8 @@ pub const FILE_OP_FCHMOD: u32 = 13;
 pub const FILE_OLD_JOINED: u32 = 1 << 0;
 /// `FileOpBody::flags2`: `new` is `new_raw` joined to its directory.
 pub const FILE_NEW_JOINED: u32 = 1 << 1;
-/// `FileOpBody::flags2`: `old` was walked from the open file (`fchmod`); `file` is set.
+/// `FileOpBody::flags2`: `old` was walked from the open file (`fchmod`, and `linkat` with
+/// `AT_EMPTY_PATH`, how an `O_TMPFILE` file gets a name); `file` is set.
 pub const FILE_OLD_RESOLVED: u32 = 1 << 2;
 /// `FileOpBody::flags2`: `old` names an unlinked file (` (deleted)`).
 pub const FILE_OLD_DELETED: u32 = 1 << 3;
@@ -401,7 +402,8 @@ pub struct FileOpBody {
     pub old_len: u16,
     pub new_raw_len: u16,
     pub new_len: u16,
-    /// The file's identity, when an open file names it (`fchmod`).
+    /// The file's identity, when an open file names it (`fchmod`, `linkat` with
+    /// `AT_EMPTY_PATH`).
     pub file: FileId,
 }
 

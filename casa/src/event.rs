@@ -235,8 +235,9 @@ pub struct FileOp {
     pub result: i64,
     /// The operand: the file renamed or linked from, unlinked, chmod-ed; absolute (the raw
     /// string joined to its directory as the kernel resolved it, normalised lexically, or for
-    /// `fchmod` the open file's path). For `symlink*` this is `None` and `raw_path` is the
-    /// link's target text.
+    /// `fchmod` and `linkat(fd, "", …, AT_EMPTY_PATH)` the open file's path, e.g.
+    /// `/tmp/#1234 (deleted)` for an `O_TMPFILE` file). For `symlink*` this is `None` and
+    /// `raw_path` is the link's target text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<Bytes>,
     /// The string the caller passed for the operand (empty for `fchmod`).
@@ -251,7 +252,8 @@ pub struct FileOp {
     pub mode: Option<u32>,
     /// The syscall's flags argument (`RENAME_*`, `AT_*`), 0 when it has none.
     pub flags: u32,
-    /// The file's identity, when an open file names it (`fchmod`).
+    /// The file's identity, when an open file names it (`fchmod`, `linkat` with
+    /// `AT_EMPTY_PATH`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<FileId>,
 }

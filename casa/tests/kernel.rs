@@ -1367,3 +1367,36 @@ assert submit(16, s.fileno(), ctypes.addressof(sa), 0, 16) == 0
         "no syn_sent to port {port}"
     );
 }
+
+#[test]
+fn o_tmpfile_linked_into_place_shows_the_file_and_its_identity() {
+    let dir = tempdir("tmpfile");
+    let dest = dir.join("dropped.sh");
+    // O_TMPFILE | O_WRONLY, then linkat(fd, "", AT_FDCWD, dest, AT_EMPTY_PATH).
+    let code = format!(
+        r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open('{dir}', os.O_TMPFILE | os.O_WRONLY, 0o700)
+os.write(fd, b'#!/bin/sh\n')
+assert libc.linkat(fd, b'', -100, b'{dest}', 0x1000) == 0, ctypes.get_errno()
+"#,
+        dir = dir.display(),
+        dest = dest.display()
+    );
+    let r = run_py("tmpfile", &[], &code);
+    let link = file_ops(&r)
+        .into_iter()
+        .find(|o| o.op == casa::event::FileOpKind::Linkat)
+        .unwrap_or_else(|| panic!("no linkat\n{}", r.dump()));
+    let id = stat_id(&dest);
+    let want = format!("{}/#{} (deleted)", dir.display(), id.ino);
+    check!(
+        r,
+        link.result == 0
+            && link.path == Some(Bytes::from(want.as_str()))
+            && link.file == Some(id)
+            && link.new_path == Some(Bytes::from(dest.display().to_string().as_str())),
+        "linkat {link:?}, want {want} and {id:?}"
+    );
+}

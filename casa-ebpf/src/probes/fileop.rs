@@ -38,6 +38,10 @@ const PATH_MASK: usize = PATH_MAX - 1;
 const TWO_PATH_MASK: usize = 2 * PATH_MAX - 1;
 const FOUR_PATH_MASK: usize = 4 * PATH_MAX - 1;
 const AT_FDCWD: i32 = -100;
+/// `AT_EMPTY_PATH`: `linkat` links the file open on `olddfd` itself.
+const AT_EMPTY_PATH: u32 = 0x1000;
+/// A bit above `S_IFMT` used inside this module only, to carry "deleted" out of `join`.
+const DELETED_MARK: u32 = 1 << 31;
 
 /// Arguments of one file-lifecycle syscall.
 struct Args {
@@ -193,23 +197,46 @@ enter!(sys_enter_fchmod, |ctx| Args {
 });
 
 /// Join the relative name at `name` (map memory) to the directory `dfd` names; writes the
-/// result to `dst` and returns its length (0 when the directory could not be walked).
+/// result to `dst` and returns its length (0 when the directory could not be walked). With
+/// `empty_path` (`linkat(fd, "", …, AT_EMPTY_PATH)`, the `O_TMPFILE` route) the file open on
+/// `dfd` itself is walked, and its identity written to `id`. One walk call site either way: the
+/// verifier checks every inlined walk anew.
 ///
 /// # Safety
-/// `task` must be the current task; `name` and `dst` must be map memory (`dst` with
+/// `task` must be the current task; `name`, `dst` and `id` must be map memory (`dst` with
 /// `PATH_MAX` bytes).
 #[inline(always)]
-unsafe fn join(task: u64, dfd: i32, name: *const u8, dst: *mut u8) -> usize {
+unsafe fn join(
+    task: u64,
+    dfd: i32,
+    name: *const u8,
+    dst: *mut u8,
+    empty_path: bool,
+    id: *mut FileId,
+) -> usize {
     // SAFETY: checked kernel reads; the caller's guarantees for name and dst.
     unsafe {
         let dir = if dfd == AT_FDCWD {
             path::cwd(task)
         } else if dfd >= 0 {
-            path::file_of_fd(task, dfd as u64).map(|f| f + config!(offsets.file_f_path) as u64)
+            path::file_of_fd(task, dfd as u64).map(|f| {
+                if empty_path {
+                    path::file_id(f, id);
+                }
+                f + config!(offsets.file_f_path) as u64
+            })
         } else {
             None
         };
         match dir.and_then(|d| path::resolve_path(d)) {
+            Some(r) if empty_path => {
+                let n = path::copy_to(&r, dst);
+                if n > 0 && r.deleted {
+                    // Mark it the way the decoder knows (no room for " (deleted)" here).
+                    (*id).mode |= DELETED_MARK;
+                }
+                n
+            }
             Some(r) => {
                 let extra = path::append(&r, name as u64);
                 path::copy_with_extra_to(&r, extra, dst)
@@ -287,9 +314,17 @@ fn exit_fileop(ctx: &TracePointContext) -> u32 {
             let off1 = old_raw;
             let mut old_len = 0usize;
             let symlink = op == FILE_OP_SYMLINK || op == FILE_OP_SYMLINKAT;
-            if !symlink && old_raw > 0 && *data != b'/' {
-                old_len = join(task, (*p).olddfd, data, data.add(off1)) & PATH_MASK;
-                if old_len > 0 {
+            let empty_path = op == FILE_OP_LINKAT && (*p).flags & AT_EMPTY_PATH != 0;
+            if empty_path || (!symlink && old_raw > 0 && *data != b'/') {
+                let id = &raw mut (*body).file;
+                old_len = join(task, (*p).olddfd, data, data.add(off1), empty_path, id) & PATH_MASK;
+                if old_len > 0 && empty_path {
+                    flags2 |= FILE_OLD_RESOLVED;
+                    if (*id).mode & DELETED_MARK != 0 {
+                        (*id).mode &= !DELETED_MARK;
+                        flags2 |= FILE_OLD_DELETED;
+                    }
+                } else if old_len > 0 {
                     flags2 |= FILE_OLD_JOINED;
                 }
             }
@@ -298,7 +333,14 @@ fn exit_fileop(ctx: &TracePointContext) -> u32 {
             let off3 = (off2 + new_raw) & FOUR_PATH_MASK;
             let mut new_len = 0usize;
             if new_raw > 0 && *data.add(off2) != b'/' {
-                new_len = join(task, (*p).newdfd, data.add(off2), data.add(off3)) & PATH_MASK;
+                new_len = join(
+                    task,
+                    (*p).newdfd,
+                    data.add(off2),
+                    data.add(off3),
+                    false,
+                    &raw mut (*body).file,
+                ) & PATH_MASK;
                 if new_len > 0 {
                     flags2 |= FILE_NEW_JOINED;
                 }
