@@ -48,6 +48,9 @@ pub enum EventKind {
     /// connection, by any route: syscall or io_uring) or `LISTEN` (`sock:inet_sock_set_state`):
     /// [`TcpStateBody`].
     TcpState = 42,
+    /// Wire version 2: bytes a tracked process has sent on one socket passed a threshold
+    /// (its first send, then each doubling; `sock:sock_send_length`): [`SendVolumeBody`].
+    SendVolume = 43,
     /// Wire version 2: an io_uring instance was created, or a request submitted, by a tracked
     /// process: [`IoUringBody`].
     IoUring = 60,
@@ -66,6 +69,7 @@ impl EventKind {
             40 => Some(Self::Connect),
             41 => Some(Self::SockOp),
             42 => Some(Self::TcpState),
+            43 => Some(Self::SendVolume),
             60 => Some(Self::IoUring),
             _ => None,
         }
@@ -301,6 +305,23 @@ pub struct ConnectBody {
 
 /// Most bytes of loader variables kept for one exec.
 pub const LOADER_ENV_TOTAL: usize = 3 * LOADER_ENV_MAX;
+/// Body of [`EventKind::SendVolume`]. Ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SendVolumeBody {
+    /// Bytes sent on the socket so far (by this process, since casa started).
+    pub total: u64,
+    /// Bytes of the send that crossed the threshold.
+    pub last: u64,
+    pub family: u16,
+    pub protocol: u16,
+    /// The socket's peer port and local port (0 for an unconnected socket).
+    pub dport: u16,
+    pub sport: u16,
+    /// The socket's peer (IPv4 in the first 4 bytes, or IPv6); zero when unconnected.
+    pub daddr: [u8; 16],
+}
+
 /// `IoUringBody::op`: a ring was created (`io_uring_setup`).
 pub const IO_URING_CREATE: u32 = 1;
 /// `IoUringBody::op`: a request was submitted.
@@ -490,5 +511,6 @@ const _: () = {
     assert!(size_of::<ProcOpBody>() == 32);
     assert!(size_of::<IoUringBody>() == 168);
     assert!(size_of::<TcpStateBody>() == 48);
+    assert!(size_of::<SendVolumeBody>() == 40);
     assert!(RECORD_MAX == 64 + 32 + 160 + 12288 + 1536);
 };

@@ -186,3 +186,24 @@ pub struct ProcOpPending {
 
 #[map]
 pub static PROCOP_PENDING: LruHashMap<u32, ProcOpPending> = LruHashMap::with_max_entries(4096, 0);
+
+/// Bytes sent per (process, socket), for `sock_send_length`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SendVolKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    /// The `struct sock` address.
+    pub sk: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SendVol {
+    pub total: u64,
+    /// The total at which the next event is emitted.
+    pub next: u64,
+}
+
+#[map]
+pub static SEND_BYTES: LruHashMap<SendVolKey, SendVol> = LruHashMap::with_max_entries(16384, 0);

@@ -240,6 +240,7 @@ fn main() -> anyhow::Result<()> {
             Some(EventKind::IoUring) => "io_uring",
             Some(EventKind::SockOp) => "socket",
             Some(EventKind::TcpState) => "tcp",
+            Some(EventKind::SendVolume) => "send_volume",
             None => "unknown",
         };
         *summary.events.entry(kind.to_owned()).or_default() += 1;

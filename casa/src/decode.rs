@@ -17,8 +17,8 @@ use casa_common::{
 
 use crate::event::{
     Activity, Bytes, Connect, Detail, Event, Exec, ExecFacts, Exit, FdKind, FileId, FileOp,
-    FileOpKind, Fork, IoUring, IoUringOp, MemfdCreate, Open, OpenFacts, Ptrace, Setsid, SockAddr,
-    SocketOp, SocketOpKind, StdioFd, TcpState,
+    FileOpKind, Fork, IoUring, IoUringOp, MemfdCreate, Open, OpenFacts, Ptrace, SendVolume, Setsid,
+    SockAddr, SocketOp, SocketOpKind, StdioFd, TcpState,
 };
 
 /// Why a record could not be decoded.
@@ -116,6 +116,27 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         EventKind::FileOp => Detail::Activity(Activity::File(decode_file_op(rec)?)),
         EventKind::ProcOp => Detail::Activity(decode_proc_op(rec)?),
         EventKind::IoUring => Detail::Activity(Activity::IoUring(decode_io_uring(rec)?)),
+        EventKind::SendVolume => {
+            let b: wire::SendVolumeBody = body(rec, kind)?;
+            let remote = match b.family {
+                AF_INET => SockAddr::Inet {
+                    addr: IpAddr::V4(Ipv4Addr::new(
+                        b.daddr[0], b.daddr[1], b.daddr[2], b.daddr[3],
+                    )),
+                    port: b.dport,
+                    v4_mapped: false,
+                },
+                AF_INET6 => inet6(b.daddr, b.dport),
+                af => SockAddr::Other { af },
+            };
+            Detail::Activity(Activity::SendVolume(SendVolume {
+                total_bytes: b.total,
+                last_bytes: b.last,
+                protocol: b.protocol,
+                remote,
+                local_port: b.sport,
+            }))
+        }
         EventKind::TcpState => {
             let b: TcpStateBody = body(rec, kind)?;
             Detail::Activity(Activity::Tcp(tcp_state_from(&b)))

@@ -145,6 +145,24 @@ pub enum Activity {
     Memfd(MemfdCreate),
     /// An io_uring ring created, or a request submitted to one.
     IoUring(IoUring),
+    /// Bytes sent on one socket passed a threshold (first send, then each doubling).
+    SendVolume(SendVolume),
+}
+
+/// Running total of bytes a process sent on one socket, by any route (`write`, `send*`,
+/// io_uring): reported at the first send and each time the total has doubled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SendVolume {
+    pub total_bytes: u64,
+    /// Bytes of the send that crossed the threshold.
+    pub last_bytes: u64,
+    /// IP protocol (6 TCP, 17 UDP) for inet sockets.
+    pub protocol: u16,
+    /// The socket's peer (`inet` with address 0.0.0.0/:: and port 0 when it is not
+    /// connected), or the bare family for other sockets.
+    pub remote: SockAddr,
+    /// Local port (host order), 0 when unbound.
+    pub local_port: u16,
 }
 
 /// What an [`IoUring`] event is.
@@ -269,6 +287,7 @@ impl Activity {
             Activity::Ptrace(_) => "ptrace",
             Activity::Memfd(_) => "memfd",
             Activity::IoUring(_) => "io_uring",
+            Activity::SendVolume(_) => "send_volume",
         }
     }
 }

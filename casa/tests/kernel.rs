@@ -1400,3 +1400,56 @@ assert libc.linkat(fd, b'', -100, b'{dest}', 0x1000) == 0, ctypes.get_errno()
         "linkat {link:?}, want {want} and {id:?}"
     );
 }
+
+#[test]
+fn send_volume_is_reported_at_the_first_send_and_each_doubling() {
+    use casa::event::{Activity, Detail};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+        sink.len()
+    });
+    let code = format!(
+        r#"
+import socket
+s = socket.create_connection(('127.0.0.1', {port}))
+for _ in range(10):
+    s.sendall(b'x' * 10240)
+s.close()
+"#
+    );
+    let r = run_py("send-volume", &[], &code);
+    let received = reader.join().unwrap();
+    let tree = r.tree();
+    let vols: Vec<&casa::event::SendVolume> = r
+        .events
+        .iter()
+        .filter(|e| tree.contains(&e.pid))
+        .filter_map(|e| match &e.detail {
+            Detail::Activity(Activity::SendVolume(v)) => Some(v),
+            _ => None,
+        })
+        .collect();
+    check!(r, received == 102400, "peer received {received} bytes");
+    check!(
+        r,
+        vols.len() >= 3
+            && vols.len() < 10
+            && vols
+                .iter()
+                .all(|v| v.remote == inet("127.0.0.1", port) && v.protocol == 6),
+        "volume events {vols:?}"
+    );
+    check!(
+        r,
+        vols.windows(2)
+            .all(|w| w[1].total_bytes >= 2 * w[0].total_bytes)
+            && vols[0].total_bytes == vols[0].last_bytes
+            && (51200..=102400).contains(&vols.last().unwrap().total_bytes),
+        "totals {:?}",
+        vols.iter().map(|v| v.total_bytes).collect::<Vec<_>>()
+    );
+}

@@ -9,6 +9,7 @@
 //! * `syscalls:sys_enter_listen`: fd @16, backlog @24
 //! * `syscalls:sys_enter_accept[4]`: fd @16
 //! * `syscalls:sys_exit_*`: ret @16
+//! * `sock:sock_send_length`: sk @8, family @16, protocol @18, ret @20
 //! * `sock:inet_sock_set_state`: oldstate @16, newstate @20, sport @24, dport @26,
 //!   family @28, protocol @30, saddr @32, daddr @36, saddr_v6 @40, daddr_v6 @56
 
@@ -22,12 +23,14 @@ use casa_common::{
     wire::{
         BODY_OFFSET, EventKind, SOCK_ADDR_UNREADABLE, SOCK_OP_ACCEPT, SOCK_OP_ACCEPT4,
         SOCK_OP_BIND, SOCK_OP_LISTEN, SOCK_OP_SENDMMSG, SOCK_OP_SENDMSG, SOCK_OP_SENDTO,
-        SOCKADDR_MAX, SockOpBody, TcpStateBody,
+        SOCKADDR_MAX, SendVolumeBody, SockOpBody, TcpStateBody,
     },
 };
 
 use crate::{
-    maps::{SEND_SEEN, SOCK_INIT, SOCK_PENDING, SendKey, SockPending},
+    maps::{
+        SEND_BYTES, SEND_SEEN, SOCK_INIT, SOCK_PENDING, SendKey, SendVol, SendVolKey, SockPending,
+    },
     path,
     util::{bump, config, current_task, emit, fill_header, ids, is_tracked, read_kernel, scratch},
 };
@@ -383,6 +386,85 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         emit(
             buf,
             (BODY_OFFSET + core::mem::size_of::<TcpStateBody>()) as u32,
+            stats::LOST_OTHER,
+        );
+    }
+    0
+}
+
+/// `sock:sock_send_length` (sk @8, family @16, protocol @18, ret @20): count the bytes a
+/// tracked process sends per socket, by any route (`write`, `send*`, io_uring), and emit the
+/// running total at the first send and then each time it has doubled: volume as evidence at
+/// a logarithmic cost in events.
+#[tracepoint]
+pub fn sock_send_length(ctx: TracePointContext) -> u32 {
+    let (_, tgid) = ids();
+    if !is_tracked(tgid) {
+        return 0;
+    }
+    // SAFETY: offsets from the tracepoint's format.
+    let (sk, ret) = unsafe {
+        (
+            ctx.read_at::<u64>(8).unwrap_or(0),
+            ctx.read_at::<i32>(20).unwrap_or(0),
+        )
+    };
+    if ret <= 0 || sk == 0 {
+        return 0;
+    }
+    let key = SendVolKey { tgid, _pad: 0, sk };
+    let (total, emit_now) = match SEND_BYTES.get_ptr_mut(&key) {
+        Some(v) => {
+            // SAFETY: a map value of this CPU's lookup; a racing update only skews a counter.
+            unsafe {
+                (*v).total += ret as u64;
+                let t = (*v).total;
+                let due = t >= (*v).next;
+                if due {
+                    (*v).next = t.saturating_mul(2);
+                }
+                (t, due)
+            }
+        }
+        None => {
+            let t = ret as u64;
+            let _ = SEND_BYTES.insert(
+                &key,
+                &SendVol {
+                    total: t,
+                    next: t.saturating_mul(2),
+                },
+                0,
+            );
+            (t, true)
+        }
+    };
+    if !emit_now {
+        return 0;
+    }
+    let Some(buf) = scratch() else { return 0 };
+    // SAFETY: buf is the scratch buffer; sk is the sending socket (checked reads).
+    unsafe {
+        fill_header(buf, EventKind::SendVolume);
+        let body = buf.add(BODY_OFFSET).cast::<SendVolumeBody>();
+        (*body).total = total;
+        (*body).last = ret as u64;
+        let family = ctx.read_at::<u16>(16).unwrap_or(0);
+        (*body).family = family;
+        (*body).protocol = ctx.read_at::<u16>(18).unwrap_or(0);
+        (*body).dport = u16::from_be(read_kernel(sk, config!(offsets.sock_dport)).unwrap_or(0));
+        (*body).sport = read_kernel(sk, config!(offsets.sock_num)).unwrap_or(0);
+        let mut a = [0u8; 16];
+        if family == 2 {
+            let v4: [u8; 4] = read_kernel(sk, config!(offsets.sock_daddr)).unwrap_or([0; 4]);
+            a[..4].copy_from_slice(&v4);
+        } else if family == 10 {
+            a = read_kernel(sk, config!(offsets.sock_v6_daddr)).unwrap_or([0; 16]);
+        }
+        (*body).daddr = a;
+        emit(
+            buf,
+            (BODY_OFFSET + core::mem::size_of::<SendVolumeBody>()) as u32,
             stats::LOST_OTHER,
         );
     }

@@ -120,6 +120,7 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_exit_accept", "syscalls", "sys_exit_accept"),
     ("sys_exit_accept4", "syscalls", "sys_exit_accept4"),
     ("inet_sock_set_state", "sock", "inet_sock_set_state"),
+    ("sock_send_length", "sock", "sock_send_length"),
     ("io_uring_create", "io_uring", "io_uring_create"),
     ("sys_enter_setsid", "syscalls", "sys_enter_setsid"),
     ("sys_exit_setsid", "syscalls", "sys_exit_setsid"),

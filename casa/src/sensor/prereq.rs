@@ -246,6 +246,16 @@ pub const LAYOUTS: &[Layout] = &[
     ),
     (
         "sock",
+        "sock_send_length",
+        &[
+            ("sk", 8, 8),
+            ("family", 16, 2),
+            ("protocol", 18, 2),
+            ("ret", 20, 4),
+        ],
+    ),
+    (
+        "sock",
         "inet_sock_set_state",
         &[
             ("oldstate", 16, 4),
