@@ -96,6 +96,15 @@ pub struct KernelOffsets {
     pub io_connect_addr_len: u32,
     /// `io_sr_msg.umsg` (the user's `msghdr`, for `SENDMSG`).
     pub io_sr_msg_umsg: u32,
+    /// `io_sr_msg.addr` and `io_sr_msg.addr_len` (a `u16`): the destination of `SEND`/`SEND_ZC`
+    /// (user pointer), in kernels that keep it there.
+    pub io_sr_msg_addr: u32,
+    pub io_sr_msg_addr_len: u32,
+    /// `io_kiocb.async_data`, and in it `io_async_msghdr.msg.msg_name`/`msg_namelen`: where
+    /// newer kernels keep the kernel copy of a `SEND`'s destination.
+    pub io_kiocb_async_data: u32,
+    pub io_async_msghdr_msg_name: u32,
+    pub io_async_msghdr_msg_namelen: u32,
 }
 
 /// An offset the running kernel's BTF does not have.
@@ -121,7 +130,7 @@ pub struct KernelConfig {
 // SAFETY: plain-old-data, `repr(C)`, no padding (all fields are u32).
 unsafe impl aya::Pod for KernelConfig {}
 
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 + 61 * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 + 66 * 4);
 
 impl KernelConfig {
     /// All zeros: the placeholder compiled into the object, overwritten by userspace at load.

@@ -326,7 +326,8 @@ pub struct SendVolumeBody {
 pub const IO_URING_CREATE: u32 = 1;
 /// `IoUringBody::op`: a request was submitted.
 pub const IO_URING_SUBMIT: u32 = 2;
-/// `IoUringBody::flags2`: `sockaddr` holds the request's destination (`CONNECT`, `SENDMSG`).
+/// `IoUringBody::flags2`: `sockaddr` holds the request's destination (`CONNECT`, `SENDMSG`,
+/// `SEND`, and the zero-copy sends).
 pub const IO_URING_ADDR: u32 = 1 << 0;
 
 /// Body of [`EventKind::IoUring`]. Data: the path of an `OPENAT`/`OPENAT2` request

@@ -195,7 +195,7 @@ pub struct IoUring {
     /// `OPENAT`/`OPENAT2`: the path as the caller passed it (not resolved).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<Bytes>,
-    /// `CONNECT`/`SENDMSG`: the destination.
+    /// `CONNECT`, `SENDMSG`, `SEND` (and zero-copy sends) with a destination: where to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addr: Option<SockAddr>,
 }

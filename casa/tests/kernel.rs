@@ -1310,6 +1310,8 @@ fn io_uring_ring_openat_and_connect_are_seen() {
     std::fs::write(&secret, "s").unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let uport = udp.local_addr().unwrap().port();
     let code = format!(
         r#"{PY_URING}
 import socket
@@ -1320,6 +1322,18 @@ s = socket.socket()
 sa = ctypes.create_string_buffer(struct.pack('!HH4s8x', 0, {port}, bytes([127, 0, 0, 1])))
 struct.pack_into('H', sa, 0, socket.AF_INET)
 assert submit(16, s.fileno(), ctypes.addressof(sa), 0, 16) == 0
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+msg = ctypes.create_string_buffer(b'exfil')
+ua = ctypes.create_string_buffer(struct.pack('!HH4s8x', 0, {uport}, bytes([127, 0, 0, 1])))
+struct.pack_into('H', ua, 0, socket.AF_INET)
+# IORING_OP_SEND with a destination: addr2 = sockaddr, addr_len (u16) at byte 44.
+tail = u32(sq, sq_tail)
+i = tail & u32(sq, sq_mask)
+sqes[i * 64:(i + 1) * 64] = struct.pack('BBHiQQIIQHHiQQ', 26, 0, 0, u.fileno(), ctypes.addressof(ua), ctypes.addressof(msg), 5, 0, 8, 0, 0, 0, 0, 0)
+struct.pack_into('H', sqes, i * 64 + 44, 16)
+struct.pack_into('I', sq, sq_array + i * 4, i)
+struct.pack_into('I', sq, sq_tail, tail + 1)
+assert libc.syscall(426, ring, 1, 1, 1, None, 0) == 1, ctypes.get_errno()
 "#,
         secret = secret.display()
     );
@@ -1357,6 +1371,13 @@ assert submit(16, s.fileno(), ctypes.addressof(sa), 0, 16) == 0
             .iter()
             .any(|u| u.opcode_name == Some("connect") && u.addr == Some(inet("127.0.0.1", port))),
         "no io_uring connect to port {port}: {urings:?}"
+    );
+    check!(
+        r,
+        urings
+            .iter()
+            .any(|u| u.opcode_name == Some("send") && u.addr == Some(inet("127.0.0.1", uport))),
+        "no io_uring send to port {uport}: {urings:?}"
     );
     // The connect is also seen where it lands, whatever made it.
     check!(

@@ -1,14 +1,14 @@
 //! io_uring of tracked processes: ring creation (`io_uring:io_uring_create`) and every
 //! submitted request (`tp_btf/io_uring_submit_req(struct io_kiocb *req)`, after the request
 //! was prepared). Syscall tracepoints never see what a ring does, so for `OPENAT`/`OPENAT2`
-//! the path (the kernel's copy of it) and for `CONNECT`/`SENDMSG` the destination (the
-//! user's sockaddr) are read from the request itself; the request structs' offsets come from
+//! the path (the kernel's copy of it) and for `CONNECT`/`SENDMSG`/`SEND` (and their
+//! zero-copy variants) the destination (the user's sockaddr) are read from the request itself; the request structs' offsets come from
 //! BTF and are optional (see `KernelOffsets::io_kiocb_opcode`).
 //!
 //! * `io_uring:io_uring_create`: fd @8, sq_entries @24, cq_entries @28, flags @32
 
 use aya_ebpf::{
-    helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+    helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user},
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -27,6 +27,9 @@ const DATA_OFFSET: usize = BODY_OFFSET + core::mem::size_of::<IoUringBody>();
 
 /// `IORING_OP_*` (uapi, stable).
 const OP_SENDMSG: u32 = 9;
+const OP_SEND: u32 = 26;
+const OP_SEND_ZC: u32 = 47;
+const OP_SENDMSG_ZC: u32 = 48;
 const OP_CONNECT: u32 = 16;
 const OP_OPENAT: u32 = 18;
 const OP_OPENAT2: u32 = 28;
@@ -121,7 +124,16 @@ pub fn io_uring_submit_req(ctx: BtfTracePointContext) -> u32 {
                 addr = read_kernel(cmd, config!(offsets.io_connect_addr)).unwrap_or(0);
                 len = read_kernel::<i32>(cmd, config!(offsets.io_connect_addr_len)).unwrap_or(0)
                     as u32;
-            } else if opcode == OP_SENDMSG && config!(offsets.io_sr_msg_umsg) != OFFSET_UNKNOWN {
+            } else if (opcode == OP_SEND || opcode == OP_SEND_ZC)
+                && config!(offsets.io_sr_msg_addr) != OFFSET_UNKNOWN
+                && config!(offsets.io_sr_msg_addr_len) != OFFSET_UNKNOWN
+            {
+                addr = read_kernel(cmd, config!(offsets.io_sr_msg_addr)).unwrap_or(0);
+                len = read_kernel::<u16>(cmd, config!(offsets.io_sr_msg_addr_len)).unwrap_or(0)
+                    as u32;
+            } else if (opcode == OP_SENDMSG || opcode == OP_SENDMSG_ZC)
+                && config!(offsets.io_sr_msg_umsg) != OFFSET_UNKNOWN
+            {
                 let umsg: u64 = read_kernel(cmd, config!(offsets.io_sr_msg_umsg)).unwrap_or(0);
                 let mut hdr = [0u64; 2];
                 if umsg != 0
@@ -147,6 +159,34 @@ pub fn io_uring_submit_req(ctx: BtfTracePointContext) -> u32 {
                     (*body).flags2 |= IO_URING_ADDR;
                 } else {
                     bump(stats::READ_FAILED);
+                }
+            } else if (opcode == OP_SEND || opcode == OP_SEND_ZC)
+                && config!(offsets.io_kiocb_async_data) != OFFSET_UNKNOWN
+                && config!(offsets.io_async_msghdr_msg_name) != OFFSET_UNKNOWN
+                && config!(offsets.io_async_msghdr_msg_namelen) != OFFSET_UNKNOWN
+            {
+                // Newer kernels copy a SEND's destination at prep time into the request's
+                // async data and point its msghdr at that copy (NULL without a destination).
+                let kmsg: u64 = read_kernel(req, config!(offsets.io_kiocb_async_data)).unwrap_or(0);
+                let name: u64 =
+                    read_kernel(kmsg, config!(offsets.io_async_msghdr_msg_name)).unwrap_or(0);
+                let namelen: i32 =
+                    read_kernel(kmsg, config!(offsets.io_async_msghdr_msg_namelen)).unwrap_or(0);
+                if name != 0 && namelen > 0 {
+                    let n = if namelen as usize > SOCKADDR_MAX {
+                        SOCKADDR_MAX
+                    } else {
+                        namelen as usize
+                    };
+                    if bpf_probe_read_kernel(
+                        (*body).sockaddr.as_mut_ptr().cast(),
+                        n as u32,
+                        name as *const _,
+                    ) == 0
+                    {
+                        (*body).addrlen = n as u32;
+                        (*body).flags2 |= IO_URING_ADDR;
+                    }
                 }
             }
         }

@@ -146,6 +146,11 @@ pub fn kernel_offsets(path: &str) -> Result<KernelOffsets, SensorError> {
         io_connect_addr: optional(&btf, "io_connect", "addr"),
         io_connect_addr_len: optional(&btf, "io_connect", "addr_len"),
         io_sr_msg_umsg: optional(&btf, "io_sr_msg", "umsg"),
+        io_sr_msg_addr: optional(&btf, "io_sr_msg", "addr"),
+        io_sr_msg_addr_len: optional(&btf, "io_sr_msg", "addr_len"),
+        io_kiocb_async_data: optional(&btf, "io_kiocb", "async_data"),
+        io_async_msghdr_msg_name: optional(&btf, "io_async_msghdr", "msg.msg_name"),
+        io_async_msghdr_msg_namelen: optional(&btf, "io_async_msghdr", "msg.msg_namelen"),
     })
 }
 
