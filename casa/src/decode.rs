@@ -1380,6 +1380,32 @@ mod tests {
     }
 
     #[test]
+    fn serialised_shape_of_old_and_new_records() {
+        // A wire-version-1 exec serialises exactly the fields it always had.
+        let v = serde_json::to_value(decode(&v1_exec("/usr/bin/id")).unwrap()).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        for k in [
+            "file",
+            "script_file",
+            "loader_env",
+            "stdio",
+            "env_truncated",
+        ] {
+            assert!(!keys.contains(&k), "{k} in {keys:?}");
+        }
+        assert_eq!(v["kind"], "exec");
+        // A new kind carries its own `kind`, with no wrapper.
+        let v = serde_json::to_value(
+            decode(&sock_op(wire::SOCK_OP_BIND, &[2, 0, 0, 80, 0, 0, 0, 0])).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["kind"], "socket");
+        assert_eq!(v["op"], "bind");
+        assert_eq!(v["addr"]["port"], 80);
+        assert!(v.get("activity").is_none() && v.get("Socket").is_none());
+    }
+
+    #[test]
     fn user_dev_matches_glibc_makedev() {
         assert_eq!(user_dev((8 << 20) | 1), 0x801);
         assert_eq!(user_dev((259 << 20) | 0x12345), 0x1231_0345);

@@ -358,6 +358,21 @@ mod tests {
     }
 
     #[test]
+    fn wire_version_2_kinds_are_not_analysed_yet() {
+        use crate::event::{Activity, Setsid};
+        let mut e = open("/tmp/x");
+        e.detail = Detail::Activity(Activity::Setsid(Setsid { result: 7 }));
+        let p = FilterPolicy::default();
+        for runtime in [false, true] {
+            assert_eq!(
+                ignore_reason(&e, &p, runtime),
+                Some(IgnoreReason::NotYetAnalysed)
+            );
+        }
+        assert_eq!(IgnoreReason::NotYetAnalysed.name(), "not_yet_analysed");
+    }
+
+    #[test]
     fn reason_names_match_their_serialised_form() {
         use IgnoreReason::*;
         for r in [
