@@ -105,6 +105,14 @@ pub struct KernelOffsets {
     pub io_kiocb_async_data: u32,
     pub io_async_msghdr_msg_name: u32,
     pub io_async_msghdr_msg_namelen: u32,
+    /// `io_rename.oldpath`/`newpath`, `io_link.oldpath`/`newpath` (`LINKAT`, `SYMLINKAT`),
+    /// `io_unlink.filename`, `io_mkdir.filename`: `struct filename *`.
+    pub io_rename_oldpath: u32,
+    pub io_rename_newpath: u32,
+    pub io_link_oldpath: u32,
+    pub io_link_newpath: u32,
+    pub io_unlink_filename: u32,
+    pub io_mkdir_filename: u32,
 }
 
 /// An offset the running kernel's BTF does not have.
@@ -130,7 +138,7 @@ pub struct KernelConfig {
 // SAFETY: plain-old-data, `repr(C)`, no padding (all fields are u32).
 unsafe impl aya::Pod for KernelConfig {}
 
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 + 66 * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 + 72 * 4);
 
 impl KernelConfig {
     /// All zeros: the placeholder compiled into the object, overwritten by userspace at load.

@@ -330,8 +330,10 @@ pub const IO_URING_SUBMIT: u32 = 2;
 /// `SEND`, and the zero-copy sends).
 pub const IO_URING_ADDR: u32 = 1 << 0;
 
-/// Body of [`EventKind::IoUring`]. Data: the path of an `OPENAT`/`OPENAT2` request
-/// (`path_len` bytes, as the caller passed it).
+/// Body of [`EventKind::IoUring`]. Data: the path of an `OPENAT`/`OPENAT2`/`UNLINKAT`/
+/// `MKDIRAT` request, or the old path of `RENAMEAT`/`LINKAT` (the target text of
+/// `SYMLINKAT`) (`path_len` bytes, as the caller passed it), then the new path
+/// (`new_path_len`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct IoUringBody {
@@ -349,7 +351,10 @@ pub struct IoUringBody {
     pub flags2: u32,
     pub addrlen: u32,
     pub path_len: u16,
-    pub _pad: [u16; 3],
+    /// Length of the second path (`RENAMEAT`/`LINKAT`: the new name; `SYMLINKAT`: the link),
+    /// after `path` in the data.
+    pub new_path_len: u16,
+    pub _pad: [u16; 2],
     pub sockaddr: [u8; SOCKADDR_MAX],
 }
 

@@ -494,11 +494,11 @@ const IORING_OPS: [&str; 58] = [
 fn decode_io_uring(rec: &[u8]) -> Result<IoUring, DecodeError> {
     let kind = EventKind::IoUring;
     let b: wire::IoUringBody = body(rec, kind)?;
-    let [path] = strings(
+    let [path, new_path] = strings(
         rec,
         kind,
         BODY_OFFSET + size_of::<wire::IoUringBody>(),
-        [b.path_len as usize],
+        [b.path_len as usize, b.new_path_len as usize],
     )?;
     let create = b.op == wire::IO_URING_CREATE;
     Ok(IoUring {
@@ -519,6 +519,7 @@ fn decode_io_uring(rec: &[u8]) -> Result<IoUring, DecodeError> {
         cq_entries: create.then_some(b.cq_entries),
         flags: b.flags,
         path: (b.path_len > 0).then(|| Bytes::from(until_nul(path))),
+        new_path: (b.new_path_len > 0).then(|| Bytes::from(until_nul(new_path))),
         addr: (b.flags2 & wire::IO_URING_ADDR != 0)
             .then(|| parse_sockaddr(false, b.addrlen, &b.sockaddr)),
     })

@@ -192,9 +192,13 @@ pub struct IoUring {
     pub cq_entries: Option<u32>,
     /// Create: `IORING_SETUP_*`.
     pub flags: u32,
-    /// `OPENAT`/`OPENAT2`: the path as the caller passed it (not resolved).
+    /// The path as the caller passed it (not resolved): `OPENAT`/`OPENAT2`/`UNLINKAT`/
+    /// `MKDIRAT`, the old name of `RENAMEAT`/`LINKAT`, the target text of `SYMLINKAT`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<Bytes>,
+    /// The new name of `RENAMEAT`/`LINKAT`, the link of `SYMLINKAT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_path: Option<Bytes>,
     /// `CONNECT`, `SENDMSG`, `SEND` (and zero-copy sends) with a destination: where to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addr: Option<SockAddr>,

@@ -1308,6 +1308,7 @@ fn io_uring_ring_openat_and_connect_are_seen() {
     let dir = tempdir("uring");
     let secret = dir.join("secret.txt");
     std::fs::write(&secret, "s").unwrap();
+    let moved = dir.join("moved.txt");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -1334,8 +1335,14 @@ struct.pack_into('H', sqes, i * 64 + 44, 16)
 struct.pack_into('I', sq, sq_array + i * 4, i)
 struct.pack_into('I', sq, sq_tail, tail + 1)
 assert libc.syscall(426, ring, 1, 1, 1, None, 0) == 1, ctypes.get_errno()
+struct.pack_into('I', cq, cq_head, u32(cq, cq_head) + 1)
+old = ctypes.create_string_buffer(b'{secret}')
+new = ctypes.create_string_buffer(b'{moved}')
+assert submit(35, -100, ctypes.addressof(old), 0xffffff9c, ctypes.addressof(new)) == 0
+assert submit(36, -100, ctypes.addressof(new)) == 0
 "#,
-        secret = secret.display()
+        secret = secret.display(),
+        moved = moved.display()
     );
     let accept = std::thread::spawn(move || listener.accept().map(|_| ()));
     let r = run_py("uring", &[], &code);
@@ -1378,6 +1385,16 @@ assert libc.syscall(426, ring, 1, 1, 1, None, 0) == 1, ctypes.get_errno()
             .iter()
             .any(|u| u.opcode_name == Some("send") && u.addr == Some(inet("127.0.0.1", uport))),
         "no io_uring send to port {uport}: {urings:?}"
+    );
+    let moved_s = moved.display().to_string();
+    check!(
+        r,
+        urings.iter().any(|u| u.opcode_name == Some("renameat")
+            && u.path == Some(Bytes::from(want.as_str()))
+            && u.new_path == Some(Bytes::from(moved_s.as_str())))
+            && urings.iter().any(|u| u.opcode_name == Some("unlinkat")
+                && u.path == Some(Bytes::from(moved_s.as_str()))),
+        "no io_uring renameat {want} -> {moved_s} and unlinkat: {urings:?}"
     );
     // The connect is also seen where it lands, whatever made it.
     check!(

@@ -33,6 +33,34 @@ const OP_SENDMSG_ZC: u32 = 48;
 const OP_CONNECT: u32 = 16;
 const OP_OPENAT: u32 = 18;
 const OP_OPENAT2: u32 = 28;
+const OP_RENAMEAT: u32 = 35;
+const OP_UNLINKAT: u32 = 36;
+const OP_MKDIRAT: u32 = 37;
+const OP_SYMLINKAT: u32 = 38;
+const OP_LINKAT: u32 = 39;
+
+/// Copy the string of the `struct filename *` at `cmd + field` to `dst` (map memory with
+/// `PATH_MAX` bytes); returns its length without the NUL, below `PATH_MAX`.
+///
+/// # Safety
+/// `dst` must be writable map memory of `PATH_MAX` bytes.
+#[inline(always)]
+unsafe fn filename_to(cmd: u64, field: u32, dst: *mut u8) -> usize {
+    // SAFETY: checked kernel reads; the caller's guarantee for dst.
+    unsafe {
+        let f: u64 = read_kernel(cmd, field).unwrap_or(0);
+        let name: u64 = read_kernel(f, config!(offsets.filename_name)).unwrap_or(0);
+        if name == 0 {
+            return 0;
+        }
+        let n = bpf_probe_read_kernel_str(dst.cast(), PATH_MAX as u32, name as *const _);
+        if n > 1 {
+            ((n - 1) as usize) & (PATH_MAX - 1)
+        } else {
+            0
+        }
+    }
+}
 
 /// Zero the body.
 ///
@@ -51,7 +79,8 @@ unsafe fn clear(body: *mut IoUringBody) {
         (*body).flags2 = 0;
         (*body).addrlen = 0;
         (*body).path_len = 0;
-        (*body)._pad = [0; 3];
+        (*body).new_path_len = 0;
+        (*body)._pad = [0; 2];
         (*body).sockaddr = [0; SOCKADDR_MAX];
     }
 }
@@ -100,22 +129,27 @@ pub fn io_uring_submit_req(ctx: BtfTracePointContext) -> u32 {
         (*body).opcode = opcode;
         let cmd = req + cmd_off as u64;
         let mut path_len = 0usize;
+        let mut new_len = 0usize;
         if cmd_off != OFFSET_UNKNOWN {
-            if (opcode == OP_OPENAT || opcode == OP_OPENAT2)
-                && config!(offsets.io_open_filename) != OFFSET_UNKNOWN
-                && config!(offsets.filename_name) != OFFSET_UNKNOWN
-            {
-                let f: u64 = read_kernel(cmd, config!(offsets.io_open_filename)).unwrap_or(0);
-                let name: u64 = read_kernel(f, config!(offsets.filename_name)).unwrap_or(0);
-                if name != 0 {
-                    let n = bpf_probe_read_kernel_str(
-                        buf.add(DATA_OFFSET).cast(),
-                        PATH_MAX as u32,
-                        name as *const _,
-                    );
-                    if n > 1 {
-                        path_len = ((n - 1) as usize) & (PATH_MAX - 1);
-                    }
+            // Which `struct filename *` fields of the request hold its path(s).
+            let (first, second) = match opcode {
+                OP_OPENAT | OP_OPENAT2 => (config!(offsets.io_open_filename), OFFSET_UNKNOWN),
+                OP_RENAMEAT => (
+                    config!(offsets.io_rename_oldpath),
+                    config!(offsets.io_rename_newpath),
+                ),
+                OP_LINKAT | OP_SYMLINKAT => (
+                    config!(offsets.io_link_oldpath),
+                    config!(offsets.io_link_newpath),
+                ),
+                OP_UNLINKAT => (config!(offsets.io_unlink_filename), OFFSET_UNKNOWN),
+                OP_MKDIRAT => (config!(offsets.io_mkdir_filename), OFFSET_UNKNOWN),
+                _ => (OFFSET_UNKNOWN, OFFSET_UNKNOWN),
+            };
+            if first != OFFSET_UNKNOWN && config!(offsets.filename_name) != OFFSET_UNKNOWN {
+                path_len = filename_to(cmd, first, buf.add(DATA_OFFSET));
+                if second != OFFSET_UNKNOWN {
+                    new_len = filename_to(cmd, second, buf.add(DATA_OFFSET + path_len));
                 }
             }
             let mut addr = 0u64;
@@ -191,7 +225,12 @@ pub fn io_uring_submit_req(ctx: BtfTracePointContext) -> u32 {
             }
         }
         (*body).path_len = path_len as u16;
-        emit(buf, (DATA_OFFSET + path_len) as u32, stats::LOST_OTHER);
+        (*body).new_path_len = new_len as u16;
+        emit(
+            buf,
+            (DATA_OFFSET + ((path_len + new_len) & (2 * PATH_MAX - 1))) as u32,
+            stats::LOST_OTHER,
+        );
     }
     0
 }

@@ -151,6 +151,12 @@ pub fn kernel_offsets(path: &str) -> Result<KernelOffsets, SensorError> {
         io_kiocb_async_data: optional(&btf, "io_kiocb", "async_data"),
         io_async_msghdr_msg_name: optional(&btf, "io_async_msghdr", "msg.msg_name"),
         io_async_msghdr_msg_namelen: optional(&btf, "io_async_msghdr", "msg.msg_namelen"),
+        io_rename_oldpath: optional(&btf, "io_rename", "oldpath"),
+        io_rename_newpath: optional(&btf, "io_rename", "newpath"),
+        io_link_oldpath: optional(&btf, "io_link", "oldpath"),
+        io_link_newpath: optional(&btf, "io_link", "newpath"),
+        io_unlink_filename: optional(&btf, "io_unlink", "filename"),
+        io_mkdir_filename: optional(&btf, "io_mkdir", "filename"),
     })
 }
 
