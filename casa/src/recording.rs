@@ -764,6 +764,30 @@ mod tests {
     }
 
     #[test]
+    fn wire_versions_one_and_two_read_others_refused_clearly() {
+        for (wire, ok) in [(0u16, false), (1, true), (2, true), (3, false)] {
+            let m = Meta {
+                wire_version: wire,
+                ..meta()
+            };
+            let bytes = Writer::new(Vec::new(), Path::new("mem"), &m)
+                .unwrap()
+                .finish(&Summary::default())
+                .unwrap();
+            match Reader::new(&bytes[..], Path::new("w.rec")) {
+                Ok(r) => assert!(ok && r.meta().wire_version == wire, "wire {wire} read"),
+                Err(e) => {
+                    assert!(!ok, "wire {wire} refused: {e}");
+                    assert!(
+                        matches!(e, RecordingError::WireVersion { found, .. } if found == wire)
+                    );
+                    assert!(e.to_string().contains("decodes versions 1 to 2"), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn rejects_other_files_and_versions() {
         assert!(matches!(
             Reader::new(&b"{\"kind\":1}\n"[..], Path::new("x")),

@@ -183,6 +183,7 @@ impl KernelStats {
             stats::LOST_EXIT,
             stats::LOST_OPEN,
             stats::LOST_CONNECT,
+            stats::LOST_OTHER,
             stats::PENDING_FULL,
         ]
         .iter()
