@@ -175,6 +175,7 @@ pub enum IoUringOp {
     Submit,
 }
 
+/// An io_uring ring created, or a request submitted to one, by a tracked process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct IoUring {
     pub op: IoUringOp,
@@ -204,12 +205,14 @@ pub struct IoUring {
     pub addr: Option<SockAddr>,
 }
 
+/// `setsid` by a tracked process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Setsid {
     /// The new session id, or `-errno`.
     pub result: i64,
 }
 
+/// `ptrace` starting to trace a process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Ptrace {
     /// `attach`, `seize` or `traceme`.
@@ -220,6 +223,7 @@ pub struct Ptrace {
     pub result: i64,
 }
 
+/// `memfd_create` by a tracked process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MemfdCreate {
     /// The name passed (shown as `/memfd:NAME` in `/proc/PID/fd` and in an exec of it).
@@ -309,6 +313,7 @@ pub enum SocketOpKind {
     Accept4,
 }
 
+/// A socket operation of a tracked process (see [`SocketOpKind`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SocketOp {
     pub op: SocketOpKind,
@@ -384,7 +389,9 @@ pub struct Exec {
 /// encoding, `st_ino`). Paths can be renamed, linked and symlinked; this cannot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct FileId {
+    /// `st_dev`.
     pub dev: u64,
+    /// `st_ino`.
     pub ino: u64,
 }
 
