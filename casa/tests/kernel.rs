@@ -1491,3 +1491,87 @@ s.close()
         vols.iter().map(|v| v.total_bytes).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn untracked_processes_get_no_new_kinds_and_no_exec_context() {
+    use casa::event::Detail;
+    require_root();
+    let dir = tempdir("scoping2");
+    let out = dir.join("scope.rec");
+    let mut casa = Command::new(support::casa_bin())
+        .args(["record", "--out"])
+        .arg(&out)
+        .args(["--duration", "4s", "--", "sleep", "2"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = casa.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("started and tracking") {
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "casa exited before starting: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // Everything the new programs report, done by a process casa does not track.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let code = format!(
+        r#"
+import ctypes, os, socket
+os.chdir('{dir}')
+open('a', 'w').close()
+os.rename('a', 'b')
+os.chmod('b', 0o700)
+os.unlink('b')
+os.memfd_create('untracked-mem')
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', {port}))
+libc = ctypes.CDLL(None, use_errno=True)
+params = ctypes.create_string_buffer(120)
+libc.syscall(425, 4, params)
+if os.fork() == 0:
+    os.setsid()
+    os._exit(0)
+os.wait()
+"#,
+        dir = dir.display()
+    );
+    let mut child = Command::new(support::python())
+        .args(["-c", &code])
+        .env("LD_LIBRARY_PATH", "/casa-untracked")
+        .spawn()
+        .unwrap();
+    let untracked_pid = child.id();
+    assert!(child.wait().unwrap().success());
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let mut output = casa.wait_with_output().unwrap();
+    output.stderr = format!("{seen}{rest}").into_bytes();
+    let r = support::read_recording(&out, output);
+    let leaked: Vec<_> = r
+        .events
+        .iter()
+        .filter(|e| matches!(e.detail, Detail::Activity(_)) && e.ppid != r.root())
+        .filter(|e| e.pid == untracked_pid || e.ppid == untracked_pid)
+        .collect();
+    check!(
+        r,
+        leaked.is_empty(),
+        "new kinds of an untracked process: {leaked:?}"
+    );
+    let exec = r
+        .execs()
+        .into_iter()
+        .find(|(e, _)| e.pid == untracked_pid)
+        .map(|(_, x)| x.clone());
+    let Some(x) = exec else {
+        panic!("no exec of the untracked process\n{}", r.dump())
+    };
+    check!(
+        r,
+        x.facts.stdio.is_empty() && x.facts.loader_env.is_empty() && x.facts.file.is_some(),
+        "untracked exec facts {:?}",
+        x.facts
+    );
+}
