@@ -151,7 +151,9 @@ pub struct SendKey {
     pub addr: [u8; 24],
 }
 
-/// Destinations already reported per socket: only the first send to each is an event.
+/// Destinations already reported per socket (keyed by fd: a new socket on a reused fd to the
+/// same destination within the LRU's memory is not reported again): only the first send to
+/// each is an event.
 #[map]
 pub static SEND_SEEN: LruHashMap<SendKey, u8> = LruHashMap::with_max_entries(16384, 0);
 
@@ -187,7 +189,8 @@ pub struct ProcOpPending {
 #[map]
 pub static PROCOP_PENDING: LruHashMap<u32, ProcOpPending> = LruHashMap::with_max_entries(4096, 0);
 
-/// Bytes sent per (process, socket), for `sock_send_length`.
+/// Bytes sent per (process, socket), for `sock_send_length`. Keyed by the `struct sock`
+/// address: a socket allocated where a closed one was continues its total (the LRU forgets).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SendVolKey {
