@@ -317,14 +317,20 @@ pub unsafe fn stdio_fd(task: u64, fd: u64, out: *mut StdioFd) {
     }
 }
 
+/// Most `task_works` entries walked to find an exec'd script's pending release. An exec in
+/// place (no fork) releases the whole old address space too: one entry per mapped file
+/// (libraries, locale files), often dozens.
+const TASK_WORKS_MAX: usize = 512;
+
 /// The `struct file` of a `#!` script being exec'd, found at `sched_process_exec`.
 ///
 /// By then the kernel has swapped the script's file for its interpreter's and dropped its
 /// last reference; that final `fput` is deferred to the task's return to user space, so the
 /// file is still queued on `task->task_works` (through `file->f_task_work`, callback
-/// `____fput`). Later `fput`s of the same exec (the ELF interpreter, the old executable,
-/// close-on-exec fds) are pushed in front of it, so the script's is the deepest `____fput`
-/// entry of the list.
+/// `____fput`). Every later `fput` of the same exec (the ELF interpreter, the files mapped by
+/// the old address space, the old executable, close-on-exec fds) is pushed in front of it, so
+/// the script's is the deepest `____fput` entry of the list. `None` unless the walk reached
+/// the end of the list (a cut walk could stop at a later file).
 ///
 /// # Safety
 /// `task` must be the current `task_struct`.
@@ -334,25 +340,30 @@ pub unsafe fn pending_script_file(task: u64) -> Option<u64> {
     if fput == 0 {
         return None;
     }
-    let mut found = 0u64;
-    // SAFETY: checked probe reads along the callback_head list.
+    let ps = PATHS.get_ptr_mut(0)?;
+    let next_off = config!(offsets.callback_head_next);
+    let func_off = config!(offsets.callback_head_func);
+    // SAFETY: checked probe reads along the callback_head list; the cursor and the result
+    // live in the per-CPU workspace (volatile), so that every iteration reaches the next with
+    // the same unknown values and the verifier prunes instead of tracking each path.
     unsafe {
-        let mut cb: u64 = read_kernel(task, config!(offsets.task_task_works))?;
-        for _ in 0..16 {
+        let head: u64 = read_kernel(task, config!(offsets.task_task_works))?;
+        core::ptr::write_volatile(&raw mut (*ps).tmp, head);
+        core::ptr::write_volatile(&raw mut (*ps).pos, 0);
+        for _ in 0..TASK_WORKS_MAX {
+            let cb = core::ptr::read_volatile(&raw const (*ps).tmp);
             if cb == 0 {
-                break;
+                let found = core::ptr::read_volatile(&raw const (*ps).pos);
+                return (found != 0).then_some(found);
             }
-            let Some(func) = read_kernel::<u64>(cb, config!(offsets.callback_head_func)) else {
-                break;
-            };
+            let func: u64 = read_kernel(cb, func_off)?;
             if func == fput {
-                found = cb.wrapping_sub(config!(offsets.file_f_task_work) as u64);
+                let file = cb.wrapping_sub(config!(offsets.file_f_task_work) as u64);
+                core::ptr::write_volatile(&raw mut (*ps).pos, file);
             }
-            cb = match read_kernel(cb, config!(offsets.callback_head_next)) {
-                Some(n) => n,
-                None => break,
-            };
+            let next: u64 = read_kernel(cb, next_off)?;
+            core::ptr::write_volatile(&raw mut (*ps).tmp, next);
         }
     }
-    (found != 0).then_some(found)
+    None
 }

@@ -1575,3 +1575,32 @@ os.wait()
         x.facts
     );
 }
+
+#[test]
+fn script_exec_in_place_by_a_shell_with_many_mapped_files_reports_the_script() {
+    // bash runs the last command of `-c` by exec'ing in place: its whole address space
+    // (libraries, every C.UTF-8 locale file) is released during the exec, queueing many more
+    // deferred file releases than a forked child's exec does.
+    let dir = tempdir("script-inplace");
+    let script = dir.join("inplace.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cmd = format!(
+        "export LANG=C.UTF-8 LC_ALL=C.UTF-8; exec /bin/bash -c 'printf %s x >/dev/null; {}'",
+        script.display()
+    );
+    let r = record("script-inplace", &[], &["/bin/sh", "-c", &cmd]);
+    let scripts: Vec<_> = r.execs().into_iter().filter(|(_, x)| x.script).collect();
+    check!(r, scripts.len() == 1, "expected one script exec");
+    let x = scripts[0].1;
+    check!(
+        r,
+        x.path == Bytes::from(script.display().to_string().as_str())
+            && x.facts.script_file == Some(stat_id(&script)),
+        "script exec path {} identity {:?}, want {} {:?}",
+        x.path,
+        x.facts.script_file,
+        script.display(),
+        stat_id(&script)
+    );
+}
