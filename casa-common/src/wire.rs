@@ -136,6 +136,8 @@ pub struct StdioFd {
 pub const EXEC_EXT_STDIO: u32 = 1 << 0;
 /// `ExecExt::flags`: the environment was scanned for dynamic-loader variables (tracked only).
 pub const EXEC_EXT_ENV_SCANNED: u32 = 1 << 1;
+/// `ExecExt::flags`: the script's own file is unlinked (` (deleted)`).
+pub const EXEC_EXT_SCRIPT_DELETED: u32 = 1 << 3;
 /// `ExecExt::flags`: the environment had more strings than the scan covers, or a string was too
 /// long to step over: a loader variable after that point may have been missed.
 pub const EXEC_EXT_ENV_TRUNCATED: u32 = 1 << 2;
@@ -152,9 +154,12 @@ pub struct ExecExt {
     pub stdio: [StdioFd; 3],
     /// `EXEC_EXT_*` flags.
     pub flags: u32,
-    /// Bytes of loader variables in the data area (after `filename`), each `NAME=value\0`.
+    /// Bytes of loader variables in the data area (after `script_path`), each
+    /// `NAME=value\0`.
     pub env_len: u16,
-    pub _pad0: u16,
+    /// Bytes of the script's own path in the data area (after `filename`): walked from the
+    /// script's `struct file`, absolute, symlinks resolved (0 when not a script or not found).
+    pub script_path_len: u16,
 }
 
 /// Wire version 2: what follows [`OpenBody`] in an open record, before the data area.
@@ -189,14 +194,12 @@ pub const EXEC_PATH_TRUNCATED: u32 = 1 << 7;
 /// joined with the working directory when the caller named it relatively, not
 /// symlink-resolved) and argv\[0\] names the interpreter.
 pub const EXEC_SCRIPT: u32 = 1 << 8;
-/// `ExecBody::flags` (wire version 2): with [`EXEC_SCRIPT`], `path` was walked from the
-/// script's own `struct file` (absolute, symlinks resolved), not joined from its name.
-pub const EXEC_SCRIPT_FROM_FILE: u32 = 1 << 9;
 
 /// Body of [`EventKind::Exec`]. Data: `path`, then argv (NUL-separated arguments, each
 /// followed by a NUL), then `filename` (the name the caller passed to `execve`); in wire
-/// version 2 an [`ExecExt`] sits between this body and the data, and the loader variables
-/// (`ExecExt::env_len` bytes) follow `filename`.
+/// version 2 an [`ExecExt`] sits between this body and the data, and the script's own path
+/// (`ExecExt::script_path_len` bytes) and the loader variables (`ExecExt::env_len`) follow
+/// `filename`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExecBody {
@@ -484,8 +487,9 @@ pub struct TcpStateBody {
     pub daddr: [u8; 16],
 }
 
-/// Data capacity reserved after an exec body: path + argv + filename + loader variables.
-pub const EXEC_DATA_MAX: usize = PATH_MAX + ARGV_MAX + PATH_MAX + LOADER_ENV_TOTAL;
+/// Data capacity reserved after an exec body: path + argv + filename + script path + loader
+/// variables.
+pub const EXEC_DATA_MAX: usize = PATH_MAX + ARGV_MAX + PATH_MAX + PATH_MAX + LOADER_ENV_TOTAL;
 /// Data capacity reserved after an open body: raw + path.
 pub const OPEN_DATA_MAX: usize = PATH_MAX + PATH_MAX;
 /// Largest record the kernel can write.
@@ -518,5 +522,5 @@ const _: () = {
     assert!(size_of::<IoUringBody>() == 168);
     assert!(size_of::<TcpStateBody>() == 48);
     assert!(size_of::<SendVolumeBody>() == 40);
-    assert!(RECORD_MAX == 64 + 32 + 160 + 12288 + 1536);
+    assert!(RECORD_MAX == 64 + 32 + 160 + 16384 + 1536);
 };

@@ -7,7 +7,7 @@ use aya_ebpf::{
 use casa_common::{
     config::KernelConfig,
     stats,
-    wire::{LOADER_ENV_MAX, LOADER_ENV_TOTAL, PATH_MAX, SOCKADDR_MAX, StdioFd},
+    wire::{FileId, LOADER_ENV_MAX, LOADER_ENV_TOTAL, PATH_MAX, SOCKADDR_MAX, StdioFd},
 };
 
 /// Start-up configuration, written by userspace before load (frozen, read-only).
@@ -210,3 +210,21 @@ pub struct SendVol {
 
 #[map]
 pub static SEND_BYTES: LruHashMap<SendVolKey, SendVol> = LruHashMap::with_max_entries(16384, 0);
+
+/// A `#!` script's own file, found by `sched_process_exec_script` (attached before
+/// `sched_process_exec`, for every process) and copied into the exec record by
+/// `sched_process_exec` right after on the same CPU: a separate program because the verifier
+/// checks every inlined path walk anew, and the exec program already walks one.
+#[repr(C)]
+pub struct ScriptCtx {
+    /// The thread it was found for (0: nothing found).
+    pub tid: u32,
+    /// `EXEC_EXT_SCRIPT_DELETED` when the script is unlinked.
+    pub flags: u32,
+    pub id: FileId,
+    pub len: u64,
+    pub path: [u8; PATH_MAX],
+}
+
+#[map]
+pub static SCRIPT_CTX: PerCpuArray<ScriptCtx> = PerCpuArray::with_max_entries(1, 0);

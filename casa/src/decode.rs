@@ -213,7 +213,7 @@ fn decode_exec(rec: &[u8], version: u16) -> Result<Exec, DecodeError> {
     } else {
         None
     };
-    let [path, argv, filename, env] = strings(
+    let [path, argv, filename, script_path, env] = strings(
         rec,
         kind,
         start,
@@ -221,6 +221,7 @@ fn decode_exec(rec: &[u8], version: u16) -> Result<Exec, DecodeError> {
             b.path_len as usize,
             b.argv_len as usize,
             b.filename_len as usize,
+            ext.map_or(0, |e| e.script_path_len as usize),
             ext.map_or(0, |e| e.env_len as usize),
         ],
     )?;
@@ -229,12 +230,11 @@ fn decode_exec(rec: &[u8], version: u16) -> Result<Exec, DecodeError> {
     let path = Bytes::from(until_nul(path));
     let creds = b.flags & wire::EXEC_CREDS_VALID != 0;
     let script = b.flags & wire::EXEC_SCRIPT != 0;
-    let from_file = script && b.flags & wire::EXEC_SCRIPT_FROM_FILE != 0;
     Ok(Exec {
         result: b.result,
         path: if !resolved {
             filename.clone()
-        } else if script && !from_file {
+        } else if script {
             Bytes(normalize(path.as_bytes()))
         } else {
             kernel_path(path, b.flags & wire::EXEC_PATH_DELETED != 0)
@@ -251,7 +251,7 @@ fn decode_exec(rec: &[u8], version: u16) -> Result<Exec, DecodeError> {
         cap_effective: creds.then_some(b.cap_effective),
         seccomp_mode: creds.then_some(b.seccomp_mode),
         no_new_privs: b.flags & wire::EXEC_NO_NEW_PRIVS != 0,
-        facts: ext.map_or_else(ExecFacts::default, |e| exec_facts(&e, env)),
+        facts: ext.map_or_else(ExecFacts::default, |e| exec_facts(&e, script_path, env)),
     })
 }
 
@@ -309,10 +309,16 @@ fn stdio_fd(fd: u8, s: &wire::StdioFd) -> StdioFd {
     }
 }
 
-fn exec_facts(e: &ExecExt, env: &[u8]) -> ExecFacts {
+fn exec_facts(e: &ExecExt, script_path: &[u8], env: &[u8]) -> ExecFacts {
     ExecFacts {
         file: file_id(&e.file),
         script_file: file_id(&e.script),
+        script_path: (!script_path.is_empty()).then(|| {
+            kernel_path(
+                Bytes::from(until_nul(script_path)),
+                e.flags & wire::EXEC_EXT_SCRIPT_DELETED != 0,
+            )
+        }),
         loader_env: split_argv(env),
         env_truncated: e.flags & wire::EXEC_EXT_ENV_TRUNCATED != 0,
         stdio: if e.flags & wire::EXEC_EXT_STDIO != 0 {
@@ -1228,6 +1234,8 @@ mod tests {
         ext.stdio[2].rdev = 136 << 20;
         let env = b"LD_PRELOAD=/dev/shm/x.so\0";
         ext.env_len = env.len() as u16;
+        let script = b"/opt/real/x.sh";
+        ext.script_path_len = script.len() as u16;
         let path = "/bin/sh";
         let body = ExecBody {
             result: 0,
@@ -1241,6 +1249,7 @@ mod tests {
             _pad0: 0,
         };
         let mut data = path.as_bytes().to_vec();
+        data.extend_from_slice(script);
         data.extend_from_slice(env);
         let rec = build::record(
             build::header(EventKind::Exec, 1, 7, 7, "sh"),

@@ -435,10 +435,14 @@ pub struct ExecFacts {
     /// The executed binary (for a script: its interpreter).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<FileId>,
-    /// For a `#!` script found through its own file: the script's identity (then `path` is
-    /// that file's absolute, symlink-resolved path).
+    /// For a `#!` script: the identity of the script's own file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub script_file: Option<FileId>,
+    /// For a `#!` script: the absolute path of the script's own file as the kernel holds it
+    /// (symlinks resolved, ` (deleted)` when unlinked) — where `path` is the name the kernel
+    /// handed to the interpreter, joined with the working directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script_path: Option<Bytes>,
     /// `LD_PRELOAD`/`LD_LIBRARY_PATH`/`LD_AUDIT` as `NAME=value` from the new image's
     /// environment (each cut to 511 bytes); tracked processes only.
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -20,14 +20,14 @@ use casa_common::{
     wire::{
         ARGV_MAX, ARGV_MAX_ARGS, BODY_OFFSET, ENV_SCAN_MAX, EXEC_ARGV_TRUNCATED,
         EXEC_ARGV_UNREADABLE, EXEC_CREDS_VALID, EXEC_EXT_ENV_SCANNED, EXEC_EXT_ENV_TRUNCATED,
-        EXEC_EXT_STDIO, EXEC_NO_NEW_PRIVS, EXEC_PATH_DELETED, EXEC_PATH_RESOLVED,
-        EXEC_PATH_TRUNCATED, EXEC_SCRIPT, EXEC_SCRIPT_FROM_FILE, EXEC_VIA_EXECVEAT, EventKind,
+        EXEC_EXT_SCRIPT_DELETED, EXEC_EXT_STDIO, EXEC_NO_NEW_PRIVS, EXEC_PATH_DELETED,
+        EXEC_PATH_RESOLVED, EXEC_PATH_TRUNCATED, EXEC_SCRIPT, EXEC_VIA_EXECVEAT, EventKind,
         ExecBody, ExecExt, FileId, LOADER_ENV_MAX, LOADER_ENV_TOTAL, PATH_MAX,
     },
 };
 
 use crate::{
-    maps::{ENV_MASK, EXEC_CTX, EXEC_PENDING, ExecPending, PATHS},
+    maps::{ENV_MASK, EXEC_CTX, EXEC_PENDING, ExecPending, PATHS, SCRIPT_CTX},
     path,
     util::{bump, config, current_task, emit, fill_header, ids, is_tracked, read_kernel, scratch},
 };
@@ -80,6 +80,59 @@ fn stash_exec(filename: u64, argv: u64, flags: u32) {
     if EXEC_PENDING.insert(tid, pending, 0).is_err() {
         bump(stats::PENDING_FULL);
     }
+}
+
+/// Runs before `sched_process_exec` for every process, and returns at once unless the exec
+/// ran a `#!` script (`bprm->interp` was changed from `bprm->filename`): then it finds the
+/// script's own `struct file` (`path::pending_script_file`) and leaves its identity and
+/// absolute path in `SCRIPT_CTX` for the exec record.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec_script(ctx: BtfTracePointContext) -> u32 {
+    let bprm: u64 = ctx.arg(2);
+    let (tid, tgid) = ids();
+    if tgid == config!(self_tgid) {
+        return 0;
+    }
+    // SAFETY: bprm is this exec's linux_binprm (checked reads).
+    let (filename, interp): (u64, u64) = unsafe {
+        (
+            read_kernel(bprm, config!(offsets.bprm_filename)).unwrap_or(0),
+            read_kernel(bprm, config!(offsets.bprm_interp)).unwrap_or(0),
+        )
+    };
+    if filename == 0 || interp == 0 || filename == interp {
+        return 0;
+    }
+    let Some(sc) = SCRIPT_CTX.get_ptr_mut(0) else {
+        return 0;
+    };
+    let task = current_task();
+    // SAFETY: sc is this CPU's SCRIPT_CTX value; kernel reads are checked.
+    unsafe {
+        (*sc).tid = 0;
+        let Some(f) = path::pending_script_file(task) else {
+            return 0;
+        };
+        if path::file_id(f, &raw mut (*sc).id).is_none() {
+            return 0;
+        }
+        let Some(r) = path::resolve(f) else {
+            bump(stats::PATH_FAILED);
+            return 0;
+        };
+        let n = path::copy_to(&r, (*sc).path.as_mut_ptr());
+        if n == 0 {
+            return 0;
+        }
+        (*sc).len = n as u64;
+        (*sc).flags = if r.deleted {
+            EXEC_EXT_SCRIPT_DELETED
+        } else {
+            0
+        };
+        (*sc).tid = tid;
+    }
+    0
 }
 
 /// First of the two `sched_process_exec` programs (attached before the other, so it runs
@@ -145,7 +198,7 @@ unsafe fn clear_ext(ext: *mut ExecExt) {
         (*ext).script = NO_FILE;
         (*ext).flags = 0;
         (*ext).env_len = 0;
-        (*ext)._pad0 = 0;
+        (*ext).script_path_len = 0;
         for i in 0..3 {
             let fd = &raw mut (*ext).stdio[i];
             (*fd).id = NO_FILE;
@@ -260,30 +313,21 @@ unsafe fn try_sched_process_exec(bprm: u64, old_tid: u32) {
         let mut walk = 0u64;
         let mut join = false;
         if filename != 0 && interp != 0 && filename != interp {
+            // The script's name, as the kernel hands it to the interpreter (its own file's
+            // path and identity come from sched_process_exec_script, below).
             flags |= EXEC_SCRIPT;
-            // The script's own file, if the kernel still holds it (see pending_script_file).
-            if let Some(f) = path::pending_script_file(task)
-                && path::file_id(f, &raw mut (*ext).script).is_some()
-            {
-                walk = f + config!(offsets.file_f_path) as u64;
-                flags |= EXEC_SCRIPT_FROM_FILE;
-            } else {
-                let mut head = [0u8; 2];
-                bpf_probe_read_kernel_str(head.as_mut_ptr().cast(), 2, filename as *const _);
-                if head[0] == b'/' {
-                    let n = bpf_probe_read_kernel_str(
-                        data.cast(),
-                        PATH_MAX as u32,
-                        filename as *const _,
-                    );
-                    if n > 1 {
-                        path_len = (n - 1) as usize;
-                        flags |= EXEC_PATH_RESOLVED;
-                    }
-                } else if let Some(p) = path::cwd(task) {
-                    walk = p;
-                    join = true;
+            let mut head = [0u8; 2];
+            bpf_probe_read_kernel_str(head.as_mut_ptr().cast(), 2, filename as *const _);
+            if head[0] == b'/' {
+                let n =
+                    bpf_probe_read_kernel_str(data.cast(), PATH_MAX as u32, filename as *const _);
+                if n > 1 {
+                    path_len = (n - 1) as usize;
+                    flags |= EXEC_PATH_RESOLVED;
                 }
+            } else if let Some(p) = path::cwd(task) {
+                walk = p;
+                join = true;
             }
         } else if let Some(f) = exe {
             walk = f + config!(offsets.file_f_path) as u64;
@@ -313,9 +357,6 @@ unsafe fn try_sched_process_exec(bprm: u64, old_tid: u32) {
             }
         } else if path_len == 0 {
             bump(stats::PATH_FAILED);
-        }
-        if path_len == 0 {
-            flags &= !EXEC_SCRIPT_FROM_FILE;
         }
         if let Some(p) = EXEC_PENDING.get_ptr(old_tid) {
             flags |= (*p).flags & EXEC_VIA_EXECVEAT;
@@ -349,14 +390,36 @@ unsafe fn try_sched_process_exec(bprm: u64, old_tid: u32) {
             bpf_probe_read_kernel_str(data.add(foff).cast(), PATH_MAX as u32, filename as *const _);
         let filename_len = if fl > 0 { (fl - 1) as usize } else { 0 };
 
-        // 4. For tracked processes: what fds 0-2 are, and the loader variables, gathered by
-        //    sched_process_exec_ctx just before this program ran.
-        let mut env_len = 0usize;
-        let eoff = (foff + filename_len) & SIZE_MASK;
-        if let Some(c) = EXEC_CTX.get_ptr_mut(0)
-            && (*c).tid == ids().0
+        // 4. The script's own file (sched_process_exec_script) and, for tracked processes,
+        //    what fds 0-2 are and the loader variables (sched_process_exec_ctx): both gathered
+        //    just before this program ran, on this CPU.
+        let tid = ids().0;
+        let soff = (foff + filename_len) & SIZE_MASK;
+        let mut script_len = 0usize;
+        if let Some(sc) = SCRIPT_CTX.get_ptr_mut(0)
+            && (*sc).tid == tid
         {
-            (*ext).flags = (*c).flags;
+            (*ext).script = (*sc).id;
+            (*ext).flags |= (*sc).flags;
+            let n = ((*sc).len as usize) & PATH_MASK;
+            if n > 0
+                && bpf_probe_read_kernel(
+                    data.add(soff).cast(),
+                    n as u32,
+                    (*sc).path.as_ptr().cast(),
+                ) == 0
+            {
+                script_len = n;
+            }
+            (*sc).tid = 0;
+        }
+        (*ext).script_path_len = script_len as u16;
+        let mut env_len = 0usize;
+        let eoff = (soff + script_len) & SIZE_MASK;
+        if let Some(c) = EXEC_CTX.get_ptr_mut(0)
+            && (*c).tid == tid
+        {
+            (*ext).flags |= (*c).flags;
             (*ext).stdio = (*c).stdio;
             let n = ((*c).env_len as usize) & (LOADER_ENV_TOTAL * 2 - 1);
             if n > 0
@@ -396,7 +459,7 @@ unsafe fn try_sched_process_exec(bprm: u64, old_tid: u32) {
         (*body).argv_len = argv_len as u16;
         (*body).filename_len = filename_len as u16;
         (*body)._pad0 = 0;
-        let size = DATA_OFFSET + ((eoff + env_len) & SIZE_MASK);
+        let size = DATA_OFFSET + eoff + (env_len & (LOADER_ENV_TOTAL * 2 - 1));
         emit(buf, size as u32, stats::LOST_EXEC);
     }
 }

@@ -277,10 +277,12 @@ impl Sensor {
                     source,
                 })?;
         }
-        // `sched_process_exec_ctx` is attached before `sched_process_exec`: probes of one
-        // tracepoint run in attach order, and the second reads what the first gathered.
+        // `sched_process_exec_script` and `sched_process_exec_ctx` are attached before
+        // `sched_process_exec`: probes of one tracepoint run in attach order, and the last
+        // reads what the first two gathered.
         for (name, hook_fn) in [
             ("sched_process_fork", "sched_process_fork"),
+            ("sched_process_exec_script", "sched_process_exec"),
             ("sched_process_exec_ctx", "sched_process_exec"),
             ("sched_process_exec", "sched_process_exec"),
             ("io_uring_submit_req", "io_uring_submit_req"),
