@@ -413,7 +413,7 @@ pub fn sock_send_length(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let key = SendVolKey { tgid, _pad: 0, sk };
-    let (total, emit_now) = match SEND_BYTES.get_ptr_mut(&key) {
+    let (total, emit_now) = match SEND_BYTES.get_ptr_mut(key) {
         Some(v) => {
             // SAFETY: a map value of this CPU's lookup; a racing update only skews a counter.
             unsafe {
@@ -429,8 +429,8 @@ pub fn sock_send_length(ctx: TracePointContext) -> u32 {
         None => {
             let t = ret as u64;
             let _ = SEND_BYTES.insert(
-                &key,
-                &SendVol {
+                key,
+                SendVol {
                     total: t,
                     next: t.saturating_mul(2),
                 },
