@@ -16,4 +16,11 @@ pub mod stats;
 pub mod wire;
 
 /// Version of the record layout in [`wire`]. Bump it on any change to a wire type.
-pub const WIRE_VERSION: u16 = 1;
+///
+/// Version 2 added [`wire::ExecExt`] and [`wire::OpenExt`] (file identity, stdio, loader
+/// variables) and the joined path of failed relative opens. Userspace decodes every version
+/// from [`WIRE_VERSION_MIN`] up, by each record's own `Header::version`.
+pub const WIRE_VERSION: u16 = 2;
+
+/// Oldest record layout userspace still decodes (recordings made by older casa).
+pub const WIRE_VERSION_MIN: u16 = 1;

@@ -19,11 +19,14 @@ pub const READ_FAILED: u32 = 7;
 /// The kernel path walk failed for an open or exec; the event was sent with the raw path only.
 pub const PATH_FAILED: u32 = 8;
 
+/// A socket-operation, TCP-state or other wire-version-2 record was lost (ring full).
+pub const LOST_OTHER: u32 = 9;
+
 /// Number of counters (the `STATS` map's size).
 pub const COUNT: u32 = 16;
 
 /// Human-readable name of each counter index, for reports.
-pub const NAMES: [(u32, &str); 9] = [
+pub const NAMES: [(u32, &str); 10] = [
     (LOST_EXEC, "lost_exec"),
     (LOST_FORK, "lost_fork"),
     (LOST_EXIT, "lost_exit"),
@@ -33,4 +36,5 @@ pub const NAMES: [(u32, &str); 9] = [
     (TRACKED_FULL, "tracked_full"),
     (READ_FAILED, "read_failed"),
     (PATH_FAILED, "path_failed"),
+    (LOST_OTHER, "lost_other"),
 ];

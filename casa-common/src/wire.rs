@@ -15,6 +15,10 @@ pub const ARGV_MAX: usize = 4096;
 pub const ARGV_MAX_ARGS: usize = 32;
 /// Bytes of the user's `sockaddr` kept for a connect (covers `sockaddr_un` and `sockaddr_in6`).
 pub const SOCKADDR_MAX: usize = 128;
+/// Longest dynamic-loader variable (`NAME=value`, NUL included) kept from an exec's environment.
+pub const LOADER_ENV_MAX: usize = 512;
+/// Most environment strings scanned for dynamic-loader variables on one exec.
+pub const ENV_SCAN_MAX: usize = 128;
 
 /// Event kinds. The ids are explicit and grouped by area (process 1–19, file 20–39,
 /// network 40–59); a retired id is never reused.
@@ -27,10 +31,29 @@ pub enum EventKind {
     Fork = 2,
     /// A thread or a whole process exited: [`ExitBody`].
     Exit = 3,
-    /// `openat`/`openat2` returned: [`OpenBody`].
+    /// Wire version 2: `setsid`, `ptrace` attach (`PTRACE_ATTACH`/`SEIZE`/`TRACEME`),
+    /// `memfd_create` returned: [`ProcOpBody`].
+    ProcOp = 4,
+    /// `openat`/`openat2` (and, from wire version 2, `open`/`creat`) returned: [`OpenBody`].
     Open = 20,
+    /// Wire version 2: `rename*`, `link*`, `symlink*`, `unlink*`, `*chmod*` returned:
+    /// [`FileOpBody`].
+    FileOp = 21,
     /// `connect` returned: [`ConnectBody`].
     Connect = 40,
+    /// Wire version 2: `sendto`/`sendmsg`/`sendmmsg` with an explicit destination (first use
+    /// per socket and destination), `bind`, `listen`, `accept`/`accept4`: [`SockOpBody`].
+    SockOp = 41,
+    /// Wire version 2: a TCP socket of a tracked process entered `SYN_SENT` (an outgoing
+    /// connection, by any route: syscall or io_uring) or `LISTEN` (`sock:inet_sock_set_state`):
+    /// [`TcpStateBody`].
+    TcpState = 42,
+    /// Wire version 2: bytes a tracked process has sent on one socket passed a threshold
+    /// (its first send, then each doubling; `sock:sock_send_length`): [`SendVolumeBody`].
+    SendVolume = 43,
+    /// Wire version 2: an io_uring instance was created, or a request submitted, by a tracked
+    /// process: [`IoUringBody`].
+    IoUring = 60,
 }
 
 impl EventKind {
@@ -40,8 +63,14 @@ impl EventKind {
             1 => Some(Self::Exec),
             2 => Some(Self::Fork),
             3 => Some(Self::Exit),
+            4 => Some(Self::ProcOp),
             20 => Some(Self::Open),
+            21 => Some(Self::FileOp),
             40 => Some(Self::Connect),
+            41 => Some(Self::SockOp),
+            42 => Some(Self::TcpState),
+            43 => Some(Self::SendVolume),
+            60 => Some(Self::IoUring),
             _ => None,
         }
     }
@@ -77,6 +106,70 @@ pub struct Header {
 /// Where a body starts: right after the header.
 pub const BODY_OFFSET: usize = core::mem::size_of::<Header>();
 
+/// Identity of a file as the kernel holds it: `inode->i_sb->s_dev` (kernel `dev_t` encoding,
+/// `major << 20 | minor`), `inode->i_ino` and `inode->i_mode`. `ino == 0`: not known.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileId {
+    pub ino: u64,
+    pub dev: u32,
+    pub mode: u32,
+}
+
+/// One of an exec'd program's fds 0, 1 and 2 (wire version 2).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StdioFd {
+    /// The open file's identity; `mode == 0`: the fd is closed (or could not be read).
+    pub id: FileId,
+    /// `inode->i_rdev` (kernel encoding) for device files.
+    pub rdev: u32,
+    /// Socket address family (`skc_family`) when the file is a socket.
+    pub family: u16,
+    /// Peer port (host order) of a connected inet socket.
+    pub port: u16,
+    /// Peer address: IPv4 in the first 4 bytes, or IPv6.
+    pub addr: [u8; 16],
+}
+
+/// `ExecExt::flags`: `stdio` was read (tracked processes only).
+pub const EXEC_EXT_STDIO: u32 = 1 << 0;
+/// `ExecExt::flags`: the environment was scanned for dynamic-loader variables (tracked only).
+pub const EXEC_EXT_ENV_SCANNED: u32 = 1 << 1;
+/// `ExecExt::flags`: the script's own file is unlinked (` (deleted)`).
+pub const EXEC_EXT_SCRIPT_DELETED: u32 = 1 << 3;
+/// `ExecExt::flags`: the environment had more strings than the scan covers, or a string was too
+/// long to step over: a loader variable after that point may have been missed.
+pub const EXEC_EXT_ENV_TRUNCATED: u32 = 1 << 2;
+
+/// Wire version 2: what follows [`ExecBody`] in an exec record, before the data area.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecExt {
+    /// The executed binary (`mm->exe_file`; for a script, its interpreter).
+    pub file: FileId,
+    /// For a `#!` script: the script's own file (`ino == 0` otherwise or when not found).
+    pub script: FileId,
+    /// fds 0, 1 and 2 after the exec.
+    pub stdio: [StdioFd; 3],
+    /// `EXEC_EXT_*` flags.
+    pub flags: u32,
+    /// Bytes of loader variables in the data area (after `script_path`), each
+    /// `NAME=value\0`.
+    pub env_len: u16,
+    /// Bytes of the script's own path in the data area (after `filename`): walked from the
+    /// script's `struct file`, absolute, symlinks resolved (0 when not a script or not found).
+    pub script_path_len: u16,
+}
+
+/// Wire version 2: what follows [`OpenBody`] in an open record, before the data area.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenExt {
+    /// The opened file (successful opens; `ino == 0` otherwise).
+    pub file: FileId,
+}
+
 /// `ExecBody::flags`: argv was longer than [`ARGV_MAX`] bytes (or had more than
 /// [`ARGV_MAX_ARGS`] arguments on a failed exec) and was cut.
 pub const EXEC_ARGV_TRUNCATED: u32 = 1 << 0;
@@ -103,7 +196,10 @@ pub const EXEC_PATH_TRUNCATED: u32 = 1 << 7;
 pub const EXEC_SCRIPT: u32 = 1 << 8;
 
 /// Body of [`EventKind::Exec`]. Data: `path`, then argv (NUL-separated arguments, each
-/// followed by a NUL), then `filename` (the name the caller passed to `execve`).
+/// followed by a NUL), then `filename` (the name the caller passed to `execve`); in wire
+/// version 2 an [`ExecExt`] sits between this body and the data, and the script's own path
+/// (`ExecExt::script_path_len` bytes) and the loader variables (`ExecExt::env_len`) follow
+/// `filename`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExecBody {
@@ -150,6 +246,10 @@ pub struct ExitBody {
 pub const OPEN_SYSCALL_OPENAT: u32 = 1;
 /// `OpenBody::syscall`: `openat2(2)`.
 pub const OPEN_SYSCALL_OPENAT2: u32 = 2;
+/// `OpenBody::syscall` (wire version 2): the legacy `open(2)`.
+pub const OPEN_SYSCALL_OPEN: u32 = 3;
+/// `OpenBody::syscall` (wire version 2): `creat(2)` (flags `O_CREAT|O_WRONLY|O_TRUNC`).
+pub const OPEN_SYSCALL_CREAT: u32 = 4;
 /// `OpenBody::flags2`: `path` was resolved in the kernel from the opened file (successful
 /// opens only).
 pub const OPEN_PATH_RESOLVED: u32 = 1 << 0;
@@ -160,9 +260,14 @@ pub const OPEN_RAW_UNREADABLE: u32 = 1 << 1;
 pub const OPEN_PATH_DELETED: u32 = 1 << 2;
 /// `OpenBody::flags2`: the resolved path lost its leading components (too deep or too long).
 pub const OPEN_PATH_TRUNCATED: u32 = 1 << 3;
+/// `OpenBody::flags2` (wire version 2): the open failed and `raw` was relative: `path` is the
+/// caller's working directory (or `dfd`'s directory), resolved in the kernel, joined with `raw`
+/// (not normalised, symlinks in `raw` not followed).
+pub const OPEN_PATH_JOINED: u32 = 1 << 4;
 
 /// Body of [`EventKind::Open`]. Data: `raw` (the path string the caller passed), then `path`
-/// (the absolute path of the opened file, when `OPEN_PATH_RESOLVED`).
+/// (the absolute path of the opened file, when `OPEN_PATH_RESOLVED`, or the joined path when
+/// `OPEN_PATH_JOINED`). In wire version 2 an [`OpenExt`] sits between this body and the data.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct OpenBody {
@@ -201,12 +306,197 @@ pub struct ConnectBody {
     pub sockaddr: [u8; SOCKADDR_MAX],
 }
 
-/// Data capacity reserved after an exec body: path + argv + filename.
-pub const EXEC_DATA_MAX: usize = PATH_MAX + ARGV_MAX + PATH_MAX;
+/// Most bytes of loader variables kept for one exec.
+pub const LOADER_ENV_TOTAL: usize = 3 * LOADER_ENV_MAX;
+/// Body of [`EventKind::SendVolume`]. Ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SendVolumeBody {
+    /// Bytes sent on the socket so far (by this process, since casa started).
+    pub total: u64,
+    /// Bytes of the send that crossed the threshold.
+    pub last: u64,
+    pub family: u16,
+    pub protocol: u16,
+    /// The socket's peer port and local port (0 for an unconnected socket).
+    pub dport: u16,
+    pub sport: u16,
+    /// The socket's peer (IPv4 in the first 4 bytes, or IPv6); zero when unconnected.
+    pub daddr: [u8; 16],
+}
+
+/// `IoUringBody::op`: a ring was created (`io_uring_setup`).
+pub const IO_URING_CREATE: u32 = 1;
+/// `IoUringBody::op`: a request was submitted.
+pub const IO_URING_SUBMIT: u32 = 2;
+/// `IoUringBody::flags2`: `sockaddr` holds the request's destination (`CONNECT`, `SENDMSG`,
+/// `SEND`, and the zero-copy sends).
+pub const IO_URING_ADDR: u32 = 1 << 0;
+
+/// Body of [`EventKind::IoUring`]. Data: the path of an `OPENAT`/`OPENAT2`/`UNLINKAT`/
+/// `MKDIRAT` request, or the old path of `RENAMEAT`/`LINKAT` (the target text of
+/// `SYMLINKAT`) (`path_len` bytes, as the caller passed it), then the new path
+/// (`new_path_len`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct IoUringBody {
+    /// `IO_URING_CREATE` or `IO_URING_SUBMIT`.
+    pub op: u32,
+    /// `IORING_OP_*` of a submitted request.
+    pub opcode: u32,
+    /// Create: the ring's fd.
+    pub fd: i32,
+    /// Create: the setup flags (`IORING_SETUP_*`); submit: the request's flags.
+    pub flags: u32,
+    pub sq_entries: u32,
+    pub cq_entries: u32,
+    /// `IO_URING_*` flags.
+    pub flags2: u32,
+    pub addrlen: u32,
+    pub path_len: u16,
+    /// Length of the second path (`RENAMEAT`/`LINKAT`: the new name; `SYMLINKAT`: the link),
+    /// after `path` in the data.
+    pub new_path_len: u16,
+    pub _pad: [u16; 2],
+    pub sockaddr: [u8; SOCKADDR_MAX],
+}
+
+/// `ProcOpBody::op` values.
+pub const PROC_OP_SETSID: u32 = 1;
+pub const PROC_OP_PTRACE: u32 = 2;
+pub const PROC_OP_MEMFD_CREATE: u32 = 3;
+
+/// Body of [`EventKind::ProcOp`]. Data: the memfd's name (`name_len` bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProcOpBody {
+    /// The syscall's return value (the new session id, 0, the memfd's fd) or `-errno`.
+    pub result: i64,
+    /// `PROC_OP_*`.
+    pub op: u32,
+    /// `ptrace` request.
+    pub request: u32,
+    /// `ptrace` target pid.
+    pub target: u32,
+    /// `memfd_create` flags.
+    pub flags: u32,
+    pub name_len: u16,
+    pub _pad: [u16; 3],
+}
+
+/// `FileOpBody::op` values: the syscall.
+pub const FILE_OP_RENAME: u32 = 1;
+pub const FILE_OP_RENAMEAT: u32 = 2;
+pub const FILE_OP_RENAMEAT2: u32 = 3;
+pub const FILE_OP_LINK: u32 = 4;
+pub const FILE_OP_LINKAT: u32 = 5;
+pub const FILE_OP_SYMLINK: u32 = 6;
+pub const FILE_OP_SYMLINKAT: u32 = 7;
+pub const FILE_OP_UNLINK: u32 = 8;
+pub const FILE_OP_UNLINKAT: u32 = 9;
+pub const FILE_OP_CHMOD: u32 = 10;
+pub const FILE_OP_FCHMODAT: u32 = 11;
+pub const FILE_OP_FCHMODAT2: u32 = 12;
+pub const FILE_OP_FCHMOD: u32 = 13;
+/// `FileOpBody::flags2`: `old` is `old_raw` joined to its directory (working directory or
+/// `olddfd`) as resolved by the kernel.
+pub const FILE_OLD_JOINED: u32 = 1 << 0;
+/// `FileOpBody::flags2`: `new` is `new_raw` joined to its directory.
+pub const FILE_NEW_JOINED: u32 = 1 << 1;
+/// `FileOpBody::flags2`: `old` was walked from the open file (`fchmod`, and `linkat` with
+/// `AT_EMPTY_PATH`, how an `O_TMPFILE` file gets a name); `file` is set.
+pub const FILE_OLD_RESOLVED: u32 = 1 << 2;
+/// `FileOpBody::flags2`: `old` names an unlinked file (` (deleted)`).
+pub const FILE_OLD_DELETED: u32 = 1 << 3;
+
+/// Body of [`EventKind::FileOp`]. Data: `old_raw`, `old`, `new_raw`, `new` (lengths below).
+/// `old` is the operand (renamed/linked from, unlinked, chmod-ed); for `symlink*`, `old_raw`
+/// is the link's target text and `new` the link. `old`/`new` are empty when the raw string was
+/// already absolute (userspace uses it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileOpBody {
+    /// 0 or `-errno`.
+    pub result: i64,
+    /// `FILE_OP_*`.
+    pub op: u32,
+    /// The syscall's flags argument (`RENAME_*`, `AT_*`), when it has one.
+    pub flags: u32,
+    /// The new mode (`*chmod*`).
+    pub mode: u32,
+    pub olddfd: i32,
+    pub newdfd: i32,
+    /// `FILE_*` flags.
+    pub flags2: u32,
+    pub old_raw_len: u16,
+    pub old_len: u16,
+    pub new_raw_len: u16,
+    pub new_len: u16,
+    /// The file's identity, when an open file names it (`fchmod`, `linkat` with
+    /// `AT_EMPTY_PATH`).
+    pub file: FileId,
+}
+
+/// `SockOpBody::op` values.
+pub const SOCK_OP_SENDTO: u32 = 1;
+pub const SOCK_OP_SENDMSG: u32 = 2;
+pub const SOCK_OP_SENDMMSG: u32 = 3;
+pub const SOCK_OP_BIND: u32 = 4;
+pub const SOCK_OP_LISTEN: u32 = 5;
+pub const SOCK_OP_ACCEPT: u32 = 6;
+pub const SOCK_OP_ACCEPT4: u32 = 7;
+/// `SockOpBody::flags`: the caller's sockaddr could not be read (or the socket had none).
+pub const SOCK_ADDR_UNREADABLE: u32 = 1 << 0;
+
+/// Body of [`EventKind::SockOp`]. No data area. `sockaddr` is the destination the caller
+/// passed (sends), the address it bound (`bind`), the socket's own local address (`listen`),
+/// or the accepted connection's peer (`accept*`), read from the kernel's socket and laid out
+/// as a `sockaddr_in`/`sockaddr_in6`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockOpBody {
+    /// The syscall's return value: bytes sent, messages sent (`sendmmsg`), 0, the new fd
+    /// (`accept*`), or `-errno`.
+    pub result: i64,
+    /// Bytes the caller asked to send (`sendto`), or the `listen` backlog.
+    pub len: u64,
+    pub fd: i32,
+    /// `SOCK_OP_*`.
+    pub op: u32,
+    /// Length of the address in `sockaddr`.
+    pub addrlen: u32,
+    /// `SOCK_*` flags.
+    pub flags: u32,
+    pub sockaddr: [u8; SOCKADDR_MAX],
+}
+
+/// Body of [`EventKind::TcpState`] (the tracepoint's fields). Ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TcpStateBody {
+    /// `TCP_*` states (`include/net/tcp_states.h`: 1 ESTABLISHED, 2 SYN_SENT, 10 LISTEN, …).
+    pub oldstate: u32,
+    pub newstate: u32,
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u16,
+    pub protocol: u16,
+    pub sport: u16,
+    pub dport: u16,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+/// Data capacity reserved after an exec body: path + argv + filename + script path + loader
+/// variables.
+pub const EXEC_DATA_MAX: usize = PATH_MAX + ARGV_MAX + PATH_MAX + PATH_MAX + LOADER_ENV_TOTAL;
 /// Data capacity reserved after an open body: raw + path.
 pub const OPEN_DATA_MAX: usize = PATH_MAX + PATH_MAX;
 /// Largest record the kernel can write.
-pub const RECORD_MAX: usize = BODY_OFFSET + core::mem::size_of::<ExecBody>() + EXEC_DATA_MAX;
+pub const RECORD_MAX: usize = BODY_OFFSET
+    + core::mem::size_of::<ExecBody>()
+    + core::mem::size_of::<ExecExt>()
+    + EXEC_DATA_MAX;
 
 // The layout is the contract: pin it.
 const _: () = {
@@ -222,5 +512,15 @@ const _: () = {
     assert!(size_of::<ExitBody>() == 8);
     assert!(size_of::<OpenBody>() == 32);
     assert!(size_of::<ConnectBody>() == 144);
-    assert!(RECORD_MAX == 64 + 32 + 12288);
+    assert!(size_of::<FileId>() == 16);
+    assert!(size_of::<StdioFd>() == 40);
+    assert!(size_of::<ExecExt>() == 160);
+    assert!(size_of::<OpenExt>() == 16);
+    assert!(size_of::<SockOpBody>() == 160);
+    assert!(size_of::<FileOpBody>() == 56);
+    assert!(size_of::<ProcOpBody>() == 32);
+    assert!(size_of::<IoUringBody>() == 168);
+    assert!(size_of::<TcpStateBody>() == 48);
+    assert!(size_of::<SendVolumeBody>() == 40);
+    assert!(RECORD_MAX == 64 + 32 + 160 + 16384 + 1536);
 };

@@ -12,6 +12,13 @@
 //! | `sched_process_exit` | tracepoint | emit exits (leaders and last threads everywhere, every thread when tracked); shrink `TRACKED` |
 //! | `sys_enter/exit_openat`, `…openat2` | syscall tracepoints | tracked processes only: emit the open with flags, mode, raw path, absolute path of the new fd's file, fd/errno |
 //! | `sys_enter/exit_connect` | syscall tracepoints | tracked processes only: emit the connect with the raw sockaddr and its result |
+//! | `sched_process_exec_script` | BTF tracepoint, attached first | script execs only: the script's own file (identity, path) into `SCRIPT_CTX` |
+//! | `sched_process_exec_ctx` | BTF tracepoint, attached before `sched_process_exec` | tracked processes only: fds 0–2 and loader variables into `EXEC_CTX`, which the exec record picks up |
+//! | `sys_enter/exit_open`, `…creat` | syscall tracepoints | tracked processes only: legacy opens, emitted as opens |
+//! | `sys_enter/exit_{sendto,sendmsg,sendmmsg,bind,listen,accept,accept4}`, `inet_sock_set_state`, `sock_send_length` | syscall and `sock` tracepoints | tracked processes only: socket operations (`probes/sock.rs`) |
+//! | `sys_enter/exit_{rename*,link*,symlink*,unlink*,*chmod*}` | syscall tracepoints | tracked processes only: file lifecycle (`probes/fileop.rs`) |
+//! | `sys_enter/exit_{setsid,ptrace,memfd_create}` | syscall tracepoints | tracked processes only (`probes/procop.rs`) |
+//! | `io_uring_create`, `io_uring_submit_req` | tracepoint, BTF tracepoint | tracked processes only: rings and requests (`probes/uring.rs`) |
 //!
 //! Paths are resolved from the kernel's `struct file` (`path.rs`), not from the caller's
 //! string: a relative `openat` in `/tmp` arrives as `/tmp/…`, a file reopened through

@@ -15,7 +15,7 @@
 //! (`opaque`) before masking, so the compiler cannot prove a mask redundant and drop it.
 
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
-use casa_common::wire::PATH_MAX;
+use casa_common::wire::{FileId, PATH_MAX, StdioFd};
 
 use crate::{
     maps::{PATHS, PathScratch},
@@ -247,4 +247,127 @@ pub unsafe fn copy_to(r: &Resolved, dst: *mut u8) -> usize {
         }
         len
     }
+}
+
+/// `S_IFMT` and the file types casa tells apart.
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFSOCK: u32 = 0o140000;
+
+/// Fill `out` with the identity of the `struct file` at `file`; returns its inode address.
+///
+/// # Safety
+/// `file` must be a kernel address (reads are checked); `out` must be writable map memory.
+#[inline(always)]
+pub unsafe fn file_id(file: u64, out: *mut FileId) -> Option<u64> {
+    // SAFETY: checked probe reads along file->f_inode->{i_ino, i_mode, i_sb->s_dev}.
+    unsafe {
+        let inode: u64 = read_kernel(file, config!(offsets.file_f_inode))?;
+        let ino: u64 = read_kernel(inode, config!(offsets.inode_i_ino))?;
+        let mode: u16 = read_kernel(inode, config!(offsets.inode_i_mode))?;
+        let sb: u64 = read_kernel(inode, config!(offsets.inode_i_sb))?;
+        let dev: u32 = read_kernel(sb, config!(offsets.sb_s_dev)).unwrap_or(0);
+        (*out).ino = ino;
+        (*out).dev = dev;
+        (*out).mode = mode as u32;
+        Some(inode)
+    }
+}
+
+/// Describe fd `fd` of the current task in `out` (zeroed first): its identity, device number,
+/// and for a socket its family and peer address.
+///
+/// # Safety
+/// `task` must be the current `task_struct`; `out` must be writable map memory.
+#[inline(always)]
+pub unsafe fn stdio_fd(task: u64, fd: u64, out: *mut StdioFd) {
+    // SAFETY: out is map memory; every kernel read is a checked probe read.
+    unsafe {
+        *out = StdioFd {
+            id: FileId {
+                ino: 0,
+                dev: 0,
+                mode: 0,
+            },
+            rdev: 0,
+            family: 0,
+            port: 0,
+            addr: [0; 16],
+        };
+        let Some(file) = file_of_fd(task, fd) else {
+            return;
+        };
+        let Some(inode) = file_id(file, &raw mut (*out).id) else {
+            return;
+        };
+        (*out).rdev = read_kernel::<u32>(inode, config!(offsets.inode_i_rdev)).unwrap_or(0);
+        if (*out).id.mode & S_IFMT != S_IFSOCK {
+            return;
+        }
+        let sock: u64 = read_kernel(file, config!(offsets.file_private_data)).unwrap_or(0);
+        let sk: u64 = read_kernel(sock, config!(offsets.socket_sk)).unwrap_or(0);
+        let family: u16 = read_kernel(sk, config!(offsets.sock_family)).unwrap_or(0);
+        (*out).family = family;
+        let dport: u16 = read_kernel(sk, config!(offsets.sock_dport)).unwrap_or(0);
+        (*out).port = u16::from_be(dport);
+        if family == 2 {
+            let a: [u8; 4] = read_kernel(sk, config!(offsets.sock_daddr)).unwrap_or([0; 4]);
+            (*out).addr[0] = a[0];
+            (*out).addr[1] = a[1];
+            (*out).addr[2] = a[2];
+            (*out).addr[3] = a[3];
+        } else if family == 10 {
+            (*out).addr = read_kernel(sk, config!(offsets.sock_v6_daddr)).unwrap_or([0; 16]);
+        }
+    }
+}
+
+/// Most `task_works` entries walked to find an exec'd script's pending release. An exec in
+/// place (no fork) releases the whole old address space too: one entry per mapped file
+/// (libraries, locale files), often dozens.
+const TASK_WORKS_MAX: usize = 512;
+
+/// The `struct file` of a `#!` script being exec'd, found at `sched_process_exec`.
+///
+/// By then the kernel has swapped the script's file for its interpreter's and dropped its
+/// last reference; that final `fput` is deferred to the task's return to user space, so the
+/// file is still queued on `task->task_works` (through `file->f_task_work`, callback
+/// `____fput`). Every later `fput` of the same exec (the ELF interpreter, the files mapped by
+/// the old address space, the old executable, close-on-exec fds) is pushed in front of it, so
+/// the script's is the deepest `____fput` entry of the list. `None` unless the walk reached
+/// the end of the list (a cut walk could stop at a later file).
+///
+/// # Safety
+/// `task` must be the current `task_struct`.
+#[inline(always)]
+pub unsafe fn pending_script_file(task: u64) -> Option<u64> {
+    let fput = ((config!(fput_fn_hi) as u64) << 32) | config!(fput_fn_lo) as u64;
+    if fput == 0 {
+        return None;
+    }
+    let ps = PATHS.get_ptr_mut(0)?;
+    let next_off = config!(offsets.callback_head_next);
+    let func_off = config!(offsets.callback_head_func);
+    // SAFETY: checked probe reads along the callback_head list; the cursor and the result
+    // live in the per-CPU workspace (volatile), so that every iteration reaches the next with
+    // the same unknown values and the verifier prunes instead of tracking each path.
+    unsafe {
+        let head: u64 = read_kernel(task, config!(offsets.task_task_works))?;
+        core::ptr::write_volatile(&raw mut (*ps).tmp, head);
+        core::ptr::write_volatile(&raw mut (*ps).pos, 0);
+        for _ in 0..TASK_WORKS_MAX {
+            let cb = core::ptr::read_volatile(&raw const (*ps).tmp);
+            if cb == 0 {
+                let found = core::ptr::read_volatile(&raw const (*ps).pos);
+                return (found != 0).then_some(found);
+            }
+            let func: u64 = read_kernel(cb, func_off)?;
+            if func == fput {
+                let file = cb.wrapping_sub(config!(offsets.file_f_task_work) as u64);
+                core::ptr::write_volatile(&raw mut (*ps).pos, file);
+            }
+            let next: u64 = read_kernel(cb, next_off)?;
+            core::ptr::write_volatile(&raw mut (*ps).tmp, next);
+        }
+    }
+    None
 }

@@ -235,6 +235,12 @@ fn main() -> anyhow::Result<()> {
             Some(EventKind::Exit) => "exit",
             Some(EventKind::Open) => "open",
             Some(EventKind::Connect) => "connect",
+            Some(EventKind::FileOp) => "file_op",
+            Some(EventKind::ProcOp) => "proc_op",
+            Some(EventKind::IoUring) => "io_uring",
+            Some(EventKind::SockOp) => "socket",
+            Some(EventKind::TcpState) => "tcp",
+            Some(EventKind::SendVolume) => "send_volume",
             None => "unknown",
         };
         *summary.events.entry(kind.to_owned()).or_default() += 1;

@@ -7,11 +7,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// The short threat model printed by `casa --help` (README "Threat model" has the long form).
 pub const THREAT_MODEL: &str = "\
 Threat model:
-  Sees: every exec, fork and exit on the host; opens (openat, openat2) and connects of the
-  agent's process trees, with paths resolved in the kernel, results, argv (4 KiB), and the
-  credentials and seccomp state at exec time.
-  Does not see: reads, writes, renames, unlinks, chmod, setuid, packet contents, UDP sendto
-  without connect, io_uring submissions, the legacy open/creat syscalls.
+  Sees: every exec, fork and exit on the host, with the (dev, inode) of the binary and of a
+  #! script; for the agent's process trees: opens (openat, openat2, open, creat; a failed
+  relative open with its absolute path), connects, sends with an explicit destination, bind,
+  listen, accept, TCP connections by any route, bytes sent per socket, rename/link/symlink/
+  unlink/chmod, setsid, ptrace attach, memfd_create, io_uring rings and requests (paths and
+  destinations), and each exec's LD_PRELOAD/LD_LIBRARY_PATH/LD_AUDIT and kind of fds 0-2;
+  paths resolved in the kernel, results, argv (4 KiB), credentials and seccomp at exec.
+  Does not see: reads and writes, setuid, packet contents, exact per-send byte counts,
+  fds passed over unix sockets, (dev, inode) of files renamed/unlinked/chmod-ed by path.
+  Kinds beyond exec/open/connect are recorded and keep sessions together, not scored yet.
   An attacker with the agent's (unprivileged) rights cannot stop, blind or unload casa, write
   its logs (root-owned, 0600) or edit them undetected (hash chain, `casa verify-log`); floods
   are counted and mark sessions incomplete; argv is bounds-checked, escaped and redacted, and
@@ -157,8 +162,8 @@ pub enum FormatArg {
 
 #[derive(Debug, Args)]
 pub struct SensorArgs {
-    /// Report opens and connects of every process, not only tracked trees (debugging,
-    /// evaluation).
+    /// Report opens, connects and the other per-process kinds of every process, not only
+    /// tracked trees (debugging, evaluation).
     #[arg(long)]
     pub all_processes: bool,
     /// Ring buffer size in bytes: a power of two, at least one page (e.g. `16M`, `8K`).

@@ -120,6 +120,223 @@ pub enum Detail {
     Exit(Exit),
     Open(Open),
     Connect(Connect),
+    /// Kinds added with wire version 2 (serialised with their own `kind`). Sessions see them
+    /// for membership; they are not scored or logged yet (the pipeline counts them as
+    /// ignored, reason `not_yet_analysed`).
+    #[serde(untagged)]
+    Activity(Activity),
+}
+
+/// Activity the sensor reports from wire version 2 on, beyond exec/open/connect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Activity {
+    /// `sendto`/`sendmsg`/`sendmmsg` with an explicit destination, `bind`, `listen`, `accept`.
+    Socket(SocketOp),
+    /// A TCP socket entered `syn_sent` (outgoing connection by any route) or `listen`.
+    Tcp(TcpState),
+    /// `rename*`, `link*`, `symlink*`, `unlink*`, `*chmod*`.
+    File(FileOp),
+    /// `setsid`: the process left its session and controlling terminal (daemonising).
+    Setsid(Setsid),
+    /// `ptrace` starting to trace (`attach`, `seize`, `traceme`).
+    Ptrace(Ptrace),
+    /// `memfd_create`: an anonymous in-memory file.
+    Memfd(MemfdCreate),
+    /// An io_uring ring created, or a request submitted to one.
+    IoUring(IoUring),
+    /// Bytes sent on one socket passed a threshold (first send, then each doubling).
+    SendVolume(SendVolume),
+}
+
+/// Running total of bytes a process sent on one socket, by any route (`write`, `send*`,
+/// io_uring): reported at the first send and each time the total has doubled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SendVolume {
+    pub total_bytes: u64,
+    /// Bytes of the send that crossed the threshold.
+    pub last_bytes: u64,
+    /// IP protocol (6 TCP, 17 UDP) for inet sockets.
+    pub protocol: u16,
+    /// The socket's peer (`inet` with address 0.0.0.0/:: and port 0 when it is not
+    /// connected), or the bare family for other sockets.
+    pub remote: SockAddr,
+    /// Local port (host order), 0 when unbound.
+    pub local_port: u16,
+}
+
+/// What an [`IoUring`] event is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoUringOp {
+    /// `io_uring_setup`: a ring was created.
+    Create,
+    /// A request was submitted (by `io_uring_enter` or the ring's SQPOLL thread).
+    Submit,
+}
+
+/// An io_uring ring created, or a request submitted to one, by a tracked process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IoUring {
+    pub op: IoUringOp,
+    /// Submit: `IORING_OP_*` number and its name in lower case (`openat`, `connect`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opcode: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opcode_name: Option<&'static str>,
+    /// Create: the ring's fd and entries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring_fd: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sq_entries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cq_entries: Option<u32>,
+    /// Create: `IORING_SETUP_*`.
+    pub flags: u32,
+    /// The path as the caller passed it (not resolved): `OPENAT`/`OPENAT2`/`UNLINKAT`/
+    /// `MKDIRAT`, the old name of `RENAMEAT`/`LINKAT`, the target text of `SYMLINKAT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Bytes>,
+    /// The new name of `RENAMEAT`/`LINKAT`, the link of `SYMLINKAT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_path: Option<Bytes>,
+    /// `CONNECT`, `SENDMSG`, `SEND` (and zero-copy sends) with a destination: where to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SockAddr>,
+}
+
+/// `setsid` by a tracked process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Setsid {
+    /// The new session id, or `-errno`.
+    pub result: i64,
+}
+
+/// `ptrace` starting to trace a process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ptrace {
+    /// `attach`, `seize` or `traceme`.
+    pub request: &'static str,
+    /// The traced process (0 for `traceme`).
+    pub target_pid: u32,
+    /// 0 or `-errno`.
+    pub result: i64,
+}
+
+/// `memfd_create` by a tracked process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemfdCreate {
+    /// The name passed (shown as `/memfd:NAME` in `/proc/PID/fd` and in an exec of it).
+    pub name: Bytes,
+    /// `MFD_*` flags.
+    pub flags: u32,
+    /// The new fd, or `-errno`.
+    pub result: i64,
+}
+
+/// Which file-lifecycle syscall a [`FileOp`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOpKind {
+    Rename,
+    Renameat,
+    Renameat2,
+    Link,
+    Linkat,
+    Symlink,
+    Symlinkat,
+    Unlink,
+    Unlinkat,
+    Chmod,
+    Fchmodat,
+    Fchmodat2,
+    Fchmod,
+}
+
+/// A file-lifecycle syscall of a tracked process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileOp {
+    pub op: FileOpKind,
+    /// 0 or `-errno`.
+    pub result: i64,
+    /// The operand: the file renamed or linked from, unlinked, chmod-ed; absolute (the raw
+    /// string joined to its directory as the kernel resolved it, normalised lexically, or for
+    /// `fchmod` and `linkat(fd, "", …, AT_EMPTY_PATH)` the open file's path, e.g.
+    /// `/tmp/#1234 (deleted)` for an `O_TMPFILE` file). For `symlink*` this is `None` and
+    /// `raw_path` is the link's target text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Bytes>,
+    /// The string the caller passed for the operand (empty for `fchmod`).
+    pub raw_path: Bytes,
+    /// The destination (`rename*`, `link*`) or the link created (`symlink*`), absolute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_path: Option<Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_raw_path: Option<Bytes>,
+    /// `*chmod*`: the new mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// The syscall's flags argument (`RENAME_*`, `AT_*`), 0 when it has none.
+    pub flags: u32,
+    /// The file's identity, when an open file names it (`fchmod`, `linkat` with
+    /// `AT_EMPTY_PATH`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileId>,
+}
+
+impl Activity {
+    /// The kind's name as written in summaries.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Activity::Socket(_) => "socket",
+            Activity::Tcp(_) => "tcp",
+            Activity::File(_) => "file_op",
+            Activity::Setsid(_) => "setsid",
+            Activity::Ptrace(_) => "ptrace",
+            Activity::Memfd(_) => "memfd",
+            Activity::IoUring(_) => "io_uring",
+            Activity::SendVolume(_) => "send_volume",
+        }
+    }
+}
+
+/// Which socket operation a [`SocketOp`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketOpKind {
+    Sendto,
+    Sendmsg,
+    Sendmmsg,
+    Bind,
+    Listen,
+    Accept,
+    Accept4,
+}
+
+/// A socket operation of a tracked process (see [`SocketOpKind`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SocketOp {
+    pub op: SocketOpKind,
+    /// Bytes sent, messages sent (`sendmmsg`), 0, the accepted fd, or `-errno`.
+    pub result: i64,
+    pub fd: i32,
+    /// Sends: the destination passed (only the first send per socket and destination is
+    /// reported); `bind`: the address bound; `listen`: the socket's local address; `accept`:
+    /// the connection's peer.
+    pub addr: SockAddr,
+    /// `sendto`: bytes asked to send; `listen`: the backlog; otherwise 0.
+    pub len: u64,
+}
+
+/// A TCP state change of a tracked process's socket (`sock:inet_sock_set_state`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TcpState {
+    /// `TCP_*` state names in lower case (`close`, `syn_sent`, `listen`, …).
+    pub old: &'static str,
+    pub new: &'static str,
+    /// At `syn_sent` the local port is usually still 0 (the kernel picks it right after).
+    pub local: SockAddr,
+    pub remote: SockAddr,
 }
 
 impl Detail {
@@ -131,6 +348,7 @@ impl Detail {
             Detail::Exit(_) => "exit",
             Detail::Open(_) => "open",
             Detail::Connect(_) => "connect",
+            Detail::Activity(a) => a.kind_name(),
         }
     }
 }
@@ -161,6 +379,81 @@ pub struct Exec {
     /// `seccomp.mode` after the exec, when read.
     pub seccomp_mode: Option<u32>,
     pub no_new_privs: bool,
+    /// What the kernel knew about the exec beyond the fields above (wire version 2; empty in
+    /// older recordings, and then not serialised).
+    #[serde(flatten)]
+    pub facts: ExecFacts,
+}
+
+/// A file's identity: the device and inode `stat(2)` reports (`st_dev` in the user-space
+/// encoding, `st_ino`). Paths can be renamed, linked and symlinked; this cannot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct FileId {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+}
+
+/// The kind of file open on a descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FdKind {
+    /// Nothing is open on it.
+    Closed,
+    Socket,
+    /// A pipe or FIFO.
+    Pipe,
+    /// A terminal (`/dev/pts/*`, `/dev/tty*`, the console).
+    Tty,
+    /// Another character device (`/dev/null`, `/dev/urandom`, …).
+    CharDevice,
+    File,
+    Directory,
+    Other,
+}
+
+/// One of fds 0, 1 and 2 of a newly exec'd program.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StdioFd {
+    pub fd: u8,
+    pub kind: FdKind,
+    /// The open file's identity (a pipe's is shared by its two ends).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileId>,
+    /// For a socket: its address family (`AF_*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<u16>,
+    /// For a connected inet socket: the peer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<SockAddr>,
+}
+
+/// Exec facts read in the kernel (wire version 2); every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ExecFacts {
+    /// The executed binary (for a script: its interpreter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileId>,
+    /// For a `#!` script: the identity of the script's own file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script_file: Option<FileId>,
+    /// For a `#!` script: the absolute path of the script's own file as the kernel holds it
+    /// (symlinks resolved, ` (deleted)` when unlinked) — where `path` is the name the kernel
+    /// handed to the interpreter, joined with the working directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script_path: Option<Bytes>,
+    /// `LD_PRELOAD`/`LD_LIBRARY_PATH`/`LD_AUDIT` as `NAME=value` from the new image's
+    /// environment (each cut to 511 bytes); tracked processes only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub loader_env: Vec<Bytes>,
+    /// The environment scan stopped early (more than 128 strings, or one over 4 KiB): a loader
+    /// variable may have been missed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub env_truncated: bool,
+    /// fds 0, 1 and 2 after the exec; tracked processes only (empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stdio: Vec<StdioFd>,
 }
 
 impl Exec {
@@ -194,6 +487,7 @@ pub struct Exit {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Open {
+    /// `openat`, `openat2`, `open` or `creat`.
     pub syscall: &'static str,
     /// The fd, or `-errno`.
     pub result: i64,
@@ -202,12 +496,29 @@ pub struct Open {
     pub dfd: i32,
     /// The path string as the caller passed it.
     pub raw_path: Bytes,
-    /// Absolute path of the opened file from the kernel (successful opens only); ends in
-    /// ` (deleted)` when the file was unlinked.
+    /// Absolute path of the opened file from the kernel (successful opens); ends in
+    /// ` (deleted)` when the file was unlinked. For a failed relative open (wire version 2):
+    /// the absolute path it named (see [`OpenFacts::path_joined`]).
     pub path: Option<Bytes>,
     /// The resolved path lost leading components.
     pub path_truncated: bool,
     pub raw_unreadable: bool,
+    /// Wire version 2 facts (empty in older recordings, and then not serialised).
+    #[serde(flatten)]
+    pub facts: OpenFacts,
+}
+
+/// Open facts read in the kernel (wire version 2).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OpenFacts {
+    /// The opened file's identity (successful opens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileId>,
+    /// `path` is not the opened file (the open failed) but the caller's relative string joined
+    /// to the directory it was relative to (working directory or `dfd`), as resolved by the
+    /// kernel, then normalised lexically.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub path_joined: bool,
 }
 
 impl Open {
@@ -269,6 +580,7 @@ impl Exec {
             cap_effective: Some(0),
             seccomp_mode: Some(0),
             no_new_privs: false,
+            facts: ExecFacts::default(),
         }
     }
 }

@@ -36,6 +36,10 @@ pub enum IgnoreReason {
     UnixSocketConnect,
     /// An exec by the agent runtime itself (its launcher re-exec, its worker processes).
     AgentRuntimeExec,
+    /// An event kind added with sensor wire version 2 (`Detail::Activity`: socket operations,
+    /// TCP states, …): seen by the session tracker, not scored or logged until the context
+    /// defines fields for it, so that today's scores and logs do not change.
+    NotYetAnalysed,
 }
 
 impl IgnoreReason {
@@ -51,6 +55,7 @@ impl IgnoreReason {
             Self::FailedExec => "failed_exec",
             Self::UnixSocketConnect => "unix_socket_connect",
             Self::AgentRuntimeExec => "agent_runtime_exec",
+            Self::NotYetAnalysed => "not_yet_analysed",
         }
     }
 }
@@ -330,6 +335,7 @@ pub fn ignore_reason(ev: &Event, p: &FilterPolicy, actor: Actor) -> Option<Ignor
             SockAddr::Unix { .. } => Some(IgnoreReason::UnixSocketConnect),
             _ => Some(IgnoreReason::MissingStructuredFields),
         },
+        Detail::Activity(_) => Some(IgnoreReason::NotYetAnalysed),
         _ => None,
     }
 }
@@ -370,6 +376,7 @@ mod tests {
                 path: Some(Bytes::from(path)),
                 path_truncated: false,
                 raw_unreadable: false,
+                facts: Default::default(),
             }),
         }
     }
@@ -386,6 +393,21 @@ mod tests {
             },
         });
         e
+    }
+
+    #[test]
+    fn wire_version_2_kinds_are_not_analysed_yet() {
+        use crate::event::{Activity, Setsid};
+        let mut e = open("/tmp/x");
+        e.detail = Detail::Activity(Activity::Setsid(Setsid { result: 7 }));
+        let p = FilterPolicy::default();
+        for actor in [AGENT, RUNTIME] {
+            assert_eq!(
+                ignore_reason(&e, &p, actor),
+                Some(IgnoreReason::NotYetAnalysed)
+            );
+        }
+        assert_eq!(IgnoreReason::NotYetAnalysed.name(), "not_yet_analysed");
     }
 
     #[test]

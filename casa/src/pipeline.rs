@@ -844,6 +844,7 @@ mod tests {
             path: Some(Bytes::from(path)),
             path_truncated: false,
             raw_unreadable: false,
+            facts: Default::default(),
         })
     }
 

@@ -20,6 +20,12 @@
 //! records, clock ticks, loss, shutdown), so `casa replay` of that file reproduces the run's
 //! logs line for line. Readers accept versions 1 to 3.
 //!
+//! Version 3 adds frame type 7 and marks recordings whose kernel records may be of wire
+//! version 2 (file identity, exec context, joined paths of failed opens, new event kinds).
+//! Each record carries its own wire version and is decoded by it, so recordings of versions 1
+//! and 2 (wire version 1) replay exactly as before; a wire version outside the range this
+//! casa decodes is refused when the file is opened.
+//!
 //! A file whose name ends in `.gz` is written gzip-compressed (the whole stream above), and
 //! readers recognise gzip by its magic bytes: recordings of agent runs, mostly repeated paths,
 //! shrink about fifteenfold, which is what lets the evaluation commit one per case.
@@ -133,6 +139,7 @@ impl SeedProcess {
             cap_effective: None,
             seccomp_mode: None,
             no_new_privs: false,
+            facts: crate::event::ExecFacts::default(),
         }
     }
 }
@@ -168,7 +175,10 @@ pub enum RecordingError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{path}: records have wire version {found}, this casa decodes {expected}")]
+    #[error(
+        "{path}: records have wire version {found}, this casa decodes versions {} to {expected}",
+        casa_common::WIRE_VERSION_MIN
+    )]
     WireVersion {
         path: PathBuf,
         found: u16,
@@ -491,7 +501,8 @@ impl<R: Read> Reader<R> {
         }
         let meta: Meta = serde_json::from_slice(&meta)
             .map_err(|source| RecordingError::BadMeta { path: p(), source })?;
-        if meta.wire_version != casa_common::WIRE_VERSION {
+        if !(casa_common::WIRE_VERSION_MIN..=casa_common::WIRE_VERSION).contains(&meta.wire_version)
+        {
             return Err(RecordingError::WireVersion {
                 path: p(),
                 found: meta.wire_version,
@@ -896,6 +907,30 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.starts_with("run.rec: truncated at byte"), "{msg}");
         assert!(msg.contains("(frame 2)"), "{msg}");
+    }
+
+    #[test]
+    fn wire_versions_one_and_two_read_others_refused_clearly() {
+        for (wire, ok) in [(0u16, false), (1, true), (2, true), (3, false)] {
+            let m = Meta {
+                wire_version: wire,
+                ..meta()
+            };
+            let bytes = Writer::new(Vec::new(), Path::new("mem"), &m)
+                .unwrap()
+                .finish(&Summary::default())
+                .unwrap();
+            match Reader::new(&bytes[..], Path::new("w.rec")) {
+                Ok(r) => assert!(ok && r.meta().wire_version == wire, "wire {wire} read"),
+                Err(e) => {
+                    assert!(!ok, "wire {wire} refused: {e}");
+                    assert!(
+                        matches!(e, RecordingError::WireVersion { found, .. } if found == wire)
+                    );
+                    assert!(e.to_string().contains("decodes versions 1 to 2"), "{e}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -694,3 +694,922 @@ fn casa_does_not_report_itself() {
         non_fork.len()
     );
 }
+
+/// `(st_dev, st_ino)` of `path` (symlinks followed), as the sensor's [`casa::event::FileId`].
+fn stat_id(path: &std::path::Path) -> casa::event::FileId {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+    casa::event::FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+    }
+}
+
+#[test]
+fn open_and_exec_carry_the_file_identity_stat_reports() {
+    let dir = tempdir("identity");
+    let file = dir.join("data.txt");
+    std::fs::write(&file, "x").unwrap();
+    let code = format!(
+        "import os\nopen('{}').read()\nos.execv('/bin/true', ['identity-true'])",
+        file.display()
+    );
+    let r = run_py("identity", &[], &code);
+    let (_, o) = r.open_raw(&file.display().to_string());
+    check!(
+        r,
+        o.facts.file == Some(stat_id(&file)),
+        "open identity {:?}, stat says {:?}",
+        o.facts.file,
+        stat_id(&file)
+    );
+    let (_, x) = r.exec_arg0(b"identity-true");
+    let bin = std::path::Path::new("/bin/true");
+    check!(
+        r,
+        x.facts.file == Some(stat_id(bin)),
+        "exec identity {:?}, stat says {:?}",
+        x.facts.file,
+        stat_id(bin)
+    );
+    check!(r, x.facts.script_file.is_none(), "a binary has no script");
+}
+
+#[test]
+fn symlinked_script_exec_reports_the_real_script_and_its_identity() {
+    let dir = tempdir("script-link");
+    let real = dir.join("real");
+    let links = dir.join("links");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::create_dir_all(&links).unwrap();
+    let script = real.join("payload.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let link = links.join("innocent.sh");
+    std::os::unix::fs::symlink(&script, &link).unwrap();
+    let cmd = format!("{}; exit 0", link.display());
+    let r = record("script-link", &[], &["/bin/sh", "-c", &cmd]);
+    let scripts: Vec<_> = r.execs().into_iter().filter(|(_, x)| x.script).collect();
+    check!(r, scripts.len() == 1, "expected one script exec");
+    let x = scripts[0].1;
+    check!(
+        r,
+        x.facts.script_path == Some(Bytes::from(script.display().to_string().as_str())),
+        "script's own path {:?} (filename {}), want the real script {}",
+        x.facts.script_path,
+        x.filename,
+        script.display()
+    );
+    // `path` stays the name the interpreter was handed (what CASA's rules and the session
+    // tracker's launcher matching see).
+    check!(
+        r,
+        x.path == Bytes::from(link.display().to_string().as_str()),
+        "script exec path {}",
+        x.path
+    );
+    check!(
+        r,
+        x.filename == Bytes::from(link.display().to_string().as_str()),
+        "filename {}",
+        x.filename
+    );
+    check!(
+        r,
+        x.facts.script_file == Some(stat_id(&script)),
+        "script identity {:?}, stat says {:?}",
+        x.facts.script_file,
+        stat_id(&script)
+    );
+    check!(
+        r,
+        x.facts.file == Some(stat_id(std::path::Path::new("/bin/sh"))),
+        "interpreter identity {:?}",
+        x.facts.file
+    );
+}
+
+#[test]
+fn failed_relative_open_carries_the_absolute_path() {
+    let dir = tempdir("relopen");
+    // Unprivileged, as an agent's tool command runs: `cd /etc && cat shadow` fails with EACCES;
+    // then a relative open against a directory fd that is not the working directory.
+    let code = format!(
+        r#"
+import os
+os.setgid(65534); os.setuid(65534)
+os.chdir('/etc')
+try:
+    open('shadow')
+except PermissionError:
+    pass
+d = os.open('{dir}', os.O_RDONLY | os.O_DIRECTORY)
+try:
+    os.open('sub/../nope.txt', os.O_RDONLY, dir_fd=d)
+except FileNotFoundError:
+    pass
+"#,
+        dir = dir.display()
+    );
+    let r = run_py("relopen", &[], &code);
+    let (_, o) = r.open_raw("shadow");
+    check!(
+        r,
+        o.result == -(libc::EACCES as i64),
+        "result {} (want -EACCES)",
+        o.result
+    );
+    check!(
+        r,
+        o.path == Some(Bytes::from("/etc/shadow")) && o.facts.path_joined,
+        "path {:?} joined {}",
+        o.path,
+        o.facts.path_joined
+    );
+    check!(r, o.raw_path == Bytes::from("shadow"), "raw {}", o.raw_path);
+    let (_, d) = r.open_raw("sub/../nope.txt");
+    let want = format!("{}/nope.txt", dir.display());
+    check!(
+        r,
+        d.result == -(libc::ENOENT as i64) && d.path == Some(Bytes::from(want.as_str())),
+        "dfd-relative open: result {} path {:?}",
+        d.result,
+        d.path
+    );
+}
+
+#[test]
+fn preloaded_exec_shows_the_loader_variables() {
+    // 80 ordinary variables first: the scan must reach the loader variables behind them.
+    let r = run_py(
+        "preload",
+        &[],
+        r#"
+import os
+env = {'FILLER_%02d' % i: 'v' * 40 for i in range(80)}
+env['LD_PRELOAD'] = '/dev/shm/casa-test-x.so'
+env['LD_LIBRARY_PATH'] = '/opt/casa-test'
+env['LD_PRELOADX'] = 'not-a-loader-variable'
+os.execve('/bin/true', ['preloaded-true'], env)
+"#,
+    );
+    let (_, x) = r.exec_arg0(b"preloaded-true");
+    let env: Vec<String> = x.facts.loader_env.iter().map(Bytes::to_text).collect();
+    check!(
+        r,
+        env.contains(&"LD_PRELOAD=/dev/shm/casa-test-x.so".to_owned())
+            && env.contains(&"LD_LIBRARY_PATH=/opt/casa-test".to_owned())
+            && env.len() == 2,
+        "loader variables {env:?}"
+    );
+    check!(r, !x.facts.env_truncated, "scan flagged truncated");
+}
+
+#[test]
+fn shell_with_a_tcp_socket_on_stdin_shows_socket_and_peer() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let code = format!(
+        r#"
+import os, socket
+s = socket.create_connection(('127.0.0.1', {port}))
+os.dup2(s.fileno(), 0)
+os.dup2(s.fileno(), 1)
+os.execv('/bin/sh', ['revshell-sh', '-c', 'exit 0'])
+"#
+    );
+    let accept = std::thread::spawn(move || listener.accept().map(|_| ()));
+    let r = run_py("revshell", &[], &code);
+    let _ = accept.join();
+    let (_, x) = r.exec_arg0(b"revshell-sh");
+    let kinds: Vec<_> = x.facts.stdio.iter().map(|s| s.kind).collect();
+    // fd 2 is whatever the test harness gave casa (a pipe or a tty).
+    check!(
+        r,
+        kinds.len() == 3
+            && kinds[..2] == [casa::event::FdKind::Socket, casa::event::FdKind::Socket],
+        "stdio kinds {kinds:?}"
+    );
+    let peer = x.facts.stdio[0].peer.clone();
+    check!(
+        r,
+        peer == Some(SockAddr::Inet {
+            addr: "127.0.0.1".parse().unwrap(),
+            port,
+            v4_mapped: false
+        }) && x.facts.stdio[0].family == Some(2),
+        "fd 0 peer {peer:?}"
+    );
+}
+
+#[test]
+fn piped_shell_shows_a_pipe_on_stdin() {
+    let r = record(
+        "pipe-sh",
+        &[],
+        &["/bin/sh", "-c", "echo 'exit 0' | /bin/sh"],
+    );
+    let tree = r.tree();
+    let inner = r
+        .execs()
+        .into_iter()
+        .find(|(e, x)| tree.contains(&e.pid) && x.argv == [Bytes::from("/bin/sh")]);
+    let Some((_, x)) = inner else {
+        panic!("no exec of the piped shell\n{}", r.dump())
+    };
+    check!(
+        r,
+        x.facts.stdio.first().map(|s| s.kind) == Some(casa::event::FdKind::Pipe)
+            && x.facts.stdio[0].file.is_some(),
+        "fd 0 of the piped shell: {:?}",
+        x.facts.stdio.first()
+    );
+}
+
+#[test]
+fn legacy_open_and_creat_are_captured() {
+    let dir = tempdir("legacy-open");
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "s").unwrap();
+    let made = dir.join("made.txt");
+    // x86_64: open = 2, creat = 85 (glibc never calls them itself).
+    let code = format!(
+        r#"
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.syscall(2, b'{secret}', 0, 0) >= 0, ctypes.get_errno()
+assert libc.syscall(85, b'{made}', 0o600) >= 0, ctypes.get_errno()
+"#,
+        secret = secret.display(),
+        made = made.display()
+    );
+    let r = run_py("legacy-open", &[], &code);
+    let (_, o) = r.open_raw(&secret.display().to_string());
+    check!(
+        r,
+        o.syscall == "open" && o.result >= 0 && o.facts.file == Some(stat_id(&secret)),
+        "open(2): {o:?}"
+    );
+    let (_, c) = r.open_raw(&made.display().to_string());
+    check!(
+        r,
+        c.syscall == "creat"
+            && c.result >= 0
+            && c.mode == 0o600
+            && c.flags == (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u32
+            && c.path == Some(Bytes::from(made.display().to_string().as_str())),
+        "creat(2): {c:?}"
+    );
+}
+
+fn socket_ops(r: &support::Recorded) -> Vec<casa::event::SocketOp> {
+    let tree = r.tree();
+    r.events
+        .iter()
+        .filter(|e| tree.contains(&e.pid))
+        .filter_map(|e| match &e.detail {
+            casa::event::Detail::Activity(casa::event::Activity::Socket(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn inet(ip: &str, port: u16) -> SockAddr {
+    SockAddr::Inet {
+        addr: ip.parse().unwrap(),
+        port,
+        v4_mapped: false,
+    }
+}
+
+#[test]
+fn udp_sends_without_connect_carry_destination_and_bytes_once_per_destination() {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let code = format!(
+        r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b'secret-1', ('127.0.0.1', {pa}))
+s.sendto(b'secret-2', ('127.0.0.1', {pa}))
+s.sendmsg([b'abc', b'defg'], [], 0, ('127.0.0.1', {pb}))
+"#
+    );
+    let r = run_py("udp-send", &[], &code);
+    let ops = socket_ops(&r);
+    let to_a: Vec<_> = ops
+        .iter()
+        .filter(|s| s.addr == inet("127.0.0.1", pa))
+        .collect();
+    check!(
+        r,
+        to_a.len() == 1
+            && to_a[0].op == casa::event::SocketOpKind::Sendto
+            && to_a[0].result == 8
+            && to_a[0].len == 8,
+        "sendto events to port {pa}: {to_a:?}"
+    );
+    let to_b: Vec<_> = ops
+        .iter()
+        .filter(|s| s.addr == inet("127.0.0.1", pb))
+        .collect();
+    check!(
+        r,
+        to_b.len() == 1 && to_b[0].op == casa::event::SocketOpKind::Sendmsg && to_b[0].result == 7,
+        "sendmsg events to port {pb}: {to_b:?}"
+    );
+}
+
+#[test]
+fn bind_listen_accept_and_tcp_states_carry_addresses() {
+    let dir = tempdir("server");
+    let out = dir.join("client-port");
+    let code = format!(
+        r#"
+import socket
+s = socket.socket()
+s.bind(('127.0.0.1', 0))
+s.listen(7)
+port = s.getsockname()[1]
+c = socket.create_connection(('127.0.0.1', port))
+conn, peer = s.accept()
+open('{out}', 'w').write(str(c.getsockname()[1]))
+"#,
+        out = out.display()
+    );
+    let r = run_py("server", &[], &code);
+    let client_port: u16 = std::fs::read_to_string(&out)
+        .unwrap_or_else(|e| panic!("client port: {e}\n{}", r.dump()))
+        .parse()
+        .unwrap();
+    let ops = socket_ops(&r);
+    let bind = ops.iter().find(|s| s.op == casa::event::SocketOpKind::Bind);
+    let Some(bind) = bind else {
+        panic!("no bind\n{}", r.dump())
+    };
+    check!(
+        r,
+        bind.result == 0 && bind.addr == inet("127.0.0.1", 0),
+        "bind {bind:?}"
+    );
+    let listen = ops
+        .iter()
+        .find(|s| s.op == casa::event::SocketOpKind::Listen);
+    let Some(listen) = listen else {
+        panic!("no listen\n{}", r.dump())
+    };
+    let SockAddr::Inet { port, .. } = listen.addr else {
+        panic!("listen address {:?}\n{}", listen.addr, r.dump())
+    };
+    check!(
+        r,
+        port != 0 && listen.addr == inet("127.0.0.1", port) && listen.len == 7,
+        "listen {listen:?}"
+    );
+    let accept = ops.iter().find(|s| {
+        matches!(
+            s.op,
+            casa::event::SocketOpKind::Accept | casa::event::SocketOpKind::Accept4
+        )
+    });
+    let Some(accept) = accept else {
+        panic!("no accept\n{}", r.dump())
+    };
+    let tcp: Vec<casa::event::TcpState> = r
+        .events
+        .iter()
+        .filter_map(|e| match &e.detail {
+            casa::event::Detail::Activity(casa::event::Activity::Tcp(t)) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    let syn = tcp.iter().find(|t| t.new == "syn_sent");
+    let Some(syn) = syn else {
+        panic!("no syn_sent state\n{}", r.dump())
+    };
+    check!(r, syn.remote == inet("127.0.0.1", port), "syn_sent {syn:?}");
+    // The accepted peer is the client's end.
+    check!(
+        r,
+        accept.result >= 0 && accept.addr == inet("127.0.0.1", client_port),
+        "accept {accept:?}, client port {client_port}"
+    );
+    check!(
+        r,
+        tcp.iter()
+            .any(|t| t.new == "listen" && t.local == inet("127.0.0.1", port)),
+        "no listen state: {tcp:?}"
+    );
+}
+
+fn file_ops(r: &support::Recorded) -> Vec<casa::event::FileOp> {
+    let tree = r.tree();
+    r.events
+        .iter()
+        .filter(|e| tree.contains(&e.pid))
+        .filter_map(|e| match &e.detail {
+            casa::event::Detail::Activity(casa::event::Activity::File(f)) => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn file_lifecycle_carries_absolute_old_and_new_paths_and_results() {
+    use casa::event::FileOpKind as K;
+    let dir = tempdir("lifecycle");
+    let d = dir.display().to_string();
+    let code = format!(
+        r#"
+import os
+os.chdir('{d}')
+open('x.sh', 'w').write('#!/bin/sh\n')
+os.rename('x.sh', 'y.sh')
+os.link('y.sh', '{d}/hard.sh')
+os.symlink('y.sh', 'soft.sh')
+os.chmod('y.sh', 0o755)
+fd = os.open('y.sh', os.O_RDONLY)
+os.fchmod(fd, 0o700)
+os.unlink('soft.sh')
+try:
+    os.unlink('missing.sh')
+except FileNotFoundError:
+    pass
+"#
+    );
+    let r = run_py("lifecycle", &[], &code);
+    let ops = file_ops(&r);
+    let b = |s: &str| Some(Bytes::from(format!("{d}/{s}").as_str()));
+    let find = |k: K| {
+        ops.iter()
+            .find(|o| o.op == k && o.result == 0)
+            .unwrap_or_else(|| panic!("no successful {k:?}\n{}", r.dump()))
+    };
+    let rename = ops
+        .iter()
+        .find(|o| matches!(o.op, K::Rename | K::Renameat | K::Renameat2))
+        .unwrap_or_else(|| panic!("no rename\n{}", r.dump()));
+    check!(
+        r,
+        rename.result == 0
+            && rename.path == b("x.sh")
+            && rename.new_path == b("y.sh")
+            && rename.raw_path == Bytes::from("x.sh"),
+        "rename {rename:?}"
+    );
+    let link = ops
+        .iter()
+        .find(|o| matches!(o.op, K::Link | K::Linkat))
+        .unwrap_or_else(|| panic!("no link\n{}", r.dump()));
+    check!(
+        r,
+        link.path == b("y.sh") && link.new_path == b("hard.sh"),
+        "link {link:?}"
+    );
+    let symlink = ops
+        .iter()
+        .find(|o| matches!(o.op, K::Symlink | K::Symlinkat))
+        .unwrap_or_else(|| panic!("no symlink\n{}", r.dump()));
+    check!(
+        r,
+        symlink.raw_path == Bytes::from("y.sh")
+            && symlink.path.is_none()
+            && symlink.new_path == b("soft.sh"),
+        "symlink {symlink:?}"
+    );
+    let chmod = ops
+        .iter()
+        .find(|o| matches!(o.op, K::Chmod | K::Fchmodat | K::Fchmodat2))
+        .unwrap_or_else(|| panic!("no chmod\n{}", r.dump()));
+    check!(
+        r,
+        chmod.path == b("y.sh") && chmod.mode == Some(0o755),
+        "chmod {chmod:?}"
+    );
+    let fchmod = find(K::Fchmod);
+    check!(
+        r,
+        fchmod.path == b("y.sh")
+            && fchmod.mode == Some(0o700)
+            && fchmod.file == Some(stat_id(&dir.join("y.sh"))),
+        "fchmod {fchmod:?}"
+    );
+    let unlinks: Vec<_> = ops
+        .iter()
+        .filter(|o| matches!(o.op, K::Unlink | K::Unlinkat))
+        .collect();
+    check!(
+        r,
+        unlinks
+            .iter()
+            .any(|o| o.result == 0 && o.path == b("soft.sh"))
+            && unlinks
+                .iter()
+                .any(|o| o.result == -(libc::ENOENT as i64) && o.path == b("missing.sh")),
+        "unlinks {unlinks:?}"
+    );
+}
+
+#[test]
+fn setsid_ptrace_attach_and_memfd_create_are_reported() {
+    use casa::event::{Activity, Detail};
+    let dir = tempdir("procops");
+    let out = dir.join("pids");
+    let code = format!(
+        r#"
+import ctypes, os, signal, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+fd = os.memfd_create('casa-mem', os.MFD_CLOEXEC)
+child = os.fork()
+if child == 0:
+    os.setsid()
+    time.sleep(5)
+    os._exit(0)
+time.sleep(0.2)
+assert libc.ptrace(16, child, None, None) == 0, ctypes.get_errno()
+os.waitpid(child, 0)
+libc.ptrace(17, child, None, None)
+os.kill(child, signal.SIGKILL)
+os.waitpid(child, 0)
+open('{out}', 'w').write(str(child))
+"#,
+        out = out.display()
+    );
+    let r = run_py("procops", &[], &code);
+    let child: u32 = std::fs::read_to_string(&out)
+        .unwrap_or_else(|e| panic!("child pid: {e}\n{}", r.dump()))
+        .parse()
+        .unwrap();
+    let acts: Vec<(u32, &Activity)> = r
+        .events
+        .iter()
+        .filter_map(|e| match &e.detail {
+            Detail::Activity(a) => Some((e.pid, a)),
+            _ => None,
+        })
+        .collect();
+    check!(
+        r,
+        acts.iter().any(|(pid, a)| *pid == child
+            && matches!(a, Activity::Setsid(s) if s.result == child as i64)),
+        "no setsid by the child {child}"
+    );
+    check!(
+        r,
+        acts.iter().any(|(pid, a)| *pid == r.root()
+            && matches!(a, Activity::Ptrace(p)
+                if p.request == "attach" && p.target_pid == child && p.result == 0)),
+        "no ptrace attach of {child}"
+    );
+    check!(
+        r,
+        acts.iter().any(|(_, a)| matches!(a, Activity::Memfd(m)
+            if m.name == Bytes::from("casa-mem") && m.result >= 0 && m.flags == 1)),
+        "no memfd_create of casa-mem"
+    );
+}
+
+/// A minimal io_uring client in Python (raw syscalls, no liburing): `submit(sqe)` queues one
+/// 64-byte SQE, enters the kernel and returns the completion's result.
+const PY_URING: &str = r#"
+import ctypes, mmap, struct
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+params = ctypes.create_string_buffer(120)
+ring = libc.syscall(425, 4, params)
+assert ring >= 0, ctypes.get_errno()
+p = params.raw
+sq_entries, cq_entries = struct.unpack_from('2I', p, 0)
+features = struct.unpack_from('I', p, 20)[0]
+sq_head, sq_tail, sq_mask, _, _, _, sq_array = struct.unpack_from('7I', p, 40)
+cq_head, cq_tail, cq_mask, _, _, cq_cqes = struct.unpack_from('6I', p, 80)
+rw = mmap.PROT_READ | mmap.PROT_WRITE
+sq_size = sq_array + sq_entries * 4
+cq_size = cq_cqes + cq_entries * 16
+if features & 1:
+    sq = cq = mmap.mmap(ring, max(sq_size, cq_size), mmap.MAP_SHARED, rw, offset=0)
+else:
+    sq = mmap.mmap(ring, sq_size, mmap.MAP_SHARED, rw, offset=0)
+    cq = mmap.mmap(ring, cq_size, mmap.MAP_SHARED, rw, offset=0x8000000)
+sqes = mmap.mmap(ring, sq_entries * 64, mmap.MAP_SHARED, rw, offset=0x10000000)
+u32 = lambda m, o: struct.unpack_from('I', m, o)[0]
+def submit(opcode, fd, addr, length=0, off=0, op_flags=0):
+    tail = u32(sq, sq_tail)
+    i = tail & u32(sq, sq_mask)
+    sqes[i * 64:(i + 1) * 64] = struct.pack('BBHiQQIIQ', opcode, 0, 0, fd, off, addr, length, op_flags, 7) + bytes(24)
+    struct.pack_into('I', sq, sq_array + i * 4, i)
+    struct.pack_into('I', sq, sq_tail, tail + 1)
+    assert libc.syscall(426, ring, 1, 1, 1, None, 0) == 1, ctypes.get_errno()
+    head = u32(cq, cq_head)
+    res = struct.unpack_from('i', cq, cq_cqes + (head & u32(cq, cq_mask)) * 16 + 8)[0]
+    struct.pack_into('I', cq, cq_head, head + 1)
+    return res
+"#;
+
+#[test]
+fn io_uring_ring_openat_and_connect_are_seen() {
+    use casa::event::{Activity, Detail, IoUringOp};
+    let dir = tempdir("uring");
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, "s").unwrap();
+    let moved = dir.join("moved.txt");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let uport = udp.local_addr().unwrap().port();
+    let code = format!(
+        r#"{PY_URING}
+import socket
+path = ctypes.create_string_buffer(b'{secret}')
+fd = submit(18, -100, ctypes.addressof(path))
+assert fd >= 0, fd
+s = socket.socket()
+sa = ctypes.create_string_buffer(struct.pack('!HH4s8x', 0, {port}, bytes([127, 0, 0, 1])))
+struct.pack_into('H', sa, 0, socket.AF_INET)
+assert submit(16, s.fileno(), ctypes.addressof(sa), 0, 16) == 0
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+msg = ctypes.create_string_buffer(b'exfil')
+ua = ctypes.create_string_buffer(struct.pack('!HH4s8x', 0, {uport}, bytes([127, 0, 0, 1])))
+struct.pack_into('H', ua, 0, socket.AF_INET)
+# IORING_OP_SEND with a destination: addr2 = sockaddr, addr_len (u16) at byte 44.
+tail = u32(sq, sq_tail)
+i = tail & u32(sq, sq_mask)
+sqes[i * 64:(i + 1) * 64] = struct.pack('BBHiQQIIQHHiQQ', 26, 0, 0, u.fileno(), ctypes.addressof(ua), ctypes.addressof(msg), 5, 0, 8, 0, 0, 0, 0, 0)
+struct.pack_into('H', sqes, i * 64 + 44, 16)
+struct.pack_into('I', sq, sq_array + i * 4, i)
+struct.pack_into('I', sq, sq_tail, tail + 1)
+assert libc.syscall(426, ring, 1, 1, 1, None, 0) == 1, ctypes.get_errno()
+struct.pack_into('I', cq, cq_head, u32(cq, cq_head) + 1)
+old = ctypes.create_string_buffer(b'{secret}')
+new = ctypes.create_string_buffer(b'{moved}')
+assert submit(35, -100, ctypes.addressof(old), 0xffffff9c, ctypes.addressof(new)) == 0
+assert submit(36, -100, ctypes.addressof(new)) == 0
+"#,
+        secret = secret.display(),
+        moved = moved.display()
+    );
+    let accept = std::thread::spawn(move || listener.accept().map(|_| ()));
+    let r = run_py("uring", &[], &code);
+    let _ = accept.join();
+    let tree = r.tree();
+    let urings: Vec<&casa::event::IoUring> = r
+        .events
+        .iter()
+        .filter(|e| tree.contains(&e.pid))
+        .filter_map(|e| match &e.detail {
+            Detail::Activity(Activity::IoUring(u)) => Some(u),
+            _ => None,
+        })
+        .collect();
+    check!(
+        r,
+        urings
+            .iter()
+            .any(|u| u.op == IoUringOp::Create && u.sq_entries == Some(4)),
+        "no ring creation: {urings:?}"
+    );
+    let want = secret.display().to_string();
+    check!(
+        r,
+        urings
+            .iter()
+            .any(|u| u.opcode_name == Some("openat") && u.path == Some(Bytes::from(want.as_str()))),
+        "no io_uring openat of {want}: {urings:?}"
+    );
+    check!(
+        r,
+        urings
+            .iter()
+            .any(|u| u.opcode_name == Some("connect") && u.addr == Some(inet("127.0.0.1", port))),
+        "no io_uring connect to port {port}: {urings:?}"
+    );
+    check!(
+        r,
+        urings
+            .iter()
+            .any(|u| u.opcode_name == Some("send") && u.addr == Some(inet("127.0.0.1", uport))),
+        "no io_uring send to port {uport}: {urings:?}"
+    );
+    let moved_s = moved.display().to_string();
+    check!(
+        r,
+        urings.iter().any(|u| u.opcode_name == Some("renameat")
+            && u.path == Some(Bytes::from(want.as_str()))
+            && u.new_path == Some(Bytes::from(moved_s.as_str())))
+            && urings.iter().any(|u| u.opcode_name == Some("unlinkat")
+                && u.path == Some(Bytes::from(moved_s.as_str()))),
+        "no io_uring renameat {want} -> {moved_s} and unlinkat: {urings:?}"
+    );
+    // The connect is also seen where it lands, whatever made it.
+    check!(
+        r,
+        r.events.iter().any(|e| tree.contains(&e.pid)
+            && matches!(&e.detail, Detail::Activity(Activity::Tcp(t))
+                if t.new == "syn_sent" && t.remote == inet("127.0.0.1", port))),
+        "no syn_sent to port {port}"
+    );
+}
+
+#[test]
+fn o_tmpfile_linked_into_place_shows_the_file_and_its_identity() {
+    let dir = tempdir("tmpfile");
+    let dest = dir.join("dropped.sh");
+    // O_TMPFILE | O_WRONLY, then linkat(fd, "", AT_FDCWD, dest, AT_EMPTY_PATH).
+    let code = format!(
+        r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open('{dir}', os.O_TMPFILE | os.O_WRONLY, 0o700)
+os.write(fd, b'#!/bin/sh\n')
+assert libc.linkat(fd, b'', -100, b'{dest}', 0x1000) == 0, ctypes.get_errno()
+"#,
+        dir = dir.display(),
+        dest = dest.display()
+    );
+    let r = run_py("tmpfile", &[], &code);
+    let link = file_ops(&r)
+        .into_iter()
+        .find(|o| o.op == casa::event::FileOpKind::Linkat)
+        .unwrap_or_else(|| panic!("no linkat\n{}", r.dump()));
+    let id = stat_id(&dest);
+    let want = format!("{}/#{} (deleted)", dir.display(), id.ino);
+    check!(
+        r,
+        link.result == 0
+            && link.path == Some(Bytes::from(want.as_str()))
+            && link.file == Some(id)
+            && link.new_path == Some(Bytes::from(dest.display().to_string().as_str())),
+        "linkat {link:?}, want {want} and {id:?}"
+    );
+}
+
+#[test]
+fn send_volume_is_reported_at_the_first_send_and_each_doubling() {
+    use casa::event::{Activity, Detail};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+        sink.len()
+    });
+    let code = format!(
+        r#"
+import socket
+s = socket.create_connection(('127.0.0.1', {port}))
+for _ in range(10):
+    s.sendall(b'x' * 10240)
+s.close()
+"#
+    );
+    let r = run_py("send-volume", &[], &code);
+    let received = reader.join().unwrap();
+    let tree = r.tree();
+    let vols: Vec<&casa::event::SendVolume> = r
+        .events
+        .iter()
+        .filter(|e| tree.contains(&e.pid))
+        .filter_map(|e| match &e.detail {
+            Detail::Activity(Activity::SendVolume(v)) => Some(v),
+            _ => None,
+        })
+        .collect();
+    check!(r, received == 102400, "peer received {received} bytes");
+    check!(
+        r,
+        vols.len() >= 3
+            && vols.len() < 10
+            && vols
+                .iter()
+                .all(|v| v.remote == inet("127.0.0.1", port) && v.protocol == 6),
+        "volume events {vols:?}"
+    );
+    check!(
+        r,
+        vols.windows(2)
+            .all(|w| w[1].total_bytes >= 2 * w[0].total_bytes)
+            && vols[0].total_bytes == vols[0].last_bytes
+            && (51200..=102400).contains(&vols.last().unwrap().total_bytes),
+        "totals {:?}",
+        vols.iter().map(|v| v.total_bytes).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn untracked_processes_get_no_new_kinds_and_no_exec_context() {
+    use casa::event::Detail;
+    require_root();
+    let dir = tempdir("scoping2");
+    let out = dir.join("scope.rec");
+    let mut casa = Command::new(support::casa_bin())
+        .args(["record", "--out"])
+        .arg(&out)
+        .args(["--duration", "4s", "--", "sleep", "2"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = casa.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("started and tracking") {
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "casa exited before starting: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // Everything the new programs report, done by a process casa does not track.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let code = format!(
+        r#"
+import ctypes, os, socket
+os.chdir('{dir}')
+open('a', 'w').close()
+os.rename('a', 'b')
+os.chmod('b', 0o700)
+os.unlink('b')
+os.memfd_create('untracked-mem')
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', {port}))
+libc = ctypes.CDLL(None, use_errno=True)
+params = ctypes.create_string_buffer(120)
+libc.syscall(425, 4, params)
+if os.fork() == 0:
+    os.setsid()
+    os._exit(0)
+os.wait()
+"#,
+        dir = dir.display()
+    );
+    let mut child = Command::new(support::python())
+        .args(["-c", &code])
+        .env("LD_LIBRARY_PATH", "/casa-untracked")
+        .spawn()
+        .unwrap();
+    let untracked_pid = child.id();
+    assert!(child.wait().unwrap().success());
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let mut output = casa.wait_with_output().unwrap();
+    output.stderr = format!("{seen}{rest}").into_bytes();
+    let r = support::read_recording(&out, output);
+    let leaked: Vec<_> = r
+        .events
+        .iter()
+        .filter(|e| matches!(e.detail, Detail::Activity(_)) && e.ppid != r.root())
+        .filter(|e| e.pid == untracked_pid || e.ppid == untracked_pid)
+        .collect();
+    check!(
+        r,
+        leaked.is_empty(),
+        "new kinds of an untracked process: {leaked:?}"
+    );
+    let exec = r
+        .execs()
+        .into_iter()
+        .find(|(e, _)| e.pid == untracked_pid)
+        .map(|(_, x)| x.clone());
+    let Some(x) = exec else {
+        panic!("no exec of the untracked process\n{}", r.dump())
+    };
+    check!(
+        r,
+        x.facts.stdio.is_empty() && x.facts.loader_env.is_empty() && x.facts.file.is_some(),
+        "untracked exec facts {:?}",
+        x.facts
+    );
+}
+
+#[test]
+fn script_exec_in_place_by_a_shell_with_many_mapped_files_reports_the_script() {
+    // bash runs the last command of `-c` by exec'ing in place: its whole address space
+    // (libraries, every C.UTF-8 locale file) is released during the exec, queueing many more
+    // deferred file releases than a forked child's exec does.
+    let dir = tempdir("script-inplace");
+    let script = dir.join("inplace.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cmd = format!(
+        "export LANG=C.UTF-8 LC_ALL=C.UTF-8; exec /bin/bash -c 'printf %s x >/dev/null; {}'",
+        script.display()
+    );
+    let r = record("script-inplace", &[], &["/bin/sh", "-c", &cmd]);
+    let scripts: Vec<_> = r.execs().into_iter().filter(|(_, x)| x.script).collect();
+    check!(r, scripts.len() == 1, "expected one script exec");
+    let x = scripts[0].1;
+    check!(
+        r,
+        x.facts.script_path == Some(Bytes::from(script.display().to_string().as_str()))
+            && x.facts.script_file == Some(stat_id(&script)),
+        "script's own path {:?} identity {:?}, want {} {:?}",
+        x.facts.script_path,
+        x.facts.script_file,
+        script.display(),
+        stat_id(&script)
+    );
+}

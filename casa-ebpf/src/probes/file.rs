@@ -14,18 +14,22 @@ use aya_ebpf::{
 use casa_common::{
     stats,
     wire::{
-        BODY_OFFSET, EventKind, OPEN_PATH_DELETED, OPEN_PATH_RESOLVED, OPEN_PATH_TRUNCATED,
-        OPEN_RAW_UNREADABLE, OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2, OpenBody, PATH_MAX,
+        BODY_OFFSET, EventKind, FileId, OPEN_PATH_DELETED, OPEN_PATH_JOINED, OPEN_PATH_RESOLVED,
+        OPEN_PATH_TRUNCATED, OPEN_RAW_UNREADABLE, OPEN_SYSCALL_CREAT, OPEN_SYSCALL_OPEN,
+        OPEN_SYSCALL_OPENAT, OPEN_SYSCALL_OPENAT2, OpenBody, OpenExt, PATH_MAX,
     },
 };
 
 use crate::{
     maps::{OPEN_PENDING, OpenPending},
     path,
-    util::{bump, current_task, emit, fill_header, ids, is_tracked, scratch},
+    util::{bump, config, current_task, emit, fill_header, ids, is_tracked, scratch},
 };
 
-const DATA_OFFSET: usize = BODY_OFFSET + core::mem::size_of::<OpenBody>();
+const EXT_OFFSET: usize = BODY_OFFSET + core::mem::size_of::<OpenBody>();
+const DATA_OFFSET: usize = EXT_OFFSET + core::mem::size_of::<OpenExt>();
+/// `AT_FDCWD`.
+const AT_FDCWD: i32 = -100;
 const PATH_MASK: usize = PATH_MAX - 1;
 const SIZE_MASK: usize = 2 * PATH_MAX - 1;
 
@@ -80,6 +84,61 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// The legacy `open(2)`: `filename` @16, `flags` @24, `mode` @32.
+#[tracepoint]
+pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
+    let (tid, tgid) = ids();
+    if !is_tracked(tgid) {
+        return 0;
+    }
+    // SAFETY: offsets from the tracepoint's format.
+    let (filename, flags, mode) = unsafe {
+        (
+            ctx.read_at::<u64>(16).unwrap_or(0),
+            ctx.read_at::<u64>(24).unwrap_or(0) as u32,
+            ctx.read_at::<u64>(32).unwrap_or(0) as u32,
+        )
+    };
+    stash_open(tid, AT_FDCWD, filename, flags, mode, OPEN_SYSCALL_OPEN);
+    0
+}
+
+/// `creat(2)`: `pathname` @16, `mode` @24; the kernel opens with `O_CREAT|O_WRONLY|O_TRUNC`.
+#[tracepoint]
+pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
+    let (tid, tgid) = ids();
+    if !is_tracked(tgid) {
+        return 0;
+    }
+    // SAFETY: offsets from the tracepoint's format.
+    let (filename, mode) = unsafe {
+        (
+            ctx.read_at::<u64>(16).unwrap_or(0),
+            ctx.read_at::<u64>(24).unwrap_or(0) as u32,
+        )
+    };
+    // O_CREAT | O_WRONLY | O_TRUNC
+    stash_open(
+        tid,
+        AT_FDCWD,
+        filename,
+        0o100 | 0o1 | 0o1000,
+        mode,
+        OPEN_SYSCALL_CREAT,
+    );
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    exit_open(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
+    exit_open(&ctx)
+}
+
 #[inline(always)]
 fn stash_open(tid: u32, dfd: i32, filename: u64, flags: u32, mode: u32, syscall: u32) {
     let pending = OpenPending {
@@ -118,6 +177,12 @@ fn exit_open(ctx: &TracePointContext) -> u32 {
         unsafe {
             fill_header(buf, EventKind::Open);
             let body = buf.add(BODY_OFFSET).cast::<OpenBody>();
+            let ext = buf.add(EXT_OFFSET).cast::<OpenExt>();
+            (*ext).file = FileId {
+                ino: 0,
+                dev: 0,
+                mode: 0,
+            };
             let data = buf.add(DATA_OFFSET);
             let mut flags2 = 0;
             let rl =
@@ -130,8 +195,12 @@ fn exit_open(ctx: &TracePointContext) -> u32 {
             };
             let off = raw_len & PATH_MASK;
             let mut path_len = 0usize;
+            let task = current_task();
             if ret >= 0 {
-                match path::file_of_fd(current_task(), ret as u64).and_then(|f| path::resolve(f)) {
+                match path::file_of_fd(task, ret as u64).and_then(|f| {
+                    path::file_id(f, &raw mut (*ext).file);
+                    path::resolve(f)
+                }) {
                     Some(r) => {
                         path_len = path::copy_to(&r, data.add(off));
                         if path_len > 0 {
@@ -145,6 +214,27 @@ fn exit_open(ctx: &TracePointContext) -> u32 {
                         }
                     }
                     None => bump(stats::PATH_FAILED),
+                }
+            } else if raw_len > 0 && *data != b'/' {
+                // A failed relative open: join the caller's string to the directory it was
+                // relative to, as the kernel resolved that directory.
+                let dfd = (*p).dfd;
+                let dir = if dfd == AT_FDCWD {
+                    path::cwd(task)
+                } else if dfd >= 0 {
+                    path::file_of_fd(task, dfd as u64)
+                        .map(|f| f + config!(offsets.file_f_path) as u64)
+                } else {
+                    None
+                };
+                if let Some(r) = dir.and_then(|d| path::resolve_path(d)) {
+                    let extra = path::append(&r, data as u64);
+                    path_len = path::copy_with_extra_to(&r, extra, data.add(off));
+                    if path_len > 0 {
+                        flags2 |= OPEN_PATH_JOINED;
+                    }
+                } else {
+                    bump(stats::PATH_FAILED);
                 }
             }
             (*body).result = ret;

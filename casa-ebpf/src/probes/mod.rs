@@ -3,5 +3,9 @@
 
 mod exec;
 mod file;
+mod fileop;
 mod net;
 mod process;
+mod procop;
+mod sock;
+mod uring;

@@ -14,7 +14,10 @@ use casa_common::{
 };
 
 use crate::{
-    maps::{CONNECT_PENDING, EXEC_PENDING, OPEN_PENDING, TRACKED},
+    maps::{
+        CONNECT_PENDING, EXEC_PENDING, FILEOP_PENDING, OPEN_PENDING, PROCOP_PENDING, SOCK_PENDING,
+        TRACKED,
+    },
     util::{bump, config, current_task, emit, fill_header, ids, is_tracked, read_kernel, scratch},
 };
 
@@ -95,5 +98,8 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let _ = EXEC_PENDING.remove(tid);
     let _ = OPEN_PENDING.remove(tid);
     let _ = CONNECT_PENDING.remove(tid);
+    let _ = SOCK_PENDING.remove(tid);
+    let _ = FILEOP_PENDING.remove(tid);
+    let _ = PROCOP_PENDING.remove(tid);
     0
 }

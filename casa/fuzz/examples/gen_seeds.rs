@@ -79,11 +79,10 @@ fn exec_bytes(
     let mut data = path.as_bytes().to_vec();
     data.extend_from_slice(argv_bytes);
     data.extend_from_slice(filename.as_bytes());
-    build::record(
-        build::header(EventKind::Exec, 1_000, 4242, 4242, comm),
-        &body,
-        &data,
-    )
+    // A wire-version-1 layout (no extension): seeds the decoder's compatibility path.
+    let mut h = build::header(EventKind::Exec, 1_000, 4242, 4242, comm);
+    h.version = 1;
+    build::record(h, &body, &data)
 }
 
 fn open_with(syscall: u32, flags2: u32, raw: &str, path: &str) -> Vec<u8> {
@@ -99,11 +98,10 @@ fn open_with(syscall: u32, flags2: u32, raw: &str, path: &str) -> Vec<u8> {
     };
     let mut data = raw.as_bytes().to_vec();
     data.extend_from_slice(path.as_bytes());
-    build::record(
-        build::header(EventKind::Open, 2_000, 4242, 4243, "sh"),
-        &body,
-        &data,
-    )
+    // A wire-version-1 layout (no extension): seeds the decoder's compatibility path.
+    let mut h = build::header(EventKind::Open, 2_000, 4242, 4243, "sh");
+    h.version = 1;
+    build::record(h, &body, &data)
 }
 
 fn connect_unreadable() -> Vec<u8> {

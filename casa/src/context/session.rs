@@ -200,7 +200,7 @@ impl SessionContext {
     ) -> bool {
         let e = obs.event;
         match &e.detail {
-            Detail::Fork(_) => return false,
+            Detail::Fork(_) | Detail::Activity(_) => return false,
             Detail::Exec(x) if x.result != 0 => return false,
             _ => {}
         }
@@ -283,7 +283,7 @@ impl SessionContext {
                 }
                 RecentKind::Exit
             }
-            Detail::Fork(_) => {
+            Detail::Fork(_) | Detail::Activity(_) => {
                 let exec = proc.current_execution(h);
                 proc.execution.merge(&exec);
                 self.ctx.execution.merge(&exec);

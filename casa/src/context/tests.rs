@@ -53,6 +53,7 @@ fn open_res(t: u64, pid: u32, path: &str, flags: u32, result: i64) -> Event {
             path: (result >= 0).then(|| Bytes::from(path)),
             path_truncated: false,
             raw_unreadable: false,
+            facts: Default::default(),
         }),
     )
 }

@@ -1,7 +1,7 @@
 //! Kernel struct field offsets from the running kernel's BTF (Rust eBPF has no CO-RE).
 
 use btf_rs::{Btf, Type};
-use casa_common::config::KernelOffsets;
+use casa_common::config::{KernelOffsets, OFFSET_UNKNOWN};
 
 use super::SensorError;
 
@@ -117,5 +117,79 @@ pub fn kernel_offsets(path: &str) -> Result<KernelOffsets, SensorError> {
         fs_pwd: offset(&btf, "fs_struct", "pwd")?,
         bprm_filename: offset(&btf, "linux_binprm", "filename")?,
         bprm_interp: offset(&btf, "linux_binprm", "interp")?,
+        file_f_inode: offset(&btf, "file", "f_inode")?,
+        file_private_data: offset(&btf, "file", "private_data")?,
+        file_f_task_work: offset(&btf, "file", "f_task_work")?,
+        inode_i_ino: offset(&btf, "inode", "i_ino")?,
+        inode_i_sb: offset(&btf, "inode", "i_sb")?,
+        inode_i_mode: offset(&btf, "inode", "i_mode")?,
+        inode_i_rdev: offset(&btf, "inode", "i_rdev")?,
+        sb_s_dev: offset(&btf, "super_block", "s_dev")?,
+        task_task_works: offset(&btf, "task_struct", "task_works")?,
+        callback_head_next: offset(&btf, "callback_head", "next")?,
+        callback_head_func: offset(&btf, "callback_head", "func")?,
+        mm_env_start: offset(&btf, "mm_struct", "env_start")?,
+        mm_env_end: offset(&btf, "mm_struct", "env_end")?,
+        socket_sk: offset(&btf, "socket", "sk")?,
+        sock_family: offset(&btf, "sock", "__sk_common.skc_family")?,
+        sock_daddr: offset(&btf, "sock", "__sk_common.skc_daddr")?,
+        sock_dport: offset(&btf, "sock", "__sk_common.skc_dport")?,
+        sock_v6_daddr: offset(&btf, "sock", "__sk_common.skc_v6_daddr")?,
+        sock_rcv_saddr: offset(&btf, "sock", "__sk_common.skc_rcv_saddr")?,
+        sock_num: offset(&btf, "sock", "__sk_common.skc_num")?,
+        sock_v6_rcv_saddr: offset(&btf, "sock", "__sk_common.skc_v6_rcv_saddr")?,
+        // io_uring's request structs are private to io_uring/*.c: optional.
+        io_kiocb_opcode: optional(&btf, "io_kiocb", "opcode"),
+        io_kiocb_cmd: optional(&btf, "io_kiocb", "cmd"),
+        io_open_filename: optional(&btf, "io_open", "filename"),
+        filename_name: optional(&btf, "filename", "name"),
+        io_connect_addr: optional(&btf, "io_connect", "addr"),
+        io_connect_addr_len: optional(&btf, "io_connect", "addr_len"),
+        io_sr_msg_umsg: optional(&btf, "io_sr_msg", "umsg"),
+        io_sr_msg_addr: optional(&btf, "io_sr_msg", "addr"),
+        io_sr_msg_addr_len: optional(&btf, "io_sr_msg", "addr_len"),
+        io_kiocb_async_data: optional(&btf, "io_kiocb", "async_data"),
+        io_async_msghdr_msg_name: optional(&btf, "io_async_msghdr", "msg.msg_name"),
+        io_async_msghdr_msg_namelen: optional(&btf, "io_async_msghdr", "msg.msg_namelen"),
+        io_rename_oldpath: optional(&btf, "io_rename", "oldpath"),
+        io_rename_newpath: optional(&btf, "io_rename", "newpath"),
+        io_link_oldpath: optional(&btf, "io_link", "oldpath"),
+        io_link_newpath: optional(&btf, "io_link", "newpath"),
+        io_unlink_filename: optional(&btf, "io_unlink", "filename"),
+        io_mkdir_filename: optional(&btf, "io_mkdir", "filename"),
     })
+}
+
+/// Like [`offset`], [`OFFSET_UNKNOWN`] when the struct or field is missing.
+fn optional(btf: &Btf, name: &str, path: &str) -> u32 {
+    offset(btf, name, path).unwrap_or(OFFSET_UNKNOWN)
+}
+
+/// Address of the kernel function `name` in `/proc/kallsyms` text (0 when it is not listed or
+/// addresses are hidden).
+pub fn kallsyms_address(kallsyms: &str, name: &str) -> u64 {
+    kallsyms
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (addr, ty, sym) = (it.next()?, it.next()?, it.next()?);
+            (sym == name && matches!(ty, "t" | "T"))
+                .then(|| u64::from_str_radix(addr, 16).ok())
+                .flatten()
+        })
+        .next()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kallsyms_address;
+
+    #[test]
+    fn kallsyms_lookup_takes_text_symbols_only() {
+        let text = "ffffffff81000000 D ____fput\nffffffff816bb9c0 t ____fput\nffffffff81387d40 T task_work_run [x]\n";
+        assert_eq!(kallsyms_address(text, "____fput"), 0xffffffff816bb9c0);
+        assert_eq!(kallsyms_address(text, "task_work_run"), 0xffffffff81387d40);
+        assert_eq!(kallsyms_address(text, "missing"), 0);
+    }
 }

@@ -116,6 +116,63 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_exit_openat2", "syscalls", "sys_exit_openat2"),
     ("sys_enter_connect", "syscalls", "sys_enter_connect"),
     ("sys_exit_connect", "syscalls", "sys_exit_connect"),
+    ("sys_enter_open", "syscalls", "sys_enter_open"),
+    ("sys_enter_creat", "syscalls", "sys_enter_creat"),
+    ("sys_exit_open", "syscalls", "sys_exit_open"),
+    ("sys_exit_creat", "syscalls", "sys_exit_creat"),
+    ("sys_enter_sendto", "syscalls", "sys_enter_sendto"),
+    ("sys_enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
+    ("sys_enter_sendmmsg", "syscalls", "sys_enter_sendmmsg"),
+    ("sys_enter_bind", "syscalls", "sys_enter_bind"),
+    ("sys_enter_listen", "syscalls", "sys_enter_listen"),
+    ("sys_enter_accept", "syscalls", "sys_enter_accept"),
+    ("sys_enter_accept4", "syscalls", "sys_enter_accept4"),
+    ("sys_exit_sendto", "syscalls", "sys_exit_sendto"),
+    ("sys_exit_sendmsg", "syscalls", "sys_exit_sendmsg"),
+    ("sys_exit_sendmmsg", "syscalls", "sys_exit_sendmmsg"),
+    ("sys_exit_bind", "syscalls", "sys_exit_bind"),
+    ("sys_exit_listen", "syscalls", "sys_exit_listen"),
+    ("sys_exit_accept", "syscalls", "sys_exit_accept"),
+    ("sys_exit_accept4", "syscalls", "sys_exit_accept4"),
+    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
+    ("sock_send_length", "sock", "sock_send_length"),
+    ("io_uring_create", "io_uring", "io_uring_create"),
+    ("sys_enter_setsid", "syscalls", "sys_enter_setsid"),
+    ("sys_exit_setsid", "syscalls", "sys_exit_setsid"),
+    ("sys_enter_ptrace", "syscalls", "sys_enter_ptrace"),
+    ("sys_exit_ptrace", "syscalls", "sys_exit_ptrace"),
+    (
+        "sys_enter_memfd_create",
+        "syscalls",
+        "sys_enter_memfd_create",
+    ),
+    ("sys_exit_memfd_create", "syscalls", "sys_exit_memfd_create"),
+    ("sys_enter_rename", "syscalls", "sys_enter_rename"),
+    ("sys_exit_rename", "syscalls", "sys_exit_rename"),
+    ("sys_enter_renameat", "syscalls", "sys_enter_renameat"),
+    ("sys_exit_renameat", "syscalls", "sys_exit_renameat"),
+    ("sys_enter_renameat2", "syscalls", "sys_enter_renameat2"),
+    ("sys_exit_renameat2", "syscalls", "sys_exit_renameat2"),
+    ("sys_enter_link", "syscalls", "sys_enter_link"),
+    ("sys_exit_link", "syscalls", "sys_exit_link"),
+    ("sys_enter_linkat", "syscalls", "sys_enter_linkat"),
+    ("sys_exit_linkat", "syscalls", "sys_exit_linkat"),
+    ("sys_enter_symlink", "syscalls", "sys_enter_symlink"),
+    ("sys_exit_symlink", "syscalls", "sys_exit_symlink"),
+    ("sys_enter_symlinkat", "syscalls", "sys_enter_symlinkat"),
+    ("sys_exit_symlinkat", "syscalls", "sys_exit_symlinkat"),
+    ("sys_enter_unlink", "syscalls", "sys_enter_unlink"),
+    ("sys_exit_unlink", "syscalls", "sys_exit_unlink"),
+    ("sys_enter_unlinkat", "syscalls", "sys_enter_unlinkat"),
+    ("sys_exit_unlinkat", "syscalls", "sys_exit_unlinkat"),
+    ("sys_enter_chmod", "syscalls", "sys_enter_chmod"),
+    ("sys_exit_chmod", "syscalls", "sys_exit_chmod"),
+    ("sys_enter_fchmodat", "syscalls", "sys_enter_fchmodat"),
+    ("sys_exit_fchmodat", "syscalls", "sys_exit_fchmodat"),
+    ("sys_enter_fchmodat2", "syscalls", "sys_enter_fchmodat2"),
+    ("sys_exit_fchmodat2", "syscalls", "sys_exit_fchmodat2"),
+    ("sys_enter_fchmod", "syscalls", "sys_enter_fchmod"),
+    ("sys_exit_fchmod", "syscalls", "sys_exit_fchmod"),
 ];
 
 /// Kernel-side counters, per CPU.
@@ -141,6 +198,7 @@ impl KernelStats {
             stats::LOST_EXIT,
             stats::LOST_OPEN,
             stats::LOST_CONNECT,
+            stats::LOST_OTHER,
             stats::PENDING_FULL,
         ]
         .iter()
@@ -203,9 +261,15 @@ impl Sensor {
         let mounted_tracefs = prereq::ensure_tracefs()?;
         prereq::check_layouts()?;
         let offsets = btf::kernel_offsets(btf::VMLINUX_BTF)?;
+        // Without it a script exec still reports the script by name, not by its own file.
+        let fput = std::fs::read_to_string("/proc/kallsyms")
+            .map(|k| btf::kallsyms_address(&k, "____fput"))
+            .unwrap_or(0);
         let config = KernelConfig {
             self_tgid: std::process::id(),
             all_processes: u32::from(opts.all_processes),
+            fput_fn_lo: fput as u32,
+            fput_fn_hi: (fput >> 32) as u32,
             offsets,
         };
         let kernel_btf = Btf::from_sys_fs().map_err(|e| SensorError::Btf(e.to_string()))?;
@@ -231,10 +295,19 @@ impl Sensor {
                     source,
                 })?;
         }
-        for name in ["sched_process_fork", "sched_process_exec"] {
-            let hook = format!("tp_btf {name}");
+        // `sched_process_exec_script` and `sched_process_exec_ctx` are attached before
+        // `sched_process_exec`: probes of one tracepoint run in attach order, and the last
+        // reads what the first two gathered.
+        for (name, hook_fn) in [
+            ("sched_process_fork", "sched_process_fork"),
+            ("sched_process_exec_script", "sched_process_exec"),
+            ("sched_process_exec_ctx", "sched_process_exec"),
+            ("sched_process_exec", "sched_process_exec"),
+            ("io_uring_submit_req", "io_uring_submit_req"),
+        ] {
+            let hook = format!("tp_btf {hook_fn}");
             let prog: &mut BtfTracePoint = program(&mut ebpf, name)?;
-            prog.load(name, &kernel_btf)
+            prog.load(hook_fn, &kernel_btf)
                 .map_err(|source| SensorError::Load {
                     program: name,
                     hook: hook.clone(),

@@ -371,7 +371,7 @@ impl Tracker {
                 }
                 obs.verdict = verdict;
             }
-            Detail::Open(_) | Detail::Connect(_) => {
+            Detail::Open(_) | Detail::Connect(_) | Detail::Activity(_) => {
                 obs.verdict = self.membership(ev);
             }
         }

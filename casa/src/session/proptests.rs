@@ -315,6 +315,7 @@ fn exec_detail(kind: ExecKind) -> (Detail, &'static str) {
         cap_effective: Some(0),
         seccomp_mode: Some(2),
         no_new_privs: false,
+        facts: Default::default(),
     });
     (detail, comm)
 }
@@ -341,6 +342,7 @@ fn open_detail() -> Detail {
         path: Some(Bytes::from("/etc/shadow")),
         path_truncated: false,
         raw_unreadable: false,
+        facts: Default::default(),
     })
 }
 

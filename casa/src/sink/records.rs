@@ -29,6 +29,8 @@ pub fn type_name(ev: &Event) -> &'static str {
         Detail::Connect(_) => "CONNECT",
         Detail::Exit(_) => "EXIT",
         Detail::Fork(_) => "FORK",
+        // Not logged yet (ignored as `not_yet_analysed` before any sink sees them).
+        Detail::Activity(_) => "ACTIVITY",
     }
 }
 
@@ -98,7 +100,7 @@ impl EventFields {
                 signal: x.signal,
                 ..Self::default()
             },
-            Detail::Fork(_) => Self::default(),
+            Detail::Fork(_) | Detail::Activity(_) => Self::default(),
         }
     }
 }

@@ -135,7 +135,7 @@ pub fn event_attrs(session_id: u64, ev: &Event, timestamp: &str) -> Vec<Attr> {
                 a.push(("server.port", Value::I64(port.into())));
             }
         }
-        Detail::Exit(_) | Detail::Fork(_) => {}
+        Detail::Exit(_) | Detail::Fork(_) | Detail::Activity(_) => {}
     }
     a
 }
@@ -146,7 +146,7 @@ fn kind_event_name(ev: &Event) -> &'static str {
         Detail::Open(_) => "file",
         Detail::Connect(_) => "network",
         Detail::Exit(_) => "exit",
-        Detail::Fork(_) => "event",
+        Detail::Fork(_) | Detail::Activity(_) => "event",
     }
 }
 
@@ -203,7 +203,7 @@ impl SpanBuilder {
             Detail::Open(_) => 2,
             Detail::Exec(_) => 3,
             Detail::Exit(_) => 4,
-            Detail::Fork(_) => 0,
+            Detail::Fork(_) | Detail::Activity(_) => 0,
         };
         self.counts[0] += 1;
         if i > 0 {
@@ -430,6 +430,7 @@ mod tests {
                 cap_effective: Some(0),
                 seccomp_mode: Some(0),
                 no_new_privs: false,
+                facts: Default::default(),
             }),
         }
     }
