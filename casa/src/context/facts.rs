@@ -17,6 +17,8 @@
 //! | persistence locations written | path | [`PERSISTENCE_MAX`] |
 //! | exec-time loader variables | `NAME=value` | [`LOADER_VARS_MAX`] |
 //! | discovery programs run | name | [`DISCOVERY_MAX`] |
+//! | written files by identity (renames, links, `O_TMPFILE`) | `(dev, inode)` | [`WRITTEN_FILES_MAX`] |
+//! | pipes out of network tools and decoders, into interpreters | pipe identity | [`PIPES_MAX`] each |
 //! | tainted files inherited from earlier sessions | [`FileKey`] | [`INHERITED_MAX`] |
 //! | a process's files written (provenance hand-over) | [`FileKey`] | [`PROCESS_WRITES_MAX`] |
 //!
@@ -49,6 +51,7 @@ use super::{
     taint::{Taint, TaintStore},
     techniques,
 };
+use crate::event::{ExecFacts, FdKind, FileId, SockAddr, StdioFd};
 
 /// Most distinct written files a session remembers.
 pub const WRITTEN_FILES_MAX: usize = 1024;
@@ -68,6 +71,9 @@ pub const INHERITED_MAX: usize = 64;
 pub const PROCESS_WRITES_MAX: usize = 16;
 /// Most distinct discovery programs remembered.
 pub const DISCOVERY_MAX: usize = 64;
+/// Most pipes remembered per side (a network tool's or decoder's output, an interpreter's
+/// input).
+pub const PIPES_MAX: usize = 256;
 
 /// A file's identity: its path now; `(dev, inode)` once the sensor reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -396,6 +402,16 @@ pub struct FactFlags {
     pub history_file_tampered: bool,
     /// A file written in the session was run (by any route).
     pub written_file_run: bool,
+    /// An exec had `LD_PRELOAD` or `LD_AUDIT` in its environment.
+    pub loader_preload: bool,
+    /// ... naming a file written in the session.
+    pub loader_preload_written: bool,
+    /// A shell or interpreter ran with stdin or stdout on a socket to an external peer.
+    pub interpreter_on_socket: bool,
+    /// A network tool's output was piped into a shell or interpreter.
+    pub fetched_code_piped: bool,
+    /// A decoder's output was piped into a shell or interpreter.
+    pub decoded_code_piped: bool,
 }
 
 /// Who the session is, for the cross-session store: its id, the event's uid and time.
@@ -428,6 +444,16 @@ pub struct Facts {
     pub loader_vars: Bounded<String, ()>,
     /// Discovery programs run (see `techniques::discovery`).
     pub discovery: Bounded<String, ()>,
+    /// Written files by identity (the sensor's `(dev, inode)`): the path key each was
+    /// written under, so a run under another name (moved, linked, symlinked, `O_TMPFILE`)
+    /// is recognised.
+    pub written_ids: Bounded<(u64, u64), FileKey>,
+    /// Pipes a network tool writes into.
+    pub fetch_pipes: Bounded<(u64, u64), ()>,
+    /// Pipes a decoder writes into.
+    pub decode_pipes: Bounded<(u64, u64), ()>,
+    /// Pipes a shell or interpreter reads its program from.
+    pub interpreter_pipes: Bounded<(u64, u64), ()>,
     /// Tainted files of earlier sessions this session opened or ran.
     pub inherited: Bounded<FileKey, Taint>,
     /// The session's evidence for inherited taint, in order (`history.taint_origins`).
@@ -457,6 +483,10 @@ impl Default for Facts {
             persistence: Bounded::new(PERSISTENCE_MAX),
             loader_vars: Bounded::new(LOADER_VARS_MAX),
             discovery: Bounded::new(DISCOVERY_MAX),
+            written_ids: Bounded::new(WRITTEN_FILES_MAX),
+            fetch_pipes: Bounded::new(PIPES_MAX),
+            decode_pipes: Bounded::new(PIPES_MAX),
+            interpreter_pipes: Bounded::new(PIPES_MAX),
             inherited: Bounded::new(INHERITED_MAX),
             origins: Vec::new(),
             persistence_kinds: Vec::new(),
@@ -480,6 +510,10 @@ impl Facts {
             || self.persistence.overflowed()
             || self.loader_vars.overflowed()
             || self.discovery.overflowed()
+            || self.written_ids.overflowed()
+            || self.fetch_pipes.overflowed()
+            || self.decode_pipes.overflowed()
+            || self.interpreter_pipes.overflowed()
             || self.inherited.overflowed()
     }
 
@@ -557,11 +591,20 @@ impl Facts {
         owner: Owner,
         store: Option<&TaintStore>,
         parent_inline_fetched: bool,
+        sensed: &ExecFacts,
     ) {
-        let key = FileKey::path(path);
+        // A `#!` script: the file run is the script (its real path when the kernel gave it).
+        let run_path = sensed
+            .script_path
+            .as_ref()
+            .map(|p| p.to_text())
+            .unwrap_or_else(|| path.to_owned());
+        let run_id = sensed.script_file.or(sensed.file);
+        let key = self.identify(FileKey::path(&run_path), run_id);
         self.programs.insert(key.clone(), ());
         let name = basename(path);
         let argv = argv();
+        self.on_exec_context(name, &argv, h, sensed);
         pf.network_tool = name_in(name, &h.network_tool_names);
         pf.decoder = DECODERS.contains(&name) && is_decoder(name, &argv);
         if let Some(item) = techniques::discovery(name, &argv) {
@@ -594,6 +637,71 @@ impl Facts {
         self.ran(&key, owner, store);
     }
 
+    /// The key a file was written under, when the file with identity `id` was written in
+    /// the session under another name; else `key`.
+    fn identify(&self, key: FileKey, id: Option<FileId>) -> FileKey {
+        if self.written.get(&key).is_some() {
+            return key;
+        }
+        id.and_then(|id| self.written_ids.get(&(id.dev, id.ino)).cloned())
+            .unwrap_or(key)
+    }
+
+    /// What the sensor saw at the exec: loader variables, and what its standard streams are
+    /// connected to (a socket to an external peer; a pipe out of a network tool or a
+    /// decoder, into an interpreter).
+    fn on_exec_context(&mut self, name: &str, argv: &[String], h: &Heuristics, sensed: &ExecFacts) {
+        for v in &sensed.loader_env {
+            let v = v.to_text();
+            if let Some(value) = v
+                .strip_prefix("LD_PRELOAD=")
+                .or_else(|| v.strip_prefix("LD_AUDIT="))
+            {
+                self.flags.loader_preload = true;
+                let written = value
+                    .split([':', ' '])
+                    .filter(|p| !p.is_empty())
+                    .any(|p| self.written.get(&FileKey::path(p)).is_some());
+                self.flags.loader_preload_written |= written;
+            }
+            self.loader_vars.insert(v, ());
+        }
+        let interpreter = techniques::script_argument(name, argv, h).is_some()
+            || name_in(name, &h.shell_names)
+            || name_in(name, &h.interpreter_names)
+            || techniques::is_inline_code(name, argv);
+        let fd = |n: u8| sensed.stdio.iter().find(|s| s.fd == n);
+        let pipe_id = |s: &StdioFd| {
+            (s.kind == FdKind::Pipe)
+                .then_some(s.file)
+                .flatten()
+                .map(|f| (f.dev, f.ino))
+        };
+        if interpreter {
+            let on_socket = [0, 1].into_iter().filter_map(fd).any(|s| {
+                s.kind == FdKind::Socket
+                    && matches!(s.peer, Some(SockAddr::Inet { addr, .. }) if is_external(Some(addr)))
+            });
+            self.flags.interpreter_on_socket |= on_socket;
+            if let Some(p) = fd(0).and_then(pipe_id) {
+                self.interpreter_pipes.insert(p, ());
+                self.flags.fetched_code_piped |= self.fetch_pipes.get(&p).is_some();
+                self.flags.decoded_code_piped |= self.decode_pipes.get(&p).is_some();
+            }
+        }
+        if let Some(p) = fd(1).and_then(pipe_id) {
+            let into_interpreter = self.interpreter_pipes.get(&p).is_some();
+            if name_in(name, &h.network_tool_names) {
+                self.fetch_pipes.insert(p, ());
+                self.flags.fetched_code_piped |= into_interpreter;
+            }
+            if DECODERS.contains(&name) && is_decoder(name, argv) {
+                self.decode_pipes.insert(p, ());
+                self.flags.decoded_code_piped |= into_interpreter;
+            }
+        }
+    }
+
     /// The file `key` was run: exec'd, read by the shell or interpreter given it as its
     /// script, or run through the dynamic loader.
     fn ran(&mut self, key: &FileKey, owner: Owner, store: Option<&TaintStore>) {
@@ -615,6 +723,7 @@ impl Facts {
         path: &str,
         flags: u32,
         result: i64,
+        id: Option<FileId>,
         h: &Heuristics,
         owner: Owner,
         mut store: Option<&mut TaintStore>,
@@ -651,6 +760,11 @@ impl Facts {
                 }
             }
             self.flags.sensitive_copy_written |= provenance.sensitive_copy;
+            if let Some(id) = id
+                && self.written.get(&key).is_some()
+            {
+                self.written_ids.insert((id.dev, id.ino), key.clone());
+            }
             if !pf.writes.contains(&key) {
                 if pf.writes.len() >= PROCESS_WRITES_MAX {
                     pf.writes.remove(0);
@@ -680,7 +794,8 @@ impl Facts {
         // A shell or interpreter reading the script it was given: the script runs.
         if pf.script.as_deref().is_some_and(|s| s == basename(path)) {
             pf.script = None;
-            self.ran(&key, owner, store.as_deref());
+            let ran = self.identify(key.clone(), id);
+            self.ran(&ran, owner, store.as_deref());
         }
         // A read: of a sensitive file, of a copy of one written here, or of a tainted file
         // an earlier session wrote.

@@ -130,6 +130,20 @@ fields::context_schema! {
         /// given it as its script (`sh x.sh`, `python3 x.py`), or run through the dynamic
         /// loader, whatever its name or path by then (T1204, T1059).
         written_file_run: bool,
+        /// An exec had `LD_PRELOAD` or `LD_AUDIT` in its environment (read by the sensor
+        /// from the new image; T1574.006).
+        loader_preload: bool,
+        /// ... naming a library written in this session (a dropped library injected).
+        loader_preload_written: bool,
+        /// A shell or interpreter ran with its stdin or stdout on a socket to an external
+        /// peer: a reverse or bind shell (T1059.004 over T1095).
+        interpreter_on_socket: bool,
+        /// A network tool's output was piped into a shell or interpreter (`curl … | sh`,
+        /// `wget -O- … | bash`): downloaded code run without a file (T1105, T1059).
+        fetched_code_piped: bool,
+        /// A decoder's output was piped into a shell or interpreter (`base64 -d | sh`;
+        /// T1140).
+        decoded_code_piped: bool,
         /// The dynamic loader was run directly on a program (`/lib64/ld-linux-x86-64.so.2
         /// ./x`): a way to run a file without its exec bit (T1574.006).
         loader_run_direct: bool,

@@ -245,6 +245,7 @@ impl SessionContext {
                     owner,
                     store,
                     parent_inline_fetched,
+                    &x.facts,
                 );
                 RecentKind::Exec { path }
             }
@@ -256,8 +257,16 @@ impl SessionContext {
                 if o.result >= 0 && has_write_intent(o.flags) && persistence_kind(&path).is_some() {
                     proc.wrote_persistence = true;
                 }
-                self.facts
-                    .on_open(&mut proc.facts, &path, o.flags, o.result, h, owner, store);
+                self.facts.on_open(
+                    &mut proc.facts,
+                    &path,
+                    o.flags,
+                    o.result,
+                    o.facts.file,
+                    h,
+                    owner,
+                    store,
+                );
                 RecentKind::Open {
                     path,
                     flags: o.flags,
@@ -327,6 +336,11 @@ impl SessionContext {
             taint_origins: f.origins.clone(),
             discovery_program_count: count(f.discovery.len()),
             written_file_run: f.flags.written_file_run,
+            loader_preload: f.flags.loader_preload,
+            loader_preload_written: f.flags.loader_preload_written,
+            interpreter_on_socket: f.flags.interpreter_on_socket,
+            fetched_code_piped: f.flags.fetched_code_piped,
+            decoded_code_piped: f.flags.decoded_code_piped,
             loader_run_direct: f.flags.loader_run_direct,
             loader_ran_written_file: f.flags.loader_ran_written_file,
             inline_code_run: f.flags.inline_code_run,

@@ -2129,3 +2129,164 @@ fn a_written_file_run_through_its_interpreter_counts_as_run() {
     );
     assert!(!s.context().history.written_file_run);
 }
+
+fn with_facts(mut e: Event, f: crate::event::ExecFacts) -> Event {
+    if let Detail::Exec(x) = &mut e.detail {
+        x.facts = f;
+    }
+    e
+}
+
+fn stdio(fd: u8, kind: crate::event::FdKind, id: u64, peer: Option<&str>) -> crate::event::StdioFd {
+    crate::event::StdioFd {
+        fd,
+        kind,
+        file: Some(crate::event::FileId { dev: 9, ino: id }),
+        family: peer.map(|_| libc::AF_INET as u16),
+        peer: peer.map(|p| SockAddr::Inet {
+            addr: p.parse().unwrap(),
+            port: 4444,
+            v4_mapped: false,
+        }),
+    }
+}
+
+fn with_id(mut e: Event, dev: u64, ino: u64) -> Event {
+    if let Detail::Open(o) = &mut e.detail {
+        o.facts.file = Some(crate::event::FileId { dev, ino });
+    }
+    e
+}
+
+#[test]
+fn a_written_file_renamed_before_it_runs_is_still_the_written_file() {
+    use crate::event::{ExecFacts, FileId};
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            with_id(open(T0, 10, "/tmp/payload", WRITE_NEW), 8, 100),
+            // mv /tmp/payload /home/u/bin/tool && tool: another name, the same file.
+            with_facts(
+                exec_child(T0 + 1, 11, 1, "/home/u/bin/tool", &["tool"]),
+                ExecFacts {
+                    file: Some(FileId { dev: 8, ino: 100 }),
+                    ..ExecFacts::default()
+                },
+            ),
+        ],
+        &h,
+    );
+    assert!(s.context().history.written_file_run);
+}
+
+#[test]
+fn downloaded_or_decoded_code_piped_into_a_shell() {
+    use crate::event::{ExecFacts, FdKind};
+    let h = Heuristics::default();
+    let piped = |first: &str, second: &str, argv1: &[&str], argv2: &[&str]| {
+        let mut s = SessionContext::new(1);
+        let out = ExecFacts {
+            stdio: vec![stdio(1, FdKind::Pipe, 77, None)],
+            ..ExecFacts::default()
+        };
+        let inp = ExecFacts {
+            stdio: vec![stdio(0, FdKind::Pipe, 77, None)],
+            ..ExecFacts::default()
+        };
+        let (a, b) = (
+            with_facts(exec_child(T0, 10, 1, first, argv1), out),
+            with_facts(exec_child(T0, 11, 1, second, argv2), inp),
+        );
+        fold(&mut s, &[a, b], &h);
+        s.context().history.clone()
+    };
+    let h1 = piped(
+        "/usr/bin/curl",
+        "/usr/bin/sh",
+        &["curl", "-s", "u"],
+        &["sh"],
+    );
+    assert!(h1.fetched_code_piped && !h1.decoded_code_piped);
+    // The shell may exec first: the pipe joins them either way.
+    let mut s = SessionContext::new(2);
+    fold(
+        &mut s,
+        &[
+            with_facts(
+                exec_child(T0, 11, 1, "/usr/bin/bash", &["bash"]),
+                ExecFacts {
+                    stdio: vec![stdio(0, FdKind::Pipe, 5, None)],
+                    ..ExecFacts::default()
+                },
+            ),
+            with_facts(
+                exec_child(T0, 10, 1, "/usr/bin/base64", &["base64", "-d"]),
+                ExecFacts {
+                    stdio: vec![stdio(1, FdKind::Pipe, 5, None)],
+                    ..ExecFacts::default()
+                },
+            ),
+        ],
+        &h,
+    );
+    assert!(s.context().history.decoded_code_piped);
+    // Output piped into a pager is not code run.
+    let h3 = piped("/usr/bin/curl", "/usr/bin/less", &["curl", "u"], &["less"]);
+    assert!(!h3.fetched_code_piped);
+}
+
+#[test]
+fn a_shell_on_a_socket_to_an_external_peer() {
+    use crate::event::{ExecFacts, FdKind};
+    let h = Heuristics::default();
+    let shell = |peer: &str| {
+        let mut s = SessionContext::new(1);
+        fold(
+            &mut s,
+            &[with_facts(
+                exec_child(T0, 10, 1, "/usr/bin/bash", &["bash", "-i"]),
+                ExecFacts {
+                    stdio: vec![
+                        stdio(0, FdKind::Socket, 3, Some(peer)),
+                        stdio(1, FdKind::Socket, 3, Some(peer)),
+                    ],
+                    ..ExecFacts::default()
+                },
+            )],
+            &h,
+        );
+        s.context().history.interpreter_on_socket
+    };
+    assert!(shell("198.51.100.2"));
+    assert!(!shell("127.0.0.1"), "a loopback peer is not external");
+}
+
+#[test]
+fn a_preloaded_library_the_session_wrote() {
+    use crate::event::{Bytes as B, ExecFacts};
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    let preload = |t, lib: &str| {
+        with_facts(
+            exec_child(t, 12, 1, "/usr/bin/ls", &["ls"]),
+            ExecFacts {
+                loader_env: vec![B::from(format!("LD_PRELOAD={lib}").as_str())],
+                ..ExecFacts::default()
+            },
+        )
+    };
+    fold(&mut s, &[preload(T0, "/usr/lib/libfaketime.so")], &h);
+    let hist = &s.context().history;
+    assert!(hist.loader_preload && !hist.loader_preload_written);
+    fold(
+        &mut s,
+        &[
+            open(T0 + 1, 11, "/dev/shm/x.so", WRITE_NEW),
+            preload(T0 + 2, "/dev/shm/x.so"),
+        ],
+        &h,
+    );
+    assert!(s.context().history.loader_preload_written);
+}
