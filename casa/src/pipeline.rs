@@ -1032,6 +1032,217 @@ mod tests {
             .clone()
     }
 
+    /// A gateway (50, its spawn broker 51) and two overlapping CLI turns through it: A (100,
+    /// `--session-id A`) and B (200, newer). Tool processes: 60 runs A's command, 70 B's, 80
+    /// one the transcript does not know, 90 one asked about with no answer at all. Fed as the
+    /// live edge does (`answer` plays the transcript), recorded, and replayed.
+    fn overlapping_gateway_turns(
+        answer: impl Fn(&Request) -> Option<Attribution>,
+    ) -> (Vec<crate::recording::Frame>, Pipeline<MemorySink>) {
+        use crate::{decode::build, recording::Frame};
+        let launcher = format!("{BIN}/openclaw");
+        let node = format!("{BIN}/node");
+        let worker = "/opt/node/lib/node_modules/openclaw/dist/process/spawn-broker/worker.js";
+        let cli = |t: u64, pid: u32, id: &str, m: &str| {
+            build::exec(
+                t,
+                pid,
+                &node,
+                &[
+                    "node",
+                    &launcher,
+                    "agent",
+                    "--agent",
+                    "main",
+                    "--session-id",
+                    id,
+                    "-m",
+                    m,
+                ],
+            )
+        };
+        let shim = |t: u64, pid: u32, cmd: &str| {
+            let snap = "/srv/oc/.openclaw/cache/shell-snapshots/ab.sh";
+            let script = format!(
+                "if [ -r '{snap}' ]; then . '{snap}'; fi\nexport PATH='/usr/bin:/bin'\neval 'export PATH=\"${{OPENCLAW_PREPEND_PATH}}${{PATH:+:$PATH}}\"; unset OPENCLAW_PREPEND_PATH; {cmd}'"
+            );
+            build::exec(
+                t,
+                pid,
+                "/usr/bin/dash",
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "echo 1000 > /proc/self/oom_score_adj 2>/dev/null; exec \"$0\" \"$@\"",
+                    "/bin/bash",
+                    "--noprofile",
+                    "--norc",
+                    "-c",
+                    &script,
+                ],
+            )
+        };
+        let tool = |t: u64, pid: u32, cmd: &str, prog: &str| {
+            vec![
+                build::fork(t, 51, pid),
+                shim(t, pid, cmd),
+                build::fork(t, pid, pid + 1),
+                build::exec(t, pid + 1, prog, &[prog, "/etc/os-release"]),
+                build::exit(t + 1, pid + 1, pid + 1, 0, true),
+                build::exit(t + 1, pid, pid, 0, true),
+            ]
+        };
+        let mut records = vec![
+            build::exec(S, 50, &node, &["node", &launcher, "gateway", "run"]),
+            build::fork(S, 50, 51),
+            build::exec(S, 51, &node, &["node", worker]),
+            cli(2 * S, 100, "A", "go A"),
+            cli(3 * S, 200, "B", "go B"),
+        ];
+        records.extend(tool(4 * S, 60, "cat /etc/os-release", "/usr/bin/cat"));
+        records.extend(tool(5 * S, 70, "head -1 /etc/os-release", "/usr/bin/head"));
+        records.extend(tool(6 * S, 80, "tail -1 /etc/os-release", "/usr/bin/tail"));
+        let late = tool(7 * S, 90, "wc -l /etc/os-release", "/usr/bin/wc");
+        let mut p = pipeline();
+        let mut fed = Vec::new();
+        let mut feed = |p: &mut Pipeline<MemorySink>, frame: Frame| {
+            let out = p.feed(frame.input().unwrap());
+            fed.push(frame);
+            if let Some(req) = out.attribute
+                && let Some(a) = answer(&req)
+            {
+                let out = p.feed(Input::Attribution(&a));
+                assert!(out.attribute.is_none());
+                fed.push(Frame::Attribution(a));
+            }
+        };
+        for r in records {
+            feed(&mut p, Frame::Record(r));
+        }
+        // 90's exec is the last record before a tick: no answer came.
+        feed(&mut p, Frame::Record(late[0].clone()));
+        feed(&mut p, Frame::Record(late[1].clone()));
+        feed(&mut p, Frame::Tick(7 * S + 1));
+        for r in &late[2..] {
+            feed(&mut p, Frame::Record(r.clone()));
+        }
+        for (t, pid) in [(9 * S, 100), (9 * S, 200)] {
+            feed(&mut p, Frame::Record(build::exit(t, pid, pid, 0, true)));
+        }
+        feed(&mut p, Frame::Finish(20 * S));
+        (fed, p)
+    }
+
+    /// `session_id` of the accepted exec of `pid`, and each session's `attribution`.
+    fn attributed(p: &Pipeline<MemorySink>) -> (BTreeMap<u64, u64>, BTreeMap<u64, String>) {
+        let events = p
+            .sink()
+            .of(Log::Events)
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["type"] == "EXECVE")
+            .map(|e| {
+                (
+                    e["pid"].as_u64().unwrap(),
+                    e["session_id"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let sessions = session_lines(p)
+            .iter()
+            .map(|l| {
+                (
+                    l["session"]["leader_pid"].as_u64().unwrap(),
+                    l["session"]["attribution"]
+                        .as_str()
+                        .unwrap_or("-")
+                        .to_owned(),
+                )
+            })
+            .collect();
+        (events, sessions)
+    }
+
+    #[test]
+    fn overlapping_gateway_turns_get_their_own_tool_processes_also_in_replay() {
+        let transcript = |req: &Request| {
+            let session = match req.command.as_str() {
+                "cat /etc/os-release" => Some("A"),
+                "head -1 /etc/os-release" => Some("B"),
+                "tail -1 /etc/os-release" => None, // not in the transcript
+                _ => return None,                  // no answer at all
+            };
+            assert_eq!(req.state_dir.as_deref(), Some("/srv/oc/.openclaw"));
+            Some(Attribution {
+                pid: req.pid,
+                exec_ns: req.exec_ns,
+                transcript_session: session.map(str::to_owned),
+                message: None,
+            })
+        };
+        let (frames, live) = overlapping_gateway_turns(transcript);
+        let (events, sessions) = attributed(&live);
+        let id = |leader: u32| {
+            session_lines(&live)
+                .iter()
+                .find(|l| l["session"]["leader_pid"] == leader)
+                .unwrap()["session_id"]
+                .as_u64()
+                .unwrap()
+        };
+        let (a, b) = (id(100), id(200));
+        assert_eq!(events[&61], a, "A's command went to A although B is newer");
+        assert_eq!(events[&71], b);
+        assert_eq!(
+            events[&81], b,
+            "unknown to the transcript: the newest, by recency"
+        );
+        assert_eq!(events[&91], b, "no answer: by recency");
+        assert_eq!(sessions[&100], "transcript");
+        assert_eq!(
+            sessions[&200], "recency",
+            "the weaker method is the session's"
+        );
+        assert_eq!(live.stats.events, 31, "31 records, a held exec counted once");
+        let answers = frames
+            .iter()
+            .filter(|f| matches!(f, crate::recording::Frame::Attribution(_)))
+            .count();
+        assert_eq!(answers, 3);
+        // Replay: the recorded answers give the same logs, with no transcript at hand.
+        let path = std::env::temp_dir().join(format!("casa-attr-{}.rec", std::process::id()));
+        let meta = crate::recording::Meta::now(BootClock { offset_ns: 0 }, &[], false);
+        let mut rec = crate::recording::Recorder::create(&path, &meta).unwrap();
+        for f in &frames {
+            rec.write(&f.input().unwrap()).unwrap();
+        }
+        rec.finish(&crate::recording::Summary::default()).unwrap();
+        let mut r = crate::recording::Reader::open(&path).unwrap();
+        let mut replayed = pipeline();
+        while let Some(f) = r.next_frame().unwrap() {
+            if let Some(input) = f.input() {
+                replayed.feed(input);
+            }
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(replayed.sink().lines, live.sink().lines);
+        // Without any answer (a recording made before attribution existed), every tool
+        // process joins by recency, as before: the newest CLI session, B.
+        let (_, old) = overlapping_gateway_turns(|_| None);
+        let (events, sessions) = attributed(&old);
+        let newest = session_lines(&old)
+            .iter()
+            .find(|l| l["session"]["leader_pid"] == 200)
+            .unwrap()["session_id"]
+            .as_u64()
+            .unwrap();
+        for pid in [61, 71, 81, 91] {
+            assert_eq!(events[&pid], newest, "tool of {pid}");
+        }
+        assert_eq!(sessions[&200], "recency");
+        assert_eq!(sessions[&100], "-");
+    }
+
     #[test]
     fn a_secret_split_across_two_sessions_is_one_fact() {
         let mut p = pipeline();

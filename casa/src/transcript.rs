@@ -458,16 +458,14 @@ mod tests {
             call("h7-B", 5, "callB", "id"),
         ])
         .unwrap();
-        let script = format!(
-            "import sqlite3, json, sys\n\
+        let script = "import sqlite3, json, sys\n\
              c = sqlite3.connect(sys.argv[1]); c.execute('pragma journal_mode=wal')\n\
              c.execute('CREATE TABLE transcript_events (session_id TEXT NOT NULL, seq INTEGER NOT NULL, event_json TEXT, created_at INTEGER NOT NULL, event_zstd BLOB, PRIMARY KEY (session_id, seq)) STRICT')\n\
              c.execute(\"INSERT INTO transcript_events VALUES ('z', 1, NULL, 1, x'00')\")\n\
              for s, q, j in json.loads(sys.argv[2]): c.execute('INSERT INTO transcript_events VALUES (?,?,?,?,NULL)', (s, q, j, 1))\n\
-             c.commit()\n"
-        );
+             c.commit()\n";
         let ok = std::process::Command::new("python3")
-            .args(["-c", &script, db.to_str().unwrap(), &rows])
+            .args(["-c", script, db.to_str().unwrap(), &rows])
             .status()
             .expect("python3 runs");
         assert!(ok.success());
