@@ -1203,7 +1203,10 @@ mod tests {
             sessions[&200], "recency",
             "the weaker method is the session's"
         );
-        assert_eq!(live.stats.events, 31, "31 records, a held exec counted once");
+        assert_eq!(
+            live.stats.events, 31,
+            "31 records, a held exec counted once"
+        );
         let answers = frames
             .iter()
             .filter(|f| matches!(f, crate::recording::Frame::Attribution(_)))
