@@ -229,8 +229,14 @@ fn find_call(
     command: &str,
     used: &HashSet<String>,
 ) -> Option<(Call, Option<String>)> {
+    // Only rows that can be a call, a result or a user message are parsed.
     let events: Vec<(&str, i64, serde_json::Value)> = rows
         .iter()
+        .filter(|(_, _, json)| {
+            json.contains("\"toolCall\"")
+                || json.contains("\"toolResult\"")
+                || json.contains("\"user\"")
+        })
         .filter_map(|(s, seq, json)| Some((s.as_str(), *seq, serde_json::from_str(json).ok()?)))
         .collect();
     let answered: HashSet<(&str, &str)> = events
