@@ -41,6 +41,8 @@ const SQLITE_ROW: c_int = 100;
 const SQLITE_OPEN_READONLY: c_int = 0x1;
 const SQLITE_OPEN_URI: c_int = 0x40;
 const SQLITE_OPEN_NOMUTEX: c_int = 0x8000;
+/// Refuse a database file that is a symbolic link (SQLite 3.31 and later).
+const SQLITE_OPEN_NOFOLLOW: c_int = 0x0100_0000;
 
 type OpenV2 = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, *const c_char) -> c_int;
 type Close = unsafe extern "C" fn(*mut c_void) -> c_int;
@@ -121,9 +123,24 @@ impl Sqlite {
     /// The newest `limit` rows of `transcript_events` in `db` (read-only), newest first, as
     /// `(session_id, seq, event_json)`; rows without `event_json` (compressed) are skipped.
     fn newest_rows(&self, db: &Path, limit: i64) -> Option<Vec<(String, i64, String)>> {
+        use std::os::unix::fs::MetadataExt;
+        // Only a database its writer has open (its WAL and shared-memory files exist): SQLite
+        // never has to create a file in the agent's directory.
+        let beside = |ext: &str| {
+            let mut p = db.as_os_str().to_owned();
+            p.push(ext);
+            PathBuf::from(p)
+        };
+        if !beside("-wal").is_file() || !beside("-shm").is_file() {
+            return None;
+        }
+        // Read as the database's owner (the agent): no more than the agent itself may.
+        let owner = std::fs::symlink_metadata(db).ok()?;
+        let _as_owner = FsIds::switch(owner.uid(), owner.gid());
         let uri = CString::new(file_uri(db)).ok()?;
         let mut conn: *mut c_void = std::ptr::null_mut();
-        let flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
+        let flags =
+            SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
         // SAFETY: a NUL-terminated URI and an out-pointer; SQLite sets `conn` (even on error,
         // when it must still be closed, which `Conn`'s drop does).
         let rc = unsafe { (self.open_v2)(uri.as_ptr(), &mut conn, flags, std::ptr::null()) };
@@ -166,6 +183,39 @@ impl Sqlite {
             }
         }
         Some(rows)
+    }
+}
+
+/// This thread's filesystem uid/gid switched (`setfsuid`/`setfsgid`: file access checks and
+/// ownership of anything created, nothing else; a switch away from root drops its file
+/// capabilities), restored on drop.
+struct FsIds {
+    uid: u32,
+    gid: u32,
+}
+
+impl FsIds {
+    fn switch(uid: u32, gid: u32) -> Self {
+        // SAFETY: setfsgid/setfsuid change only this thread's filesystem ids and return the
+        // previous ones; they take no pointers.
+        unsafe {
+            let old_gid = libc::setfsgid(gid) as u32;
+            let old_uid = libc::setfsuid(uid) as u32;
+            Self {
+                uid: old_uid,
+                gid: old_gid,
+            }
+        }
+    }
+}
+
+impl Drop for FsIds {
+    fn drop(&mut self) {
+        // SAFETY: as in `switch`, back to the ids this thread had.
+        unsafe {
+            libc::setfsuid(self.uid);
+            libc::setfsgid(self.gid);
+        }
     }
 }
 
@@ -469,13 +519,31 @@ mod tests {
              c.execute('CREATE TABLE transcript_events (session_id TEXT NOT NULL, seq INTEGER NOT NULL, event_json TEXT, created_at INTEGER NOT NULL, event_zstd BLOB, PRIMARY KEY (session_id, seq)) STRICT')\n\
              c.execute(\"INSERT INTO transcript_events VALUES ('z', 1, NULL, 1, x'00')\")\n\
              for s, q, j in json.loads(sys.argv[2]): c.execute('INSERT INTO transcript_events VALUES (?,?,?,?,NULL)', (s, q, j, 1))\n\
-             c.commit()\n";
-        let ok = std::process::Command::new("python3")
+             c.commit(); print('ready', flush=True); sys.stdin.read()\n";
+        // The writer keeps the database open, as the gateway does.
+        let mut writer = std::process::Command::new("python3")
             .args(["-c", script, db.to_str().unwrap(), &rows])
-            .status()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
             .expect("python3 runs");
-        assert!(ok.success());
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(writer.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready.trim(), "ready");
         let before = std::fs::read(&db).unwrap();
+        let listing = || {
+            let mut names: Vec<_> = std::fs::read_dir(db.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let files = listing();
         let mut r = TranscriptReader::new();
         assert!(r.available(), "libsqlite3.so.0 is on this host");
         let mut req = Request {
@@ -495,6 +563,17 @@ mod tests {
         req.command = "id".into();
         assert_eq!(r.lookup(&req).transcript_session.as_deref(), Some("h7-B"));
         assert_eq!(std::fs::read(&db).unwrap(), before, "never written");
+        assert_eq!(listing(), files, "no file created or removed");
+        drop(writer.stdin.take());
+        assert!(writer.wait().unwrap().success());
+        // Closed by its writer (no WAL file): not opened, so nothing is created there.
+        let files = listing();
+        req.command = "id".into();
+        assert_eq!(
+            TranscriptReader::new().lookup(&req).transcript_session,
+            None
+        );
+        assert_eq!(listing(), files);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

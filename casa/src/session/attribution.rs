@@ -99,9 +99,12 @@ pub fn wrapped_command(argv: &[Bytes]) -> Option<(String, Option<String>)> {
             .strip_prefix(PREPEND_PATH)
             .map(str::to_owned)
             .unwrap_or(command);
+        // Only from the snapshot line OpenClaw writes first, never from the command's text.
         let state_dir = script
-            .find("/cache/shell-snapshots/")
-            .and_then(|end| script[..end].rfind('\'').map(|q| &script[q + 1..end]))
+            .strip_prefix("if [ -r '")
+            .and_then(|rest| rest.split_once('\''))
+            .and_then(|(snapshot, _)| snapshot.split_once("/cache/shell-snapshots/"))
+            .map(|(dir, _)| dir)
             .filter(|d| d.starts_with('/'))
             .map(str::to_owned);
         Some((command, state_dir))
@@ -175,6 +178,17 @@ mod tests {
         assert_eq!(
             wrapped_command(&local),
             Some(("cat /etc/hosts".to_owned(), None))
+        );
+        // A command cannot name the state directory (the edge would read another database).
+        let forged = argv(&[
+            "/bin/bash",
+            "-c",
+            r"export PATH='/bin'
+eval 'cat '\''/tmp/x/cache/shell-snapshots/y'\'''",
+        ]);
+        assert_eq!(
+            wrapped_command(&forged),
+            Some(("cat '/tmp/x/cache/shell-snapshots/y'".to_owned(), None))
         );
         let cut = argv(&["/bin/bash", "-c", "export PATH='/bin'\neval 'cat /etc/ho"]);
         assert_eq!(wrapped_command(&cut), None);
