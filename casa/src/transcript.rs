@@ -13,10 +13,13 @@
 //! [`ROWS_SCANNED`] rows, takes the oldest call of that exact command that has no result yet
 //! and was not given to an earlier process, and that session's last user message before it.
 //!
-//! The database belongs to the agent: it is opened read-only (`mode=ro`, no writes, no
-//! journal recovery), waits at most [`BUSY_MS`] for a lock, and anything wrong (no library,
-//! no file, locked, unexpected rows) is an empty answer: the tracker then attributes by
-//! recency. SQLite is the system's `libsqlite3.so.0`, loaded at run time (`dlopen`); a host
+//! The database belongs to the agent: it is read only while its writer has it open (its
+//! `-wal` and `-shm` files exist, so SQLite never creates a file there), read-only (`mode=ro`,
+//! a symbolic link refused), with the owner's filesystem ids (`setfsuid`: casa reads no more
+//! than the agent could, and the path comes from the agent's argv), waiting at most
+//! [`BUSY_MS`] for a lock; anything wrong (no library, no file, locked, unexpected rows) is an
+//! empty answer: the tracker then attributes by recency. The lookup runs on the thread that
+//! drains the ring (a few ms on a real transcript). SQLite is the system's `libsqlite3.so.0`, loaded at run time (`dlopen`); a host
 //! without it gets empty answers, and casa's build needs nothing more.
 
 use std::{
