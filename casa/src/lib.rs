@@ -38,3 +38,4 @@ pub mod session;
 pub mod settings;
 pub mod sink;
 pub mod telemetry;
+pub mod transcript;

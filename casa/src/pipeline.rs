@@ -34,6 +34,7 @@ use crate::{
     rules::{Action, RuleSet, Scorer},
     session::{
         AgentProfile, CloseReason, Closed, SessionId, SessionKind, Timeouts, Tracker, Verdict,
+        attribution::{Attribution, Method, Request},
     },
     sink::{
         LogSink, Record,
@@ -116,6 +117,11 @@ pub enum Input<'a> {
     /// pipeline (the kernel lost it): they leave their sessions as if they had exited, so a
     /// lost exit cannot hold a session open. The edge checks [`Pipeline::unconfirmed_pids`].
     Reaped { now_ns: u64, pids: &'a [u32] },
+    /// The edge's answer to the [`Outcome::attribute`] request of the input before: which
+    /// transcript session issued a gateway tool process's command (or nothing found). The
+    /// tool process joins the CLI session it names; any other input in its place means no
+    /// answer, and the process joins by recency.
+    Attribution(&'a Attribution),
 }
 
 /// What one [`Input`] did: the edge acts on it (tracks pids, stamps latency) instead of
@@ -134,6 +140,10 @@ pub struct Outcome {
     pub audit_records: u64,
     /// `alert.log` records written for this input.
     pub alert_records: u64,
+    /// A gateway tool process whose session the edge can find out: the edge looks the
+    /// command up (`crate::transcript`) and feeds the answer as the very next input
+    /// ([`Input::Attribution`]); until then the process's exec is held back.
+    pub attribute: Option<Request>,
 }
 
 /// Time spent in each stage, measured only when [`Pipeline::time_stages`] turned it on (for
@@ -205,6 +215,8 @@ struct SessionState {
     recorded: bool,
     /// Highest action reached (ALERT > LOG > IGNORE).
     final_action: Action,
+    /// How gateway tool processes were attributed to this session, if any joined.
+    attribution: Option<Method>,
 }
 
 /// The pipeline over one sink.
@@ -229,6 +241,10 @@ pub struct Pipeline<S: LogSink> {
     /// Files sessions wrote after reading sensitive ones, per uid: spans sessions, so it
     /// lives here (`context::TaintStore`; bounded, expiring by event time).
     taint: TaintStore,
+    /// A gateway tool process's exec held back until the edge says who asked for it.
+    pending: Option<(Event, Request)>,
+    /// Pids to track found while resuming a held exec (handed out with the next outcome).
+    resumed_track: Vec<u32>,
     pub stats: PipelineStats,
 }
 
@@ -256,6 +272,8 @@ impl<S: LogSink> Pipeline<S> {
             spans: None,
             stages: None,
             taint: TaintStore::default(),
+            pending: None,
+            resumed_track: Vec::new(),
             stats: PipelineStats::default(),
         }
     }
@@ -301,7 +319,22 @@ impl<S: LogSink> Pipeline<S> {
     /// Feed one input; the single entry point of the pipeline (live, replay, bench, tests).
     pub fn feed(&mut self, input: Input<'_>) -> Outcome {
         let mut out = Outcome::default();
+        if !matches!(input, Input::Attribution(_)) {
+            // The input after a request is not its answer: none is coming.
+            self.resolve_pending(None);
+        }
         match input {
+            Input::Attribution(answer) => {
+                let before = (
+                    self.stats.accepted,
+                    self.stats.audit_records,
+                    self.stats.alert_records,
+                );
+                out.event = self.resolve_pending(Some(answer));
+                out.accepted = self.stats.accepted > before.0;
+                out.audit_records = self.stats.audit_records - before.1;
+                out.alert_records = self.stats.alert_records - before.2;
+            }
             Input::Scan(seed) => {
                 self.latest_ns = self.latest_ns.max(seed.now_ns);
                 for p in &seed.processes {
@@ -320,6 +353,11 @@ impl<S: LogSink> Pipeline<S> {
                         self.stats.alert_records,
                     );
                     out.track = self.process(&ev);
+                    out.attribute = self
+                        .pending
+                        .as_ref()
+                        .filter(|(held, _)| held.pid == ev.pid && held.ktime_ns == ev.ktime_ns)
+                        .map(|(_, req)| req.clone());
                     out.accepted = self.stats.accepted > before.0;
                     out.audit_records = self.stats.audit_records - before.1;
                     out.alert_records = self.stats.alert_records - before.2;
@@ -355,7 +393,18 @@ impl<S: LogSink> Pipeline<S> {
                 }
             }
         }
+        out.track.append(&mut self.resumed_track);
         out
+    }
+
+    /// Decide the held gateway tool process (if any) with the edge's `answer` (`None`: no
+    /// answer, by recency) and take its exec in. Returns that exec.
+    fn resolve_pending(&mut self, answer: Option<&Attribution>) -> Option<Event> {
+        let (ev, req) = self.pending.take()?;
+        self.tracker.attribute(&req, answer);
+        let track = self.process_inner(&ev, false);
+        self.resumed_track.extend(track);
+        Some(ev)
     }
 
     /// Processes the edge should check are still running: the remaining processes of
@@ -407,6 +456,8 @@ impl<S: LogSink> Pipeline<S> {
 
     /// Let time pass to `now_ns` (kernel clock): close sessions, write periodic snapshots.
     fn advance(&mut self, now_ns: u64) {
+        // A held exec comes before whatever let time pass.
+        self.resolve_pending(None);
         if now_ns < self.last_ns {
             return;
         }
@@ -444,17 +495,43 @@ impl<S: LogSink> Pipeline<S> {
             stage_end(&mut self.stages, t, Stage::Redact, 0);
             if redacted {
                 self.stats.redacted += 1;
-                return self.process_inner(&owned);
+                let track = self.process_inner(&owned, true);
+                self.ask_with_original(ev);
+                return track;
             }
         }
-        self.process_inner(ev)
+        self.process_inner(ev, true)
     }
 
-    fn process_inner(&mut self, ev: &Event) -> Vec<u32> {
-        self.stats.events += 1;
+    /// A held exec's request carries the command as the kernel saw it, not as redaction left
+    /// it (the transcript has the original).
+    fn ask_with_original(&mut self, ev: &Event) {
+        if let Some((held, req)) = &mut self.pending
+            && held.pid == ev.pid
+            && held.ktime_ns == ev.ktime_ns
+            && let Detail::Exec(x) = &ev.detail
+            && let Some((command, state_dir)) =
+                crate::session::attribution::wrapped_command(&x.argv)
+        {
+            req.command = command;
+            req.state_dir = state_dir;
+        }
+    }
+
+    /// Take one event in (`fresh`: first time; a held exec resumed is not counted twice).
+    fn process_inner(&mut self, ev: &Event, fresh: bool) -> Vec<u32> {
+        if fresh {
+            self.stats.events += 1;
+        }
         let (t, sinks_before) = (stage_start(&self.stages), sinks_ns(&self.stages));
         self.advance(ev.ktime_ns);
         let obs = self.tracker.observe(ev);
+        if let Some(req) = obs.attribute {
+            // Held until the edge answers (the next input) or does not.
+            stage_end(&mut self.stages, t, Stage::Sessions, 0);
+            self.pending = Some((ev.clone(), req));
+            return obs.track;
+        }
         let in_sinks = sinks_ns(&self.stages) - sinks_before;
         stage_end(&mut self.stages, t, Stage::Sessions, in_sinks);
         if let Some(id) = obs.started {
@@ -539,13 +616,21 @@ impl<S: LogSink> Pipeline<S> {
         let t = stage_start(&self.stages);
         let h = self.rules.heuristics();
         let lineage = self.tracker.lineage(ev.pid, h.lineage_max_depth);
-        let (created, leader, kind, midway, reparented) = self.tracker.session(id).map_or(
-            (ev.ktime_ns, ev.pid, SessionKind::Cli, false, 0),
-            |s| {
-                let reparented = s.reparented.len() as u64 + s.reparented_dropped;
-                (s.created_ns, s.leader, s.kind, s.joined_midway, reparented)
-            },
-        );
+        let (created, leader, kind, midway, reparented, attribution) =
+            self.tracker.session(id).map_or(
+                (ev.ktime_ns, ev.pid, SessionKind::Cli, false, 0, None),
+                |s| {
+                    let reparented = s.reparented.len() as u64 + s.reparented_dropped;
+                    (
+                        s.created_ns,
+                        s.leader,
+                        s.kind,
+                        s.joined_midway,
+                        reparented,
+                        s.attribution,
+                    )
+                },
+            );
         let (clock, spans_on) = (self.clock, self.spans.is_some());
         let state = self.sessions.entry(id).or_insert_with(|| {
             let (trace_id, span_id) = span_ids(clock.offset_ns, id, created, leader);
@@ -564,8 +649,10 @@ impl<S: LogSink> Pipeline<S> {
                 scorer: Scorer::new(),
                 recorded: false,
                 final_action: Action::Ignore,
+                attribution: None,
             }
         });
+        state.attribution = attribution;
         let first = !state.recorded;
         state.recorded = true;
         let reparented_changed = state.ctx.note_reparented(reparented);
@@ -738,6 +825,7 @@ impl<S: LogSink> Pipeline<S> {
                 kind: crate::names::variant_name(&kind),
                 leader_pid: leader,
                 invocation: self.invocations.get(&id).cloned().unwrap_or_default(),
+                attribution: state.attribution.map(Method::as_str),
                 close_reason: closed.map(|c| crate::names::variant_name(&c.reason)),
                 joined_midway: midway,
                 incomplete: state.incomplete,
@@ -943,6 +1031,220 @@ mod tests {
             .context()
             .history
             .clone()
+    }
+
+    /// A gateway (50, its spawn broker 51) and two overlapping CLI turns through it: A (100,
+    /// `--session-id A`) and B (200, newer). Tool processes: 60 runs A's command, 70 B's, 80
+    /// one the transcript does not know, 90 one asked about with no answer at all. Fed as the
+    /// live edge does (`answer` plays the transcript), recorded, and replayed.
+    fn overlapping_gateway_turns(
+        answer: impl Fn(&Request) -> Option<Attribution>,
+    ) -> (Vec<crate::recording::Frame>, Pipeline<MemorySink>) {
+        use crate::{decode::build, recording::Frame};
+        let launcher = format!("{BIN}/openclaw");
+        let node = format!("{BIN}/node");
+        let worker = "/opt/node/lib/node_modules/openclaw/dist/process/spawn-broker/worker.js";
+        let cli = |t: u64, pid: u32, id: &str, m: &str| {
+            build::exec(
+                t,
+                pid,
+                &node,
+                &[
+                    "node",
+                    &launcher,
+                    "agent",
+                    "--agent",
+                    "main",
+                    "--session-id",
+                    id,
+                    "-m",
+                    m,
+                ],
+            )
+        };
+        let shim = |t: u64, pid: u32, cmd: &str| {
+            let snap = "/srv/oc/.openclaw/cache/shell-snapshots/ab.sh";
+            let script = format!(
+                "if [ -r '{snap}' ]; then . '{snap}'; fi\nexport PATH='/usr/bin:/bin'\neval 'export PATH=\"${{OPENCLAW_PREPEND_PATH}}${{PATH:+:$PATH}}\"; unset OPENCLAW_PREPEND_PATH; {cmd}'"
+            );
+            build::exec(
+                t,
+                pid,
+                "/usr/bin/dash",
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "echo 1000 > /proc/self/oom_score_adj 2>/dev/null; exec \"$0\" \"$@\"",
+                    "/bin/bash",
+                    "--noprofile",
+                    "--norc",
+                    "-c",
+                    &script,
+                ],
+            )
+        };
+        let tool = |t: u64, pid: u32, cmd: &str, prog: &str| {
+            vec![
+                build::fork(t, 51, pid),
+                shim(t, pid, cmd),
+                build::fork(t, pid, pid + 1),
+                build::exec(t, pid + 1, prog, &[prog, "/etc/os-release"]),
+                build::exit(t + 1, pid + 1, pid + 1, 0, true),
+                build::exit(t + 1, pid, pid, 0, true),
+            ]
+        };
+        let mut records = vec![
+            build::exec(S, 50, &node, &["node", &launcher, "gateway", "run"]),
+            build::fork(S, 50, 51),
+            build::exec(S, 51, &node, &["node", worker]),
+            cli(2 * S, 100, "A", "go A"),
+            cli(3 * S, 200, "B", "go B"),
+        ];
+        records.extend(tool(4 * S, 60, "cat /etc/os-release", "/usr/bin/cat"));
+        records.extend(tool(5 * S, 70, "head -1 /etc/os-release", "/usr/bin/head"));
+        records.extend(tool(6 * S, 80, "tail -1 /etc/os-release", "/usr/bin/tail"));
+        let late = tool(7 * S, 90, "wc -l /etc/os-release", "/usr/bin/wc");
+        let mut p = pipeline();
+        let mut fed = Vec::new();
+        let mut feed = |p: &mut Pipeline<MemorySink>, frame: Frame| {
+            let out = p.feed(frame.input().unwrap());
+            fed.push(frame);
+            if let Some(req) = out.attribute
+                && let Some(a) = answer(&req)
+            {
+                let out = p.feed(Input::Attribution(&a));
+                assert!(out.attribute.is_none());
+                fed.push(Frame::Attribution(a));
+            }
+        };
+        for r in records {
+            feed(&mut p, Frame::Record(r));
+        }
+        // 90's exec is the last record before a tick: no answer came.
+        feed(&mut p, Frame::Record(late[0].clone()));
+        feed(&mut p, Frame::Record(late[1].clone()));
+        feed(&mut p, Frame::Tick(7 * S + 1));
+        for r in &late[2..] {
+            feed(&mut p, Frame::Record(r.clone()));
+        }
+        for (t, pid) in [(9 * S, 100), (9 * S, 200)] {
+            feed(&mut p, Frame::Record(build::exit(t, pid, pid, 0, true)));
+        }
+        feed(&mut p, Frame::Finish(20 * S));
+        (fed, p)
+    }
+
+    /// `session_id` of the accepted exec of `pid`, and each session's `attribution`.
+    fn attributed(p: &Pipeline<MemorySink>) -> (BTreeMap<u64, u64>, BTreeMap<u64, String>) {
+        let events = p
+            .sink()
+            .of(Log::Events)
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["type"] == "EXECVE")
+            .map(|e| {
+                (
+                    e["pid"].as_u64().unwrap(),
+                    e["session_id"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let sessions = session_lines(p)
+            .iter()
+            .map(|l| {
+                (
+                    l["session"]["leader_pid"].as_u64().unwrap(),
+                    l["session"]["attribution"]
+                        .as_str()
+                        .unwrap_or("-")
+                        .to_owned(),
+                )
+            })
+            .collect();
+        (events, sessions)
+    }
+
+    #[test]
+    fn overlapping_gateway_turns_get_their_own_tool_processes_also_in_replay() {
+        let transcript = |req: &Request| {
+            let session = match req.command.as_str() {
+                "cat /etc/os-release" => Some("A"),
+                "head -1 /etc/os-release" => Some("B"),
+                "tail -1 /etc/os-release" => None, // not in the transcript
+                _ => return None,                  // no answer at all
+            };
+            assert_eq!(req.state_dir.as_deref(), Some("/srv/oc/.openclaw"));
+            Some(Attribution {
+                pid: req.pid,
+                exec_ns: req.exec_ns,
+                transcript_session: session.map(str::to_owned),
+                message: None,
+            })
+        };
+        let (frames, live) = overlapping_gateway_turns(transcript);
+        let (events, sessions) = attributed(&live);
+        let id = |leader: u32| {
+            session_lines(&live)
+                .iter()
+                .find(|l| l["session"]["leader_pid"] == leader)
+                .unwrap()["session_id"]
+                .as_u64()
+                .unwrap()
+        };
+        let (a, b) = (id(100), id(200));
+        assert_eq!(events[&61], a, "A's command went to A although B is newer");
+        assert_eq!(events[&71], b);
+        assert_eq!(
+            events[&81], b,
+            "unknown to the transcript: the newest, by recency"
+        );
+        assert_eq!(events[&91], b, "no answer: by recency");
+        assert_eq!(sessions[&100], "transcript");
+        assert_eq!(
+            sessions[&200], "recency",
+            "the weaker method is the session's"
+        );
+        assert_eq!(
+            live.stats.events, 31,
+            "31 records, a held exec counted once"
+        );
+        let answers = frames
+            .iter()
+            .filter(|f| matches!(f, crate::recording::Frame::Attribution(_)))
+            .count();
+        assert_eq!(answers, 3);
+        // Replay: the recorded answers give the same logs, with no transcript at hand.
+        let path = std::env::temp_dir().join(format!("casa-attr-{}.rec", std::process::id()));
+        let meta = crate::recording::Meta::now(BootClock { offset_ns: 0 }, &[], false);
+        let mut rec = crate::recording::Recorder::create(&path, &meta).unwrap();
+        for f in &frames {
+            rec.write(&f.input().unwrap()).unwrap();
+        }
+        rec.finish(&crate::recording::Summary::default()).unwrap();
+        let mut r = crate::recording::Reader::open(&path).unwrap();
+        let mut replayed = pipeline();
+        while let Some(f) = r.next_frame().unwrap() {
+            if let Some(input) = f.input() {
+                replayed.feed(input);
+            }
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(replayed.sink().lines, live.sink().lines);
+        // Without any answer (a recording made before attribution existed), every tool
+        // process joins by recency, as before: the newest CLI session, B.
+        let (_, old) = overlapping_gateway_turns(|_| None);
+        let (events, sessions) = attributed(&old);
+        let newest = session_lines(&old)
+            .iter()
+            .find(|l| l["session"]["leader_pid"] == 200)
+            .unwrap()["session_id"]
+            .as_u64()
+            .unwrap();
+        for pid in [61, 71, 81, 91] {
+            assert_eq!(events[&pid], newest, "tool of {pid}");
+        }
+        assert_eq!(sessions[&200], "recency");
+        assert_eq!(sessions[&100], "-");
     }
 
     #[test]

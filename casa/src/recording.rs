@@ -13,12 +13,14 @@
 //! type 5 := kernel loss seen: lost:u64 (total so far); open sessions incomplete (version 2)
 //! type 6 := the daemon stopped: now_ns:u64                                     (version 2)
 //! type 7 := processes found gone without an exit event: now_ns:u64 pid:u32*  (version 3)
+//! type 8 := the edge's answer about a gateway tool process (JSON, see
+//!           [`crate::session::attribution::Attribution`])                      (version 4)
 //! ```
 //!
 //! `casa record` writes records and the summary. `casa run --record` writes every input the
 //! live pipeline consumed, in the order it consumed them (the start-up `/proc` scan, kernel
-//! records, clock ticks, loss, shutdown), so `casa replay` of that file reproduces the run's
-//! logs line for line. Readers accept versions 1 to 3.
+//! records, clock ticks, loss, gateway attributions, shutdown), so `casa replay` of that file
+//! reproduces the run's logs line for line. Readers accept versions 1 to 4.
 //!
 //! Version 3 adds frame type 7 and marks recordings whose kernel records may be of wire
 //! version 2 (file identity, exec context, joined paths of failed opens, new event kinds).
@@ -48,7 +50,7 @@ use crate::clock::BootClock;
 /// First bytes of every recording.
 pub const MAGIC: &[u8; 8] = b"CASAREC\n";
 /// Version of the framing described in the module docs (written by this casa).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Oldest version this casa reads (version 1 has no frames of types 3 to 6).
 pub const FORMAT_VERSION_MIN: u32 = 1;
 /// Frame type of a kernel record.
@@ -65,6 +67,8 @@ pub const FRAME_LOST: u8 = 5;
 pub const FRAME_FINISH: u8 = 6;
 /// Frame type of processes found gone without an exit event.
 pub const FRAME_REAPED: u8 = 7;
+/// Frame type of a gateway attribution answer.
+pub const FRAME_ATTRIBUTION: u8 = 8;
 /// Largest frame a reader accepts (a kernel record is at most `wire::RECORD_MAX`).
 pub const FRAME_MAX: u32 = 1 << 20;
 
@@ -372,6 +376,15 @@ impl<W: Write> Writer<W> {
         self.frame(FRAME_REAPED, &payload)
     }
 
+    /// Append the edge's answer about a gateway tool process.
+    pub fn attribution(
+        &mut self,
+        a: &crate::session::attribution::Attribution,
+    ) -> Result<(), RecordingError> {
+        let json = serde_json::to_vec(a).expect("Attribution serialises");
+        self.frame(FRAME_ATTRIBUTION, &json)
+    }
+
     /// Write buffered frames to the file.
     pub fn flush(&mut self) -> Result<(), RecordingError> {
         self.out.flush().map_err(|source| RecordingError::Io {
@@ -406,6 +419,8 @@ pub enum Frame {
         now_ns: u64,
         pids: Vec<u32>,
     },
+    /// What the edge found out about a gateway tool process.
+    Attribution(crate::session::attribution::Attribution),
 }
 
 /// Reads a recording frame by frame.
@@ -614,6 +629,15 @@ impl<R: Read> Reader<R> {
                     .collect();
                 Ok(Some(Frame::Reaped { now_ns, pids }))
             }
+            FRAME_ATTRIBUTION => serde_json::from_slice(&payload)
+                .map(|a| Some(Frame::Attribution(a)))
+                .map_err(|source| RecordingError::BadJson {
+                    path: self.path.clone(),
+                    what: "attribution",
+                    offset,
+                    frame,
+                    source,
+                }),
             FRAME_REAPED => Err(RecordingError::BadReaped {
                 path: self.path.clone(),
                 offset,
@@ -644,6 +668,7 @@ impl Frame {
                 now_ns: *now_ns,
                 pids,
             },
+            Frame::Attribution(a) => Input::Attribution(a),
             Frame::Summary(_) => return None,
         })
     }
@@ -700,6 +725,7 @@ impl Recorder {
             Input::Lost(total) => w.lost(total),
             Input::Shutdown(now) => w.stop(now),
             Input::Reaped { now_ns, pids } => w.reaped(now_ns, pids),
+            Input::Attribution(a) => w.attribution(a),
         }?;
         self.frames += 1;
         Ok(())
@@ -854,6 +880,45 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn attribution_frames_round_trip_and_version_3_files_still_read() {
+        use crate::session::attribution::Attribution;
+        let found = Attribution {
+            pid: 4242,
+            exec_ns: 7_000_000_123,
+            transcript_session: Some("h7-A".into()),
+            message: Some("[case:GA] it's \"quoted\"\n".into()),
+        };
+        let none = Attribution {
+            pid: 4243,
+            exec_ns: 8,
+            ..Default::default()
+        };
+        let mut w = Writer::new(Vec::new(), Path::new("mem"), &meta()).unwrap();
+        w.attribution(&found).unwrap();
+        w.attribution(&none).unwrap();
+        let bytes = w.finish(&Summary::default()).unwrap();
+        assert_eq!(&bytes[8..12], &4u32.to_le_bytes(), "written as version 4");
+        let mut r = Reader::new(&bytes[..], Path::new("mem")).unwrap();
+        let first = r.next_frame().unwrap().unwrap();
+        assert_eq!(first, Frame::Attribution(found.clone()));
+        assert!(
+            matches!(first.input(), Some(crate::pipeline::Input::Attribution(a)) if *a == found)
+        );
+        assert_eq!(r.next_frame().unwrap(), Some(Frame::Attribution(none)));
+        // A bad payload is a located error.
+        let mut w = Writer::new(Vec::new(), Path::new("m"), &meta()).unwrap();
+        w.frame(FRAME_ATTRIBUTION, b"{\"pid\":1}").unwrap();
+        let bytes = w.out;
+        let mut r = Reader::new(&bytes[..], Path::new("m.rec")).unwrap();
+        let e = r.next_frame().unwrap_err().to_string();
+        assert!(e.contains("bad attribution in frame 0"), "{e}");
+        // Version 3 (before this frame existed) still reads.
+        let mut old = sample();
+        old[8..12].copy_from_slice(&3u32.to_le_bytes());
+        assert!(Reader::new(&old[..], Path::new("v3")).is_ok());
     }
 
     #[test]

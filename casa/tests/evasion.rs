@@ -315,3 +315,147 @@ fn a_flood_that_overflows_the_ring_is_itself_evidence() {
         "the loss is not in the session's record\n{dump}"
     );
 }
+
+/// The stand-in launcher and a `node` in `dir/bin` (the nvm layout), as `run_agent` sets up.
+fn stand_in_bin(dir: &std::path::Path) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    if !bin.exists() {
+        std::fs::create_dir_all(&bin).unwrap();
+        let node = Command::new("sh")
+            .args(["-c", "command -v node"])
+            .output()
+            .unwrap()
+            .stdout;
+        let node = String::from_utf8(node).unwrap();
+        assert!(!node.trim().is_empty(), "node is needed for the live tests");
+        std::os::unix::fs::symlink(node.trim(), bin.join("node")).unwrap();
+        std::os::unix::fs::symlink(
+            support::daemon::repo_root().join("casa/tests/fixtures/fake-openclaw/openclaw"),
+            bin.join("openclaw"),
+        )
+        .unwrap();
+    }
+    bin
+}
+
+/// The stand-in OpenClaw run unprivileged with the gateway's state directory.
+fn openclaw_as_agent(bin: &std::path::Path, state: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin.join("node"))
+        .arg(bin.join("openclaw"))
+        .args(args)
+        .current_dir("/")
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", "/tmp")
+        .env("LANG", "C.UTF-8")
+        .env("OPENCLAW_STATE_DIR", state)
+        .stdin(std::process::Stdio::null());
+    c
+}
+
+/// The gateway this test started (its own process group), stopped on drop.
+struct Gateway(std::process::Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let pgid = self.0.id() as i32;
+        // SAFETY: signalling the process group this test started (the gateway and its
+        // transcript writer).
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn overlapping_gateway_turns_each_keep_their_own_tool_processes() {
+    use std::os::unix::{fs::PermissionsExt, process::CommandExt};
+    let _serial = support::daemon::serial();
+    support::require_root();
+    // The gateway runs before casa starts (as a real one would), with its state directory.
+    let gw_dir = support::tempdir("evade-gateway-state");
+    std::fs::set_permissions(&gw_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = gw_dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let gw_bin = stand_in_bin(&gw_dir);
+    let _gateway = Gateway(
+        openclaw_as_agent(&gw_bin, &state, &["gateway", "run"])
+            .process_group(0)
+            .spawn()
+            .expect("start the stand-in gateway"),
+    );
+    let start = std::time::Instant::now();
+    while !state.join("gateway.ready").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the stand-in gateway did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let casa = Daemon::start("evade-gateway", &shipped_rules());
+    let w = casa.workdir("w");
+    for m in ["marker-A", "marker-B"] {
+        std::fs::write(w.join(m), "x\n").unwrap();
+    }
+    let bin = stand_in_bin(&casa.dir);
+    // A's second tool call starts after B's turn began: by recency it would be B's.
+    let turn = |id: &str, message: String| {
+        openclaw_as_agent(
+            &bin,
+            &state,
+            &[
+                "agent",
+                "--agent",
+                "main",
+                "--session-id",
+                id,
+                "-m",
+                &message,
+            ],
+        )
+        .spawn()
+        .expect("start a CLI turn")
+    };
+    let mut a = turn(
+        "casa-gw-A",
+        format!("[exec] sleep 2\n[exec] cat {}/marker-A", w.display()),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let mut b = turn(
+        "casa-gw-B",
+        format!("[exec] sleep 4\n[exec] cat {}/marker-B", w.display()),
+    );
+    assert!(a.wait().unwrap().success(), "{}", casa.dump());
+    assert!(b.wait().unwrap().success(), "{}", casa.dump());
+    casa.wait(Duration::from_secs(30), "both sessions to close", || {
+        casa.own_closed() >= 2
+    });
+    let dump = casa.dump();
+    let sessions = casa.own_records("sessions.log");
+    let session = |id: &str| {
+        sessions
+            .iter()
+            .find(|r| {
+                r["reason"] == "session_closed"
+                    && r["session"]["invocation"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == id))
+            })
+            .unwrap_or_else(|| panic!("no closed session for {id}\n{dump}"))
+    };
+    let (sa, sb) = (session("casa-gw-A"), session("casa-gw-B"));
+    for s in [sa, sb] {
+        assert_eq!(s["session"]["attribution"], "transcript", "{s}\n{dump}");
+    }
+    let cat_of = |marker: &str| {
+        own_events(&casa)
+            .into_iter()
+            .find(|e| e["type"] == "EXECVE" && mentions(e, marker))
+            .unwrap_or_else(|| panic!("the cat of {marker} is in no session\n{dump}"))["session_id"]
+            .clone()
+    };
+    assert_eq!(cat_of("marker-A"), sa["session_id"], "{dump}");
+    assert_eq!(cat_of("marker-B"), sb["session_id"], "{dump}");
+}

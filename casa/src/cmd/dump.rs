@@ -51,7 +51,8 @@ pub fn dump(args: &DumpArgs) -> anyhow::Result<ExitCode> {
                 | Frame::Tick(_)
                 | Frame::Lost(_)
                 | Frame::Finish(_)
-                | Frame::Reaped { .. },
+                | Frame::Reaped { .. }
+                | Frame::Attribution(_),
             )) => {}
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),

@@ -7,6 +7,9 @@
 //! * SIGHUP: rules and analysis settings reloaded atomically (a bad file keeps the old set
 //!   and logs the located error; the change is logged), configured endpoints re-resolved, log
 //!   files reopened (for `logrotate`). Events wait in the ring buffer meanwhile: none is lost;
+//! * a gateway tool process the pipeline asks about (`Outcome::attribute`): the agent's
+//!   transcript is read (`crate::transcript`, read-only, bounded) and the answer fed right
+//!   back (`Input::Attribution`, recorded like every input), before the next record;
 //! * SIGINT/SIGTERM: the ring is drained, every open session gets its `shutdown` snapshot,
 //!   logs are flushed and synced, the pid file is removed, exit 0.
 
@@ -38,6 +41,7 @@ use crate::{
     sensor::Sensor,
     settings::Env,
     sink::{FileSinks, LogPaths, LogSink},
+    transcript::TranscriptReader,
 };
 
 const DEFAULT_PID_FILE: &str = "/var/run/casa.pid";
@@ -155,10 +159,23 @@ struct Edge {
     sensor: Sensor,
     recorder: Option<Recorder>,
     latency: LatencyTrace,
+    transcripts: TranscriptReader,
 }
 
 impl Edge {
     fn feed(&mut self, input: Input<'_>) -> Outcome {
+        let out = self.feed_one(input);
+        match &out.attribute {
+            // The answer is the very next input: the tool process's exec waits for it.
+            Some(req) => {
+                let answer = self.transcripts.lookup(req);
+                self.feed_one(Input::Attribution(&answer))
+            }
+            None => out,
+        }
+    }
+
+    fn feed_one(&mut self, input: Input<'_>) -> Outcome {
         self.record(&input);
         let out = self.pipeline.feed(input);
         for &pid in &out.track {
@@ -277,11 +294,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let transcripts = TranscriptReader::new();
+    if !transcripts.available() {
+        warn!("libsqlite3.so.0 not found: gateway tool processes are attributed by recency only");
+    }
     let mut edge = Edge {
         pipeline,
         sensor,
         recorder,
         latency,
+        transcripts,
     };
 
     let scan = procfs::scan(BootClock::boottime_now_ns());
@@ -414,6 +436,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         sensor,
         mut recorder,
         latency,
+        ..
     } = edge;
     if let Some(mut r) = recorder.take() {
         let summary = recording::Summary {

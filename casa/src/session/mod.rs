@@ -10,13 +10,17 @@
 //! * several sessions at once, each owning the events of its own process subtree;
 //! * a CLI invocation's own subtree is in its session (with `--local`, OpenClaw runs tools as
 //!   its own descendants);
-//! * through a gateway, a tool process started by the runtime joins the newest open CLI session,
-//!   or, when none is open, starts a `gateway` session (channel-driven turns are evaluated too);
+//! * through a gateway, a tool process started by the runtime joins the CLI session that asked
+//!   for it ([`attribution`]: the runtime's transcript names it, through an answer the edge
+//!   feeds back; with no answer, the newest open CLI session, marked as by recency), or, when
+//!   no CLI session is open, starts a `gateway` session (channel-driven turns are evaluated
+//!   too);
 //! * a CLI session closes `grace` after its leader exits; a gateway session `gateway_quiet`
 //!   after its last process exits; any session after `idle` without events or at `max_age`, so
 //!   a lost exit never keeps a session open forever; all per-session state is freed on close.
 
 pub mod agent;
+pub mod attribution;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -27,6 +31,7 @@ use crate::{
     event::{Bytes, Detail, Event, Exec},
 };
 pub use agent::AgentProfile;
+use attribution::{Attribution, Method, Request};
 
 /// Session identifier (1, 2, …) in order of creation.
 pub type SessionId = u64;
@@ -98,6 +103,13 @@ pub struct Session {
     pub reparented: Vec<(u32, u64)>,
     /// How many more were re-parented beyond [`REPARENTED_MAX`] (the bound is itself a fact).
     pub reparented_dropped: u64,
+    /// How the gateway tool processes that joined this CLI session were attributed (the
+    /// weaker method when both were used); `None` when none joined.
+    pub attribution: Option<Method>,
+    /// The transcript session a CLI invocation names (`--session-id`).
+    transcript_key: Option<String>,
+    /// The message a CLI invocation sends (`-m`), for a transcript session it does not name.
+    message: Option<String>,
     /// The kernel lost events while this session was open (an exit may be missing).
     lost_events: bool,
     /// Live processes of the session.
@@ -176,6 +188,20 @@ pub struct Observation {
     pub started: Option<SessionId>,
     /// Processes that the kernel must now track (new runtime roots and session leaders).
     pub track: Vec<u32>,
+    /// A gateway tool process whose session the edge can tell ([`attribution`]): the event
+    /// was not taken in; the caller answers with [`Tracker::attribute`] (or without an
+    /// answer) and observes the same event again.
+    pub attribute: Option<Request>,
+}
+
+/// A decision about one gateway tool process, taken by [`Tracker::attribute`] and used when
+/// its exec is observed again.
+#[derive(Clone, Debug)]
+struct Decision {
+    pid: u32,
+    exec_ns: u64,
+    session: Option<SessionId>,
+    method: Method,
 }
 
 /// The process table and the open sessions.
@@ -189,6 +215,8 @@ pub struct Tracker {
     /// No session can close before this time (a lower bound of every open session's close,
     /// idle and max-age deadlines): `expire` scans the sessions only once it has passed.
     next_due_ns: u64,
+    /// The attribution of the gateway tool process being asked about.
+    decided: Option<Decision>,
 }
 
 fn basename(p: &[u8]) -> String {
@@ -221,6 +249,7 @@ impl Tracker {
             sessions: BTreeMap::new(),
             next_id: 1,
             next_due_ns: u64::MAX,
+            decided: None,
         }
     }
 
@@ -248,6 +277,7 @@ impl Tracker {
         let mut track = Vec::new();
         if session.is_none() && self.is_invocation(exec) {
             let id = self.open_session(SessionKind::Cli, pid, ppid, now_ns, true);
+            self.name_transcript(id, exec);
             session = Some(id);
             track.push(pid);
         } else if runtime && session.is_none() {
@@ -305,11 +335,61 @@ impl Tracker {
                 joined_midway: midway,
                 reparented: Vec::new(),
                 reparented_dropped: 0,
+                attribution: None,
+                transcript_key: None,
+                message: None,
                 lost_events: false,
                 live,
             },
         );
         id
+    }
+
+    /// Remember the transcript session and message a CLI invocation names.
+    fn name_transcript(&mut self, id: SessionId, exec: &Exec) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            (s.transcript_key, s.message) = attribution::invocation_keys(&exec.argv);
+        }
+    }
+
+    /// The open CLI session (not closing) an answer names: the one whose invocation has that
+    /// `--session-id`, else one without `--session-id` whose message is the transcript
+    /// session's user message; the newest when several do.
+    fn named_by(&self, a: &Attribution) -> Option<SessionId> {
+        let open = || {
+            self.sessions
+                .values()
+                .rev()
+                .filter(|s| s.kind == SessionKind::Cli && s.closing.is_none())
+        };
+        let key = a.transcript_session.as_ref()?;
+        if let Some(s) = open().find(|s| s.transcript_key.as_ref() == Some(key)) {
+            return Some(s.id);
+        }
+        let msg = a.message.as_ref()?;
+        open()
+            .find(|s| s.transcript_key.is_none() && s.message.as_ref() == Some(msg))
+            .map(|s| s.id)
+    }
+
+    /// Decide which session the gateway tool process of `req` joins, from the edge's
+    /// `answer` (ignored unless it is about that process): the session it names, else the
+    /// newest open CLI session ([`Method::Recency`]). Observe the process's exec again next.
+    pub fn attribute(&mut self, req: &Request, answer: Option<&Attribution>) -> Method {
+        let named = answer
+            .filter(|a| a.pid == req.pid && a.exec_ns == req.exec_ns)
+            .and_then(|a| self.named_by(a));
+        let (session, method) = match named {
+            Some(id) => (Some(id), Method::Transcript),
+            None => (self.newest_open_cli(), Method::Recency),
+        };
+        self.decided = Some(Decision {
+            pid: req.pid,
+            exec_ns: req.exec_ns,
+            session,
+            method,
+        });
+        method
     }
 
     /// The newest CLI session that is still open (for gateway-mode tool processes).
@@ -327,6 +407,7 @@ impl Tracker {
             verdict: Verdict::Outside,
             started: None,
             track: Vec::new(),
+            attribute: None,
         };
         match &ev.detail {
             Detail::Fork(f) => {
@@ -468,6 +549,7 @@ impl Tracker {
             Some(id) => Some(id),
             None if invocation => {
                 let id = self.open_session(SessionKind::Cli, ev.pid, ev.ppid, ev.ktime_ns, false);
+                self.name_transcript(id, x);
                 obs.started = Some(id);
                 obs.track.push(ev.pid);
                 Some(id)
@@ -478,42 +560,69 @@ impl Tracker {
                 }
                 None
             }
-            // A tool process started by the runtime outside any session.
-            None if known.as_ref().is_some_and(|p| p.runtime) => match self.newest_open_cli() {
-                Some(id) => {
-                    if let Some(s) = self.sessions.get_mut(&id) {
-                        s.live.insert(ev.pid);
-                    }
-                    Some(id)
-                }
-                None => {
-                    let reopen = self
-                        .sessions
-                        .values()
-                        .rev()
-                        .find(|s| s.kind == SessionKind::Gateway && s.leader_ppid == ev.ppid)
-                        .map(|s| s.id);
-                    let id = match reopen {
-                        Some(id) => id,
-                        None => {
-                            let id = self.open_session(
-                                SessionKind::Gateway,
-                                ev.pid,
-                                ev.ppid,
-                                ev.ktime_ns,
-                                false,
-                            );
-                            obs.started = Some(id);
-                            id
+            // A tool process started by the runtime outside any session: the CLI session that
+            // asked for it (decided by `attribute`, asked for here), else a gateway session.
+            None if known.as_ref().is_some_and(|p| p.runtime) => {
+                let decided = self
+                    .decided
+                    .take_if(|d| d.pid == ev.pid && d.exec_ns == ev.ktime_ns);
+                let cli = match decided {
+                    Some(d) => d.session.map(|id| (id, d.method)),
+                    None => match self.newest_open_cli() {
+                        Some(_) if wrapper => {
+                            if let Some((command, state_dir)) =
+                                attribution::wrapped_command(&x.argv)
+                            {
+                                obs.attribute = Some(Request {
+                                    pid: ev.pid,
+                                    exec_ns: ev.ktime_ns,
+                                    command,
+                                    state_dir,
+                                });
+                                return;
+                            }
+                            self.newest_open_cli().map(|id| (id, Method::Recency))
                         }
-                    };
-                    if let Some(s) = self.sessions.get_mut(&id) {
-                        s.live.insert(ev.pid);
-                        s.closing = None;
+                        newest => newest.map(|id| (id, Method::Recency)),
+                    },
+                };
+                match cli {
+                    Some((id, method)) => {
+                        if let Some(s) = self.sessions.get_mut(&id) {
+                            s.live.insert(ev.pid);
+                            s.attribution = Some(s.attribution.map_or(method, |m| m.max(method)));
+                        }
+                        Some(id)
                     }
-                    Some(id)
+                    None => {
+                        let reopen = self
+                            .sessions
+                            .values()
+                            .rev()
+                            .find(|s| s.kind == SessionKind::Gateway && s.leader_ppid == ev.ppid)
+                            .map(|s| s.id);
+                        let id = match reopen {
+                            Some(id) => id,
+                            None => {
+                                let id = self.open_session(
+                                    SessionKind::Gateway,
+                                    ev.pid,
+                                    ev.ppid,
+                                    ev.ktime_ns,
+                                    false,
+                                );
+                                obs.started = Some(id);
+                                id
+                            }
+                        };
+                        if let Some(s) = self.sessions.get_mut(&id) {
+                            s.live.insert(ev.pid);
+                            s.closing = None;
+                        }
+                        Some(id)
+                    }
                 }
-            },
+            }
             None => None,
         };
         if session.is_none() && !runtime && !parent_known {

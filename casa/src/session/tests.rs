@@ -1,5 +1,6 @@
 use super::*;
 use crate::event::{Connect, Exit, Fork, SockAddr};
+use attribution::{Attribution, Method, Request};
 
 const BIN: &str = "/opt/node/bin";
 const S: u64 = 1_000_000_000;
@@ -691,4 +692,192 @@ fn a_users_wrapper_named_after_the_runtime_is_not_the_runtime() {
         Some((SessionKind::Cli, 52))
     );
     assert_eq!(t.open_sessions().count(), 1);
+}
+
+/// A gateway (50) with its spawn broker (51), as found running at start-up.
+fn gateway_tracker() -> Tracker {
+    let mut t = tracker();
+    let gw = exec(
+        &format!("{BIN}/node"),
+        &["node", &format!("{BIN}/openclaw"), "gateway", "run"],
+    );
+    let Detail::Exec(gwx) = &gw else {
+        unreachable!()
+    };
+    t.seed(50, 1, b"openclaw-gatewa", gwx, 0);
+    t.observe(&ev(S, 50, 1, fork(51)));
+    t.observe(&ev(
+        S,
+        51,
+        50,
+        exec(
+            &format!("{BIN}/node"),
+            &[
+                "node",
+                "/opt/lib/openclaw/dist/process/spawn-broker/worker.js",
+            ],
+        ),
+    ));
+    t
+}
+
+fn cli(args: &[&str]) -> Detail {
+    let launcher = format!("{BIN}/openclaw");
+    let mut argv = vec!["node", launcher.as_str(), "agent", "--agent", "main"];
+    argv.extend_from_slice(args);
+    exec(&format!("{BIN}/node"), &argv)
+}
+
+/// The OOM shim the broker's child `pid` execs for `cmd` at `t`, observed once: the tracker
+/// asks who issued it.
+fn gateway_tool(t: &mut Tracker, at: u64, pid: u32, cmd: &str) -> (Event, Request) {
+    t.observe(&ev(at, 51, 50, fork(pid)));
+    let script = format!(
+        "if [ -r '{SNAP}' ]; then . '{SNAP}'; fi\nexport PATH='/usr/bin:/bin'\neval '{}'",
+        cmd.replace('\'', "'\\''")
+    );
+    let e = ev(
+        at,
+        pid,
+        51,
+        exec(
+            "/usr/bin/dash",
+            &[
+                "/bin/sh",
+                "-c",
+                "echo 1000 > /proc/self/oom_score_adj 2>/dev/null; exec \"$0\" \"$@\"",
+                "/bin/bash",
+                "--noprofile",
+                "--norc",
+                "-c",
+                &script,
+            ],
+        ),
+    );
+    let o = t.observe(&e);
+    assert_eq!(o.verdict, Verdict::Outside, "held until answered");
+    let req = o.attribute.expect("a gateway tool process is asked about");
+    assert_eq!((req.pid, req.exec_ns), (pid, at));
+    assert_eq!(req.command, cmd);
+    assert_eq!(
+        req.state_dir.as_deref(),
+        Some("/home/u/.openclaw"),
+        "named by the snapshot path"
+    );
+    (e, req)
+}
+
+fn answer(req: &Request, session: Option<&str>, message: Option<&str>) -> Attribution {
+    Attribution {
+        pid: req.pid,
+        exec_ns: req.exec_ns,
+        transcript_session: session.map(str::to_owned),
+        message: message.map(str::to_owned),
+    }
+}
+
+#[test]
+fn overlapping_gateway_turns_each_get_the_tool_processes_they_issued() {
+    let mut t = gateway_tracker();
+    t.observe(&ev(
+        2 * S,
+        100,
+        1,
+        cli(&["--session-id", "A", "-m", "go A"]),
+    ));
+    t.observe(&ev(
+        3 * S,
+        200,
+        1,
+        cli(&["--session-id", "B", "-m", "go B"]),
+    ));
+    // A CLI without --session-id is named by its message.
+    t.observe(&ev(4 * S, 300, 1, cli(&["-m", "it's C"])));
+    let (a, b, c) = (1, 2, 3);
+    // A's command, though C is the newest.
+    let (e, req) = gateway_tool(&mut t, 5 * S, 60, "cat '/etc/os-release'");
+    assert_eq!(
+        t.attribute(&req, Some(&answer(&req, Some("A"), Some("go A")))),
+        Method::Transcript
+    );
+    assert_eq!(session_of(&t.observe(&e)), Some(a));
+    assert_eq!(t.session(a).unwrap().attribution, Some(Method::Transcript));
+    // Its children follow it.
+    t.observe(&ev(5 * S, 60, 51, fork(61)));
+    assert_eq!(
+        session_of(&t.observe(&ev(5 * S, 61, 60, exec("/usr/bin/cat", &["cat"])))),
+        Some(a)
+    );
+    // B's.
+    let (e, req) = gateway_tool(&mut t, 6 * S, 70, "id");
+    t.attribute(&req, Some(&answer(&req, Some("B"), None)));
+    assert_eq!(session_of(&t.observe(&e)), Some(b));
+    // C's: the transcript session is OpenClaw's own id; the message names C.
+    let (e, req) = gateway_tool(&mut t, 7 * S, 80, "uname -r");
+    t.attribute(&req, Some(&answer(&req, Some("0b9e-uuid"), Some("it's C"))));
+    assert_eq!(session_of(&t.observe(&e)), Some(c));
+    assert_eq!(t.session(c).unwrap().attribution, Some(Method::Transcript));
+    // A message that is B's does not name B: B named its transcript session itself.
+    let (e, req) = gateway_tool(&mut t, 8 * S, 90, "true");
+    assert_eq!(
+        t.attribute(&req, Some(&answer(&req, Some("x"), Some("go B")))),
+        Method::Recency
+    );
+    assert_eq!(
+        session_of(&t.observe(&e)),
+        Some(c),
+        "the newest, by recency"
+    );
+    assert_eq!(t.session(c).unwrap().attribution, Some(Method::Recency));
+    assert_eq!(t.session(b).unwrap().attribution, Some(Method::Transcript));
+}
+
+#[test]
+fn no_answer_or_a_stray_one_means_recency_and_says_so() {
+    let mut t = gateway_tracker();
+    t.observe(&ev(
+        2 * S,
+        100,
+        1,
+        cli(&["--session-id", "A", "-m", "go A"]),
+    ));
+    t.observe(&ev(
+        3 * S,
+        200,
+        1,
+        cli(&["--session-id", "B", "-m", "go B"]),
+    ));
+    // No answer.
+    let (e, req) = gateway_tool(&mut t, 4 * S, 60, "echo 1");
+    assert_eq!(t.attribute(&req, None), Method::Recency);
+    assert_eq!(session_of(&t.observe(&e)), Some(2));
+    assert_eq!(t.session(2).unwrap().attribution, Some(Method::Recency));
+    // An answer about another process (or another exec of this pid) is not this one's.
+    let (e, req) = gateway_tool(&mut t, 5 * S, 70, "echo 2");
+    let mut other = answer(&req, Some("A"), None);
+    other.exec_ns += 1;
+    assert_eq!(t.attribute(&req, Some(&other)), Method::Recency);
+    assert_eq!(session_of(&t.observe(&e)), Some(2));
+    // A session that is closing (its subtree gone) cannot take a new tool process.
+    t.observe(&ev(6 * S, 100, 1, exit(true)));
+    let (e, req) = gateway_tool(&mut t, 6 * S, 80, "echo 3");
+    assert_eq!(
+        t.attribute(&req, Some(&answer(&req, Some("A"), None))),
+        Method::Recency
+    );
+    assert_eq!(session_of(&t.observe(&e)), Some(2));
+    assert_eq!(t.session(1).unwrap().attribution, None, "A got none");
+    // With no CLI session open nothing is asked: a gateway session starts, as before.
+    for pid in [60, 70, 80, 200] {
+        t.observe(&ev(7 * S, pid, 1, exit(true)));
+    }
+    assert_eq!(t.expire(10 * S).len(), 2);
+    t.observe(&ev(11 * S, 51, 50, fork(90)));
+    let o = t.observe(&ev(11 * S, 90, 51, shim()));
+    assert!(o.attribute.is_none());
+    assert!(o.started.is_some());
+    assert_eq!(
+        t.session(o.started.unwrap()).unwrap().kind,
+        SessionKind::Gateway
+    );
 }

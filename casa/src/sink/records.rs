@@ -218,6 +218,11 @@ pub struct SessionBody<'a> {
     /// session's first tool process), redacted like every argv.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub invocation: Vec<String>,
+    /// casa: how the gateway tool processes in this CLI session were attributed to it:
+    /// `transcript` (the runtime's transcript named this session) or `recency` (the newest
+    /// open CLI session; used for at least one). Omitted when none joined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub close_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
