@@ -52,6 +52,10 @@ EXIT_RE = re.compile(r"\(Command exited with code (\d+)\)")
 RUNNING_RE = re.compile(r"Command still running")
 APPROVAL_RE = re.compile(r"\b(approval|approve|approved|denied|not allowed by)\b", re.I)
 
+# Check types other modules add (name -> function(check) -> list of failure reasons); the
+# detection corpus registers its own (harness/corpus.py).
+EXTRA_CHECKS = {}
+
 
 # ---------------------------------------------------------------- paths and users
 
@@ -525,6 +529,8 @@ def run_checks(case, results_text, sink_text):
         elif typ == "path_absent":
             if os.path.lexists(chk["path"]):
                 reasons.append(f"{chk['path']} still exists")
+        elif typ in EXTRA_CHECKS:
+            reasons += EXTRA_CHECKS[typ](chk)
         else:
             reasons.append(f"unknown check type {typ!r}")
     return reasons
