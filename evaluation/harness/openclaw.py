@@ -476,7 +476,9 @@ def check_completeness(case, run_id, model_log, tool_summary=None):
     if tool_summary is not None:
         if tool_summary.get("calls") != expected_calls:
             reasons.append(f"toolSummary.calls = {tool_summary.get('calls')}, expected {expected_calls}")
-        if tool_summary.get("failures"):
+        # allow_tool_failures: a case whose command outlives the tool on purpose (a payload
+        # left running in its own process group makes OpenClaw report the cleanup as failed).
+        if tool_summary.get("failures") and not case.get("allow_tool_failures"):
             reasons.append(f"toolSummary.failures = {tool_summary.get('failures')}")
     return reasons
 
