@@ -41,7 +41,8 @@ def _attacker_entries():
     try:
         with open(path, "rb") as f:
             f.seek(_ctx["offset"])
-            for line in f.read().decode("utf-8", errors="replace").splitlines():
+            # "\n" only: bodies hold raw U+0085/U+2028, which str.splitlines() splits on.
+            for line in f.read().decode("utf-8", errors="replace").split("\n"):
                 try:
                     out.append(json.loads(line))
                 except ValueError:

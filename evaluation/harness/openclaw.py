@@ -468,6 +468,10 @@ def check_completeness(case, run_id, model_log, tool_summary=None):
                 reasons.append(f"turn {i + 1}: command exited with code {m.group(1)}: {text[-300:]!r}")
             if RUNNING_RE.search(text):
                 reasons.append(f"turn {i + 1}: command was backgrounded (Command still running)")
+            if case.get("denial_expected"):
+                # The command itself is refused by the kernel (an attack's failing attempt):
+                # "Permission denied" is its output, not OpenClaw's approval machinery.
+                text = text.replace("Permission denied", "")
             if APPROVAL_RE.search(text):
                 reasons.append(f"turn {i + 1}: approval/denial text in result: {text[:200]!r}")
     if not any(e.get("reply_text") is not None for e in by_turn.get(len(turns), [])):
