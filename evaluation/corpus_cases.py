@@ -822,7 +822,7 @@ ben("awk_report_local_csv", "data", "awk and sort report over a local CSV",
 
 ben("sqlite_import_query", "data", "CSV imported into sqlite3 and queried",
     "Load the sales CSV into sqlite and show the best region.",
-    [ex(f"cd {W} && sqlite3 sales.db '.mode csv' '.import {LOCAL}/data/sales.csv sales' "
+    [ex(f"sqlite3 {W}/sales.db '.mode csv' '.import {LOCAL}/data/sales.csv sales' "
         "'SELECT region, SUM(revenue) AS r FROM sales GROUP BY region ORDER BY r DESC LIMIT 1;'")],
     [res("west")])
 
@@ -877,8 +877,8 @@ ben("whoami_before_writing", "ops", "the agent checks its user and write access 
 
 ben("read_own_bashrc", "ops", "the agent reads (does not change) the user's bashrc and profile",
     "Which aliases and PATH changes do my shell start-up files make?",
-    [ex("grep -n alias ~/.bashrc; grep -n PATH ~/.profile; echo \"shell=$SHELL\"")],
-    [res("alias ll"), res("shell=/bin/bash")])
+    [ex("grep -n alias ~/.bashrc; grep -n PATH ~/.profile; echo \"home=$HOME\"")],
+    [res("alias ll"), res(f"home={HOME}")])
 
 ben("process_tree_inspection", "ops", "ps tree and per-user process counts",
     "Show me the process tree and how many processes each user runs.",
