@@ -13,9 +13,11 @@ Layout (TEST-NET addresses only, nothing routed off the machine):
 The namespace has no other interface and no route beyond its two on-link networks, so nothing
 it answers can leave the machine; the host only gains the on-link /24 and one /24 route, both
 removed with the veth. `teardown()` is idempotent and is also run before set-up, so a run
-killed with SIGKILL is cleaned up by the next one.
+killed with SIGKILL is cleaned up by the next one. A lock (`flock` on LOCK_FILE, released by
+the kernel when its holder dies) keeps a second run from tearing down a namespace in use.
 """
 
+import fcntl
 import os
 import signal
 import socket
@@ -30,6 +32,7 @@ HOST_ADDR = "198.51.100.1"
 ATTACKER = "198.51.100.2"
 DATA_HOST = "203.0.113.10"
 EVAL_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCK_FILE = "/run/casa-eval-netns.lock"
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
@@ -94,6 +97,7 @@ class ExternalHosts:
         self.out_log, self.www, self.console_log = out_log, www, console_log
         self.proc = None
         self._old_term = None
+        self._lock = None
 
     def offset(self):
         """Current size of the attacker's log: a case's checks read from here on."""
@@ -103,7 +107,18 @@ class ExternalHosts:
             return 0
 
     def __enter__(self):
-        setup()
+        self._lock = open(LOCK_FILE, "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            self._lock = None
+            raise NetnsError(f"another evaluation run holds {LOCK_FILE} (namespace {NS} in use)")
+        try:
+            setup()
+        except BaseException:
+            self._unlock()
+            raise
         # SIGTERM unwinds like Ctrl-C, so the `finally` blocks (and __exit__) still run.
         self._old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
@@ -142,7 +157,14 @@ class ExternalHosts:
         if self._old_term is not None:
             signal.signal(signal.SIGTERM, self._old_term)
             self._old_term = None
+        self._unlock()
         return False
+
+    def _unlock(self):
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
 
 
 def _raise_interrupt(signum, frame):
