@@ -57,19 +57,21 @@ def main(argv):
                 before = corpus._agent_procs()
                 t0 = time.monotonic()
                 texts, problems = [], []
-                for sub in part_cases(case):
-                    for turn in sub["turns"]:
-                        for call in turn:
-                            a = call["args"]
-                            limit = 120 if a.get("yieldMs") else 10
-                            t = run_command(a["command"], limit)
-                            texts.append(t)
-                            if "(Command exited with code" in t and not case.get("allow_nonzero_exit"):
-                                problems.append("non-zero exit: " + t[-300:].replace("\n", " | "))
-                            if "Command still running" in t:
-                                problems.append("ran past its yield time")
-                problems += openclaw.run_checks(case, "\n".join(texts), "")
-                corpus.stop_leftovers(before)
+                try:
+                    for sub in part_cases(case):
+                        for turn in sub["turns"]:
+                            for call in turn:
+                                a = call["args"]
+                                limit = 120 if a.get("yieldMs") else 10
+                                t = run_command(a["command"], limit)
+                                texts.append(t)
+                                if "(Command exited with code" in t and not case.get("allow_nonzero_exit"):
+                                    problems.append("non-zero exit: " + t[-300:].replace("\n", " | "))
+                                if "Command still running" in t:
+                                    problems.append("ran past its yield time")
+                    problems += openclaw.run_checks(case, "\n".join(texts), "")
+                finally:
+                    corpus.stop_leftovers(before)
                 status = "ok " if not problems else "BAD"
                 bad += bool(problems)
                 print(f"{status} {case['id']} {case['name']} ({time.monotonic() - t0:.1f} s)"
