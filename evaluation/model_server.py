@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CASE_RE = re.compile(r"\[case:([A-Za-z0-9_.-]+)\]")
 RUN_RE = re.compile(r"\[run:([A-Za-z0-9_.-]+)\]")
+PART_RE = re.compile(r"\[part:([0-9]+)\]")
 INTERNAL_MARK = "BEGIN_OPENCLAW_INTERNAL_CONTEXT"
 MODEL_ID = "scripted"
 
@@ -145,6 +146,16 @@ class Script:
                 self.text = "No [case:ID] marker found: this scripted model only replays scripted cases."
             return
         turns = self.case.get("turns", [])
+        final = self.case.get("final", "Done.")
+        p = PART_RE.search(user_text or "")
+        if p and self.case.get("parts"):
+            # A case run as several OpenClaw sessions: `[part:N]` picks the N-th part's turns.
+            n = int(p.group(1))
+            if not 1 <= n <= len(self.case["parts"]):
+                self.text = f"Case {self.case_id} has no part {n}."
+                return
+            part = self.case["parts"][n - 1]
+            turns, final = part.get("turns", []), part.get("final", final)
         if turn < len(turns):
             for i, call in enumerate(turns[turn]):
                 self.calls.append({
@@ -153,7 +164,7 @@ class Script:
                     "arguments": json.dumps(call.get("args", {})),
                 })
         else:
-            self.text = self.case.get("final", "Done.")
+            self.text = final
 
 
 # ---------------------------------------------------------------- HTTP

@@ -151,6 +151,11 @@ def score_case(case: dict, case_dir: Path) -> dict:
         "event_latency_p50_ms": round(event_lat[len(event_lat) // 2] / 1e6, 3) if event_lat else None,
         "event_latency_max_ms": round(event_lat[-1] / 1e6, 3) if event_lat else None,
     }
+    # The detection corpus (corpus.json) tags each case: ATT&CK technique(s) and tactic for an
+    # attack, the kind of work for a benign task. CASA's 30 cases have neither.
+    for key in ("attack", "task"):
+        if key in case:
+            entry[key] = case[key]
     if run:
         entry["run"] = {k: run[k] for k in ("complete", "problems", "wall_s", "exit_code") if k in run}
     return entry

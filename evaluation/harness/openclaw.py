@@ -52,6 +52,10 @@ EXIT_RE = re.compile(r"\(Command exited with code (\d+)\)")
 RUNNING_RE = re.compile(r"Command still running")
 APPROVAL_RE = re.compile(r"\b(approval|approve|approved|denied|not allowed by)\b", re.I)
 
+# Check types other modules add (name -> function(check) -> list of failure reasons); the
+# detection corpus registers its own (harness/corpus.py).
+EXTRA_CHECKS = {}
+
 
 # ---------------------------------------------------------------- paths and users
 
@@ -464,6 +468,10 @@ def check_completeness(case, run_id, model_log, tool_summary=None):
                 reasons.append(f"turn {i + 1}: command exited with code {m.group(1)}: {text[-300:]!r}")
             if RUNNING_RE.search(text):
                 reasons.append(f"turn {i + 1}: command was backgrounded (Command still running)")
+            if case.get("denial_expected"):
+                # The command itself is refused by the kernel (an attack's failing attempt):
+                # "Permission denied" is its output, not OpenClaw's approval machinery.
+                text = text.replace("Permission denied", "")
             if APPROVAL_RE.search(text):
                 reasons.append(f"turn {i + 1}: approval/denial text in result: {text[:200]!r}")
     if not any(e.get("reply_text") is not None for e in by_turn.get(len(turns), [])):
@@ -472,7 +480,9 @@ def check_completeness(case, run_id, model_log, tool_summary=None):
     if tool_summary is not None:
         if tool_summary.get("calls") != expected_calls:
             reasons.append(f"toolSummary.calls = {tool_summary.get('calls')}, expected {expected_calls}")
-        if tool_summary.get("failures"):
+        # allow_tool_failures: a case whose command outlives the tool on purpose (a payload
+        # left running in its own process group makes OpenClaw report the cleanup as failed).
+        if tool_summary.get("failures") and not case.get("allow_tool_failures"):
             reasons.append(f"toolSummary.failures = {tool_summary.get('failures')}")
     return reasons
 
@@ -525,6 +535,8 @@ def run_checks(case, results_text, sink_text):
         elif typ == "path_absent":
             if os.path.lexists(chk["path"]):
                 reasons.append(f"{chk['path']} still exists")
+        elif typ in EXTRA_CHECKS:
+            reasons += EXTRA_CHECKS[typ](chk)
         else:
             reasons.append(f"unknown check type {typ!r}")
     return reasons
