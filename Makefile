@@ -6,7 +6,7 @@ CARGO ?= cargo
 CASA := target/release/casa
 RUN_ARGS ?=
 
-.PHONY: all setup build run test test-unit check bench bench-quick bench-corpus bench-smoke eval eval-replay eval-smoke eval-overhead clean
+.PHONY: all setup build run test test-unit check bench bench-quick bench-corpus bench-smoke eval eval-replay eval-smoke eval-overhead eval-corpus clean
 
 all: build
 
@@ -143,6 +143,14 @@ eval: build
 	bash evaluation/install-openclaw.sh
 	$(PYTHON) evaluation/run.py live --casa $(EVAL_CASA)
 	$(PYTHON) evaluation/run.py overhead --casa $(EVAL_CASA)
+
+# The detection corpus (evaluation/CORPUS.md: 67 attacks, 57 benign tasks) on the real
+# OpenClaw, both modes, with its attacker and data hosts in a network namespace the harness
+# creates and removes (about 75 minutes).
+eval-corpus: build
+	@./setup.sh
+	bash evaluation/install-openclaw.sh
+	$(PYTHON) evaluation/run.py live --corpus --casa $(EVAL_CASA)
 
 # CASA's runtime-overhead cases (L01-H02) with and without casa: evaluation/OVERHEAD.md.
 eval-overhead: build
