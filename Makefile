@@ -6,7 +6,7 @@ CARGO ?= cargo
 CASA := target/release/casa
 RUN_ARGS ?=
 
-.PHONY: all setup build run test test-unit check bench bench-quick bench-corpus bench-smoke eval eval-replay eval-smoke eval-overhead eval-corpus clean
+.PHONY: all setup build run install uninstall test test-unit check instructions instructions-update bench bench-quick bench-corpus bench-smoke eval eval-replay eval-smoke eval-overhead eval-corpus clean
 
 all: build
 
