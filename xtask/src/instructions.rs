@@ -134,9 +134,16 @@ pub fn measure(root: &Path, casa: &Path) -> anyhow::Result<Measure> {
     let (mut events, mut instructions) = (0u64, 0u64);
     let mut stage_sum: BTreeMap<String, u64> = BTreeMap::new();
     let recs = recordings(root)?;
+    // A progress line on a terminal; in a log (CI), one line at the start.
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !progress {
+        eprintln!("xtask: callgrind over {} recordings", recs.len());
+    }
     for (i, rec) in recs.iter().enumerate() {
         let name = rec.file_name().unwrap_or_default().to_string_lossy();
-        eprint!("\rxtask: callgrind {}/{} {name}        ", i + 1, recs.len());
+        if progress {
+            eprint!("\rxtask: callgrind {}/{} {name}        ", i + 1, recs.len());
+        }
         let out = tmp.join("callgrind.out");
         let o = Command::new("valgrind")
             .args(["--tool=callgrind", "--toggle-collect=*Pipeline*feed*"])
@@ -186,7 +193,9 @@ pub fn measure(root: &Path, casa: &Path) -> anyhow::Result<Measure> {
             *stage_sum.entry((*stage).to_owned()).or_default() += cost;
         }
     }
-    eprintln!();
+    if progress {
+        eprintln!();
+    }
     let per = |n: u64| n as f64 / events.max(1) as f64;
     let mut stages: BTreeMap<String, f64> = stage_sum
         .iter()
