@@ -604,9 +604,16 @@ impl Facts {
         self.programs.insert(key.clone(), ());
         let name = basename(path);
         let argv = argv();
-        self.on_exec_context(name, &argv, h, sensed);
+        // What the new image is, decided once for every fact below.
+        let inline_code = techniques::is_inline_code(name, &argv);
+        let script = techniques::script_argument(name, &argv, h);
         pf.network_tool = name_in(name, &h.network_tool_names);
         pf.decoder = DECODERS.contains(&name) && is_decoder(name, &argv);
+        let runs_code = inline_code
+            || script.is_some()
+            || name_in(name, &h.shell_names)
+            || name_in(name, &h.interpreter_names);
+        self.on_exec_context(pf, runs_code, sensed);
         if let Some(item) = techniques::discovery(name, &argv) {
             self.discovery.insert(item, ());
         }
@@ -622,7 +629,7 @@ impl Facts {
         // What a process that fetched code with inline code starts next (this exec replaces
         // it, or its child's exec) came from the network.
         self.flags.inline_code_fetch_then_exec |= pf.inline_fetched || parent_inline_fetched;
-        pf.inline_code = techniques::is_inline_code(name, &argv);
+        pf.inline_code = inline_code;
         pf.inline_fetched = false;
         self.flags.inline_code_run |= pf.inline_code;
         if pf.network_tool || pf.decoder {
@@ -633,7 +640,7 @@ impl Facts {
             };
             self.mark_writes(pf, mark);
         }
-        pf.script = techniques::script_argument(name, &argv, h);
+        pf.script = script;
         self.ran(&key, owner, store);
     }
 
@@ -650,7 +657,10 @@ impl Facts {
     /// What the sensor saw at the exec: loader variables, and what its standard streams are
     /// connected to (a socket to an external peer; a pipe out of a network tool or a
     /// decoder, into an interpreter).
-    fn on_exec_context(&mut self, name: &str, argv: &[String], h: &Heuristics, sensed: &ExecFacts) {
+    /// `pf` is the exec'ing process with its new image's `network_tool`/`decoder` set;
+    /// `runs_code`: the image is a shell or interpreter (given a script, inline code, or its
+    /// program on stdin).
+    fn on_exec_context(&mut self, pf: &ProcessFacts, runs_code: bool, sensed: &ExecFacts) {
         for v in &sensed.loader_env {
             let v = v.to_text();
             if let Some(value) = v
@@ -666,10 +676,6 @@ impl Facts {
             }
             self.loader_vars.insert(v, ());
         }
-        let interpreter = techniques::script_argument(name, argv, h).is_some()
-            || name_in(name, &h.shell_names)
-            || name_in(name, &h.interpreter_names)
-            || techniques::is_inline_code(name, argv);
         let fd = |n: u8| sensed.stdio.iter().find(|s| s.fd == n);
         let pipe_id = |s: &StdioFd| {
             (s.kind == FdKind::Pipe)
@@ -677,7 +683,7 @@ impl Facts {
                 .flatten()
                 .map(|f| (f.dev, f.ino))
         };
-        if interpreter {
+        if runs_code {
             let on_socket = [0, 1].into_iter().filter_map(fd).any(|s| {
                 s.kind == FdKind::Socket
                     && matches!(s.peer, Some(SockAddr::Inet { addr, .. }) if is_external(Some(addr)))
@@ -691,11 +697,11 @@ impl Facts {
         }
         if let Some(p) = fd(1).and_then(pipe_id) {
             let into_interpreter = self.interpreter_pipes.get(&p).is_some();
-            if name_in(name, &h.network_tool_names) {
+            if pf.network_tool {
                 self.fetch_pipes.insert(p, ());
                 self.flags.fetched_code_piped |= into_interpreter;
             }
-            if DECODERS.contains(&name) && is_decoder(name, argv) {
+            if pf.decoder {
                 self.decode_pipes.insert(p, ());
                 self.flags.decoded_code_piped |= into_interpreter;
             }
