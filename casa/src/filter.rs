@@ -20,7 +20,8 @@ use std::{
 
 use serde::Serialize;
 
-use crate::event::{Detail, Event, Exec, SockAddr};
+use crate::context::is_container_socket;
+use crate::event::{Activity, Detail, Event, Exec, SockAddr};
 
 /// Why an event was kept out of analysis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -36,10 +37,13 @@ pub enum IgnoreReason {
     UnixSocketConnect,
     /// An exec by the agent runtime itself (its launcher re-exec, its worker processes).
     AgentRuntimeExec,
-    /// An event kind added with sensor wire version 2 (`Detail::Activity`: socket operations,
-    /// TCP states, …): seen by the session tracker, not scored or logged until the context
-    /// defines fields for it, so that today's scores and logs do not change.
+    /// An event kind added with sensor wire version 2 that no context field reads yet
+    /// (`setsid`, `ptrace`, `memfd_create`): seen by the session tracker, not scored or
+    /// logged.
     NotYetAnalysed,
+    /// Socket, TCP, file-lifecycle, io_uring or send-volume activity of the agent runtime
+    /// itself (its own connections are judged by their connect events).
+    AgentRuntimeActivity,
 }
 
 impl IgnoreReason {
@@ -56,6 +60,7 @@ impl IgnoreReason {
             Self::UnixSocketConnect => "unix_socket_connect",
             Self::AgentRuntimeExec => "agent_runtime_exec",
             Self::NotYetAnalysed => "not_yet_analysed",
+            Self::AgentRuntimeActivity => "agent_runtime_activity",
         }
     }
 }
@@ -296,6 +301,15 @@ fn own_proc_entry(path: &str, pid: u32) -> bool {
         .is_some_and(|(p, _)| p == "self" || p.parse::<u32>() == Ok(pid))
 }
 
+/// `/proc/<pid>/environ` or `/proc/<pid>/mem` of a process other than the reader.
+fn another_process_secrets(path: &str, pid: u32) -> bool {
+    path.strip_prefix("/proc/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(p, entry)| {
+            p.parse::<u32>().is_ok_and(|p| p != pid) && matches!(entry, "environ" | "mem")
+        })
+}
+
 /// Whether a session event stays out of analysis, and why.
 pub fn ignore_reason(ev: &Event, p: &FilterPolicy, actor: Actor) -> Option<IgnoreReason> {
     let runtime = actor.runtime;
@@ -310,6 +324,10 @@ pub fn ignore_reason(ev: &Event, p: &FilterPolicy, actor: Actor) -> Option<Ignor
             if path.trim().is_empty() {
                 Some(IgnoreReason::MissingStructuredFields)
             } else if !runtime && o.flags & WRITE_FLAGS != 0 && !own_proc_entry(&path, ev.pid) {
+                None
+            } else if !runtime && another_process_secrets(&path, ev.pid) {
+                // Another process's environment or memory: credential access (T1003.007),
+                // however routine `/proc` reads are otherwise.
                 None
             } else if loader_noise(&path) || (runtime && path.contains("/node_modules/")) {
                 // The runtime loading its own packages: thousands of opens per agent run
@@ -332,10 +350,16 @@ pub fn ignore_reason(ev: &Event, p: &FilterPolicy, actor: Actor) -> Option<Ignor
                     None
                 }
             }
+            // A container engine's socket is evidence (`history.container_socket_access`).
+            SockAddr::Unix { ref path } if is_container_socket(&path.to_text()) => None,
             SockAddr::Unix { .. } => Some(IgnoreReason::UnixSocketConnect),
             _ => Some(IgnoreReason::MissingStructuredFields),
         },
-        Detail::Activity(_) => Some(IgnoreReason::NotYetAnalysed),
+        Detail::Activity(Activity::Setsid(_) | Activity::Ptrace(_) | Activity::Memfd(_)) => {
+            Some(IgnoreReason::NotYetAnalysed)
+        }
+        Detail::Activity(_) if runtime => Some(IgnoreReason::AgentRuntimeActivity),
+        Detail::Activity(_) => None,
         _ => None,
     }
 }

@@ -967,8 +967,8 @@ mod tests {
     }
 
     fn pipeline() -> Pipeline<MemorySink> {
-        let rules =
-            RuleSet::parse(include_str!("../../rules.json"), "rules.json").expect("shipped rules");
+        let rules = RuleSet::parse(include_str!("../../rules.casa.json"), "rules.casa.json")
+            .expect("CASA's rules");
         Pipeline::new(
             rules,
             FilterPolicy::default(),

@@ -8,7 +8,7 @@ mod support;
 use std::{process::Command, time::Duration};
 
 use serde_json::Value;
-use support::daemon::{Daemon, shipped_rules};
+use support::daemon::{Daemon, casa_rules, shipped_rules};
 
 /// This test's own `events.log` records.
 fn own_events(casa: &Daemon) -> Vec<Value> {
@@ -17,6 +17,16 @@ fn own_events(casa: &Daemon) -> Vec<Value> {
 
 fn mentions(record: &Value, needle: &str) -> bool {
     record.to_string().contains(needle)
+}
+
+/// With the shipped rules (casa's own), the test's sessions reached at least LOG.
+fn assert_at_least_log(casa: &Daemon) {
+    let action = casa.own_final_action();
+    assert!(
+        action == "LOG" || action == "ALERT",
+        "the shipped rules scored the evasive route {action}\n{}",
+        casa.dump()
+    );
 }
 
 /// Run the agent, then wait for its session to close.
@@ -35,11 +45,18 @@ fn a_daemonised_payload_that_acts_after_the_agents_turn_is_still_the_sessions() 
     let _serial = support::daemon::serial();
     let casa = Daemon::start("evade-daemonise", &shipped_rules());
     let w = casa.workdir("w");
-    std::fs::write(w.join("secret-marker"), "s3cret\n").unwrap();
+    // A private key by its name (`/.ssh/id_*` is a credential store of the shipped rules).
+    std::fs::create_dir_all(w.join(".ssh")).unwrap();
+    std::fs::write(w.join(".ssh/id_rsa"), "s3cret\n").unwrap();
+    std::fs::set_permissions(
+        w.join(".ssh/id_rsa"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     // `setsid … &`: the tool command returns at once, the launcher exits, and the payload
     // acts two seconds later, re-parented to init.
     let message = format!(
-        "[exec] setsid sh -c 'sleep 2; cat {w}/secret-marker > /dev/null; touch {w}/late' \
+        "[exec] setsid sh -c 'sleep 2; cat {w}/.ssh/id_rsa > /dev/null; touch {w}/late' \
          > /dev/null 2>&1 < /dev/null &",
         w = w.display()
     );
@@ -57,11 +74,11 @@ fn a_daemonised_payload_that_acts_after_the_agents_turn_is_still_the_sessions() 
     let events = own_events(&casa);
     let late: Vec<&Value> = events
         .iter()
-        .filter(|e| mentions(e, "secret-marker") || mentions(e, &format!("{}/late", w.display())))
+        .filter(|e| mentions(e, ".ssh/id_rsa") || mentions(e, &format!("{}/late", w.display())))
         .collect();
     assert!(
         late.iter()
-            .any(|e| e["type"] == "OPENAT" && mentions(e, "secret-marker")),
+            .any(|e| e["type"] == "OPENAT" && mentions(e, ".ssh/id_rsa")),
         "the payload's read after the turn is not in the session\n{dump}"
     );
     assert!(
@@ -83,6 +100,8 @@ fn a_daemonised_payload_that_acts_after_the_agents_turn_is_still_the_sessions() 
         .unwrap()
         .to_owned();
     assert!(closed_at > last, "closed {closed_at} before {last}\n{dump}");
+    // The late key read and the daemonising are scored (credential store read + re-parented).
+    assert_at_least_log(&casa);
 }
 
 #[test]
@@ -105,13 +124,15 @@ fn a_shell_start_up_file_written_by_the_agent_is_evidence() {
     let write = write.unwrap_or_else(|| panic!("the .bashrc write is not in the session\n{dump}"));
     let flags = write["flags"].as_u64().unwrap() as i32;
     assert_ne!(flags & libc::O_APPEND, 0, "{write}");
+    assert_eq!(casa.own_final_action(), "ALERT", "persistence: {dump}");
 }
 
 #[test]
 fn the_agents_own_id_and_whoami_count() {
     let _serial = support::daemon::serial();
     let casa = Daemon::start("evade-probes", &shipped_rules());
-    run_and_close(&casa, "[exec] id\n[exec] whoami");
+    // The identity survey a reverse-shell operator starts with.
+    run_and_close(&casa, "[exec] id\n[exec] whoami\n[exec] groups");
     let dump = casa.dump();
     let execs: Vec<String> = own_events(&casa)
         .iter()
@@ -124,6 +145,7 @@ fn the_agents_own_id_and_whoami_count() {
             "the agent's {probe} is not in the session: {execs:?}\n{dump}"
         );
     }
+    assert_at_least_log(&casa);
 }
 
 #[test]
@@ -132,10 +154,15 @@ fn a_shell_fed_on_stdin_runs_in_the_session() {
     let casa = Daemon::start("evade-pipe-sh", &shipped_rules());
     let w = casa.workdir("w");
     std::fs::write(w.join("stdin-marker"), "x\n").unwrap();
-    // The shape of `curl … | sh` and `base64 -d | sh`, without a network.
+    std::fs::write(
+        w.join("stage.sh"),
+        format!("cat {}/stdin-marker\n", w.display()),
+    )
+    .unwrap();
+    // `curl … | sh` without a network: curl reads a local file (`file://`).
     run_and_close(
         &casa,
-        &format!("[exec] printf 'cat {}/stdin-marker\\n' | sh", w.display()),
+        &format!("[exec] curl -s file://{}/stage.sh | sh", w.display()),
     );
     let dump = casa.dump();
     let events = own_events(&casa);
@@ -155,6 +182,8 @@ fn a_shell_fed_on_stdin_runs_in_the_session() {
             .any(|e| e["type"] == "EXECVE" && mentions(e, "stdin-marker")),
         "what it ran is not in the session\n{dump}"
     );
+    // A network tool piped into a shell: ALERT with the shipped rules.
+    assert_eq!(casa.own_final_action(), "ALERT", "{dump}");
 }
 
 #[test]
@@ -214,12 +243,22 @@ fn a_users_wrapper_named_after_the_runtime_is_the_users_and_the_invocation_insid
     );
 }
 
+/// Whether one of this test's audit records has the rule `name` among its triggers.
+fn audited(casa: &Daemon, name: &str) -> bool {
+    casa.own_records("audit.log").iter().any(|a| {
+        a["decision"]["triggered_rules"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["name"] == name))
+    })
+}
+
 #[test]
 fn seventy_cheap_opens_between_write_and_run_cannot_push_the_write_out() {
     let _serial = support::daemon::serial();
-    let casa = Daemon::start("evade-70-opens", &shipped_rules());
+    let casa = Daemon::start("evade-70-opens", &casa_rules());
     let w = casa.workdir("w");
-    // CASA's 64-event window would have forgotten the write by the time the script runs.
+    // CASA's 64-event window would have forgotten the write by the time the script runs;
+    // with CASA's own rules (rules.casa.json) the write→exec rule still fires.
     run_and_close(
         &casa,
         &format!(
@@ -228,16 +267,35 @@ fn seventy_cheap_opens_between_write_and_run_cannot_push_the_write_out() {
             w = w.display()
         ),
     );
-    let dump = casa.dump();
-    let alerts = casa.own_records("alert.log");
     assert!(
-        alerts.iter().any(|a| {
-            a["decision"]["triggered_rules"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|r| r["name"] == "write_then_exec_same_path"))
-        }),
-        "write then run of the same file was forgotten after 70 opens\n{dump}"
+        audited(&casa, "write_then_exec_same_path"),
+        "write then run of the same file was forgotten after 70 opens\n{}",
+        casa.dump()
     );
+}
+
+#[test]
+fn a_fetched_script_run_after_70_opens_or_a_sleep_past_the_window_is_still_scored() {
+    let _serial = support::daemon::serial();
+    let casa = Daemon::start("evade-70-sleep", &shipped_rules());
+    let w = casa.workdir("w");
+    std::fs::write(w.join("src.sh"), "#!/bin/sh\necho ran\n").unwrap();
+    // Written by a network tool (curl, reading a local file), then 70 opens and a sleep past
+    // CASA's 10-second window before it runs.
+    run_and_close(
+        &casa,
+        &format!(
+            "[exec] curl -s -o {w}/x.sh file://{w}/src.sh && chmod +x {w}/x.sh && \
+             for i in $(seq 70); do : < /etc/hostname; done && sleep 11 && {w}/x.sh",
+            w = w.display()
+        ),
+    );
+    assert!(
+        audited(&casa, "fetched_file_run"),
+        "the fetched script's run was not scored\n{}",
+        casa.dump()
+    );
+    assert_at_least_log(&casa);
 }
 
 #[test]
@@ -245,9 +303,9 @@ fn a_secret_copied_in_one_session_and_run_in_the_next_names_the_first_session() 
     let _serial = support::daemon::serial();
     let casa = Daemon::start("evade-split", &shipped_rules());
     let w = casa.workdir("w");
-    let secret_dir = w.join("home/.config/openclaw");
+    let secret_dir = w.join("home/.aws");
     std::fs::create_dir_all(&secret_dir).unwrap();
-    let token = secret_dir.join("token");
+    let token = secret_dir.join("credentials");
     std::fs::write(&token, "#!/bin/sh\necho stolen\n").unwrap();
     std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     // Session 1 copies the secret (a sensitive path of the shipped rules) into /tmp-like
@@ -288,6 +346,8 @@ fn a_secret_copied_in_one_session_and_run_in_the_next_names_the_first_session() 
         origins.contains(&format!("session {} wrote", first[0])) && origins.contains("loot.sh"),
         "the second session does not name the first: {origins}\n{dump}"
     );
+    assert!(audited(&casa, "credential_copy_run"), "{dump}");
+    assert_at_least_log(&casa);
 }
 
 #[test]
@@ -314,6 +374,7 @@ fn a_flood_that_overflows_the_ring_is_itself_evidence() {
             .is_some_and(|n| n > 0),
         "the loss is not in the session's record\n{dump}"
     );
+    assert!(audited(&casa, "events_lost_during_session"), "{dump}");
 }
 
 /// The stand-in launcher and a `node` in `dir/bin` (the nvm layout), as `run_agent` sets up.
@@ -396,8 +457,12 @@ fn overlapping_gateway_turns_each_keep_their_own_tool_processes() {
     }
     let casa = Daemon::start("evade-gateway", &shipped_rules());
     let w = casa.workdir("w");
+    // Each turn reads a private key of its own (a credential store of the shipped rules).
+    std::fs::create_dir_all(w.join(".ssh")).unwrap();
     for m in ["marker-A", "marker-B"] {
-        std::fs::write(w.join(m), "x\n").unwrap();
+        let key = w.join(format!(".ssh/id_{m}"));
+        std::fs::write(&key, "x\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     let bin = stand_in_bin(&casa.dir);
     // A's second tool call starts after B's turn began: by recency it would be B's.
@@ -420,12 +485,18 @@ fn overlapping_gateway_turns_each_keep_their_own_tool_processes() {
     };
     let mut a = turn(
         "casa-gw-A",
-        format!("[exec] sleep 2\n[exec] cat {}/marker-A", w.display()),
+        format!(
+            "[exec] sleep 2\n[exec] cat {}/.ssh/id_marker-A",
+            w.display()
+        ),
     );
     std::thread::sleep(Duration::from_millis(700));
     let mut b = turn(
         "casa-gw-B",
-        format!("[exec] sleep 4\n[exec] cat {}/marker-B", w.display()),
+        format!(
+            "[exec] sleep 4\n[exec] cat {}/.ssh/id_marker-B",
+            w.display()
+        ),
     );
     assert!(a.wait().unwrap().success(), "{}", casa.dump());
     assert!(b.wait().unwrap().success(), "{}", casa.dump());
@@ -448,6 +519,8 @@ fn overlapping_gateway_turns_each_keep_their_own_tool_processes() {
     let (sa, sb) = (session("casa-gw-A"), session("casa-gw-B"));
     for s in [sa, sb] {
         assert_eq!(s["session"]["attribution"], "transcript", "{s}\n{dump}");
+        // Each turn's key read is scored in its own session.
+        assert_eq!(s["session"]["final_action"], "LOG", "{s}\n{dump}");
     }
     let cat_of = |marker: &str| {
         own_events(&casa)

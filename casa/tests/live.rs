@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{
-    daemon::{Daemon, shipped_rules},
+    daemon::{Daemon, casa_rules, shipped_rules},
     otlp::{Receiver, attr},
 };
 
@@ -31,7 +31,7 @@ fn rule_names(record: &Value) -> Vec<String> {
 #[test]
 fn write_then_exec_of_a_tmp_script_alerts_with_score_9_and_the_session_closes() {
     let _serial = support::daemon::serial();
-    let mut casa = Daemon::start("live-write-exec", &shipped_rules());
+    let mut casa = Daemon::start("live-write-exec", &casa_rules());
     let work = casa.workdir("oc-eval");
     let helper = work.join("helper.sh");
     let message = format!(
@@ -253,7 +253,7 @@ fn memfd_exec_and_deleted_open_really_fire() {
     let _serial = support::daemon::serial();
     // CASA's M08 and M09, which the original could not see: a file read back through the fd
     // of its unlinked path, and a binary executed from a memfd.
-    let mut casa = Daemon::start("live-memfd", &shipped_rules());
+    let mut casa = Daemon::start("live-memfd", &casa_rules());
     let work = casa.workdir("m");
     let py = format!(
         "import os\np = '{w}/ghost.txt'\nfd = os.open(p, os.O_CREAT | os.O_RDWR)\nos.write(fd, b'x')\nos.unlink(p)\nopen('/proc/self/fd/%d' % fd).read()\nm = os.memfd_create('payload', 0)\nos.write(m, open('/bin/true', 'rb').read())\nos.execve(m, ['payload'], {{}})\n",
@@ -392,7 +392,7 @@ fn a_live_recording_replays_to_the_same_logs_and_the_latency_trace_has_the_alert
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut casa = Daemon::start_in_with_args(
         &dir,
-        &shipped_rules(),
+        &casa_rules(),
         &[
             "--record",
             rec.to_str().unwrap(),
@@ -447,7 +447,7 @@ fn a_live_recording_replays_to_the_same_logs_and_the_latency_trace_has_the_alert
         .arg("replay")
         .arg(&rec)
         .arg("--rules")
-        .arg(shipped_rules())
+        .arg(casa_rules())
         .arg("--out-dir")
         .arg(&out)
         .env_remove("CASA_OTEL_EXPORTER_OTLP_ENDPOINT")

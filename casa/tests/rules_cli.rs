@@ -99,25 +99,43 @@ fn each_bad_input_is_a_distinct_located_error() {
     }
 }
 
-#[test]
-fn shipped_rules_check_and_self_test_pass() {
+/// `rules check` and `rules test` on one shipped ruleset with its fixture directory.
+fn check_and_self_test(rules: &str, fixtures: &str, enabled: usize, cases: usize) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_casa"))
         .current_dir(root)
-        .args(["rules", "check", "rules.json"])
+        .args(["rules", "check", rules])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        String::from_utf8_lossy(&o.stdout)
-            .contains("12 rules enabled, 0 disabled, thresholds log 4 / alert 9")
+        out.contains(&format!(
+            "{enabled} rules enabled, 0 disabled, thresholds log 4 / alert 9"
+        )),
+        "{out}"
     );
     let o = Command::new(env!("CARGO_BIN_EXE_casa"))
         .current_dir(root)
-        .args(["rules", "test", "--rules", "rules.json"])
+        .args(["rules", "test", "--rules", rules, "--fixtures", fixtures])
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}");
-    assert!(out.contains("21 passed, 0 failed"), "{out}");
+    assert!(out.contains(&format!("{cases} passed, 0 failed")), "{out}");
+    // Every enabled rule was checked against a positive fixture (no "not checked" notes for
+    // a rule of this file, no rule without a fixture).
+    assert!(!out.contains("no positive fixture"), "{out}");
+}
+
+#[test]
+fn shipped_rules_check_and_self_test_pass() {
+    // casa's own ruleset: 31 rules, each with a positive fixture; 13 baselines.
+    check_and_self_test("rules.json", "casa/tests/fixtures/rules", 31, 44);
+}
+
+#[test]
+fn casa_original_rules_check_and_self_test_pass() {
+    // CASA's ruleset, kept for CASA users: 12 rules, 9 baselines.
+    check_and_self_test("rules.casa.json", "casa/tests/fixtures/rules.casa", 12, 21);
 }

@@ -42,7 +42,12 @@ pub fn is_sensitive_path(path: &str, h: &Heuristics) -> bool {
         .any(|p| !p.is_empty() && path.starts_with(p.as_str()))
         || h.sensitive_path_patterns
             .iter()
-            .any(|p| !p.is_empty() && path.contains(p.as_str()))
+            .any(|p| match p.strip_suffix('$') {
+                // A pattern ending in `$` matches the end of the path (`/.env$`: a file named
+                // `.env`, not `.envrc` or a `.env/` virtual environment).
+                Some(end) => !end.is_empty() && path.ends_with(end),
+                None => !p.is_empty() && path.contains(p.as_str()),
+            })
 }
 
 /// Whether an executed file is a memfd or an unlinked file: the path starts with `memfd:` or

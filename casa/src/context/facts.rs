@@ -51,7 +51,9 @@ use super::{
     taint::{Taint, TaintStore},
     techniques,
 };
-use crate::event::{ExecFacts, FdKind, FileId, SockAddr, StdioFd};
+use crate::event::{
+    Activity, ExecFacts, FdKind, FileId, FileOpKind, IoUringOp, SockAddr, SocketOpKind, StdioFd,
+};
 
 /// Most distinct written files a session remembers.
 pub const WRITTEN_FILES_MAX: usize = 1024;
@@ -236,13 +238,35 @@ pub struct ProcessFacts {
     script: Option<String>,
     /// It ran inline code and connected to an external destination.
     inline_fetched: bool,
+    /// It runs code that came from the network or a decoder (a fetched or decoded file run
+    /// by any route, fetched or decoded code piped into it, code fetched by inline code), or
+    /// its parent did when it was started.
+    runs_fetched: bool,
+    /// The basename of its current image.
+    name: String,
+    /// Its current image's arguments, joined (at most [`ARGV_TEXT_MAX`] bytes): a credential
+    /// a program is told to read is not its own consumer's use.
+    argv_text: String,
 }
+
+/// Most bytes of a process's arguments remembered.
+const ARGV_TEXT_MAX: usize = 4096;
 
 impl ProcessFacts {
     /// It ran inline interpreter code and connected to an external destination: what it
     /// or its children start next came from there.
     pub fn inline_fetched(&self) -> bool {
         self.inline_fetched
+    }
+
+    /// It runs code that came from the network or a decoder (see the module docs).
+    pub fn runs_fetched(&self) -> bool {
+        self.runs_fetched
+    }
+
+    /// Its parent ran fetched code when it started it: so does it.
+    pub fn inherit_fetched(&mut self, parent: bool) {
+        self.runs_fetched |= parent;
     }
 
     /// The process is gone: forget the files it wrote (their provenance is final).
@@ -275,6 +299,9 @@ pub const PERSISTENCE_KINDS: &[&str] = &[
     "ld_preload",
     "autostart",
     "git_hook",
+    "python_startup",
+    "account",
+    "init",
 ];
 
 /// The persistence location kind of a written path, if it is one: shell start-up files
@@ -284,7 +311,12 @@ pub const PERSISTENCE_KINDS: &[&str] = &[
 /// `/etc/systemd/`, `/lib/systemd/`, `/usr/lib/systemd/`; user: `~/.config/systemd/user/`),
 /// `authorized_keys` (`/.ssh/authorized_keys`, `authorized_keys2`), `/etc/ld.so.preload`, XDG
 /// autostart (`~/.config/autostart/`, `/etc/xdg/autostart/`) and git hooks
-/// (`/.git/hooks/`).
+/// (`/.git/hooks/`, not the `*.sample` files `git init` copies), Python start-up hooks outside
+/// virtual environments (`*.pth`, `sitecustomize.py`, `usercustomize.py` under
+/// `~/.local/lib/python*` or the system's `/usr/lib/python*`, `/usr/local/lib/python*`),
+/// accounts and their privileges (`/etc/passwd`, `/etc/shadow`, `/etc/group`,
+/// `/etc/gshadow`, `/etc/sudoers`, `/etc/sudoers.d/`, `/etc/pam.d/`) and init scripts
+/// (`/etc/rc.local`, `/etc/init.d/`).
 pub fn persistence_kind(path: &str) -> Option<&'static str> {
     const RC: &[&str] = &[
         "/.bashrc",
@@ -295,6 +327,7 @@ pub fn persistence_kind(path: &str) -> Option<&'static str> {
         "/.zprofile",
         "/.zshenv",
         "/.zlogin",
+        "/.config/fish/config.fish",
     ];
     let p = super::classify::match_key(path);
     let kind = if RC.iter().any(|s| p.ends_with(s))
@@ -321,12 +354,123 @@ pub fn persistence_kind(path: &str) -> Option<&'static str> {
         "ld_preload"
     } else if p.contains("/.config/autostart/") || p.starts_with("/etc/xdg/autostart/") {
         "autostart"
-    } else if p.contains("/.git/hooks/") {
+    } else if p.contains("/.git/hooks/") && !p.ends_with(".sample") {
         "git_hook"
+    } else if is_python_startup(p) {
+        "python_startup"
+    } else if matches!(
+        p,
+        "/etc/passwd" | "/etc/shadow" | "/etc/group" | "/etc/gshadow" | "/etc/sudoers"
+    ) || p.starts_with("/etc/sudoers.d/")
+        || p.starts_with("/etc/pam.d/")
+    {
+        "account"
+    } else if p == "/etc/rc.local" || p.starts_with("/etc/init.d/") {
+        "init"
     } else {
         return None;
     };
     Some(kind)
+}
+
+/// A Python start-up hook outside a virtual environment: a `.pth` file or
+/// `sitecustomize.py`/`usercustomize.py` in the user's or the system's site directories.
+fn is_python_startup(p: &str) -> bool {
+    let name = basename(p);
+    let hook = name.ends_with(".pth") || name == "sitecustomize.py" || name == "usercustomize.py";
+    hook && (p.contains("/.local/lib/python")
+        || p.starts_with("/usr/lib/python")
+        || p.starts_with("/usr/local/lib/python")
+        || p.starts_with("/usr/lib64/python"))
+}
+
+/// The repository a git hook path belongs to (`/r/.git/hooks/x` → `/r/.git/`).
+fn git_dir_of_hook(p: &str) -> Option<&str> {
+    p.find("/.git/hooks/").map(|i| &p[..i + "/.git/".len()])
+}
+
+/// Programs that read a credential store to use it, with the stores they own: `ssh`
+/// reading `~/.ssh/id_ed25519` to log in is the key's use, not its theft.
+const CREDENTIAL_CONSUMERS: &[(&[&str], &[&str])] = &[
+    (
+        &[
+            "ssh",
+            "scp",
+            "sftp",
+            "ssh-add",
+            "ssh-agent",
+            "ssh-keygen",
+            "ssh-keyscan",
+        ],
+        &["/.ssh/"],
+    ),
+    (&["aws"], &["/.aws/"]),
+    (&["gcloud"], &["/.config/gcloud/"]),
+    (&["kubectl", "helm", "k9s"], &["/.kube/"]),
+    (&["docker", "podman", "nerdctl"], &["/.docker/"]),
+    (
+        &[
+            "git",
+            "git-credential-store",
+            "git-remote-http",
+            "git-remote-https",
+        ],
+        &["/.git-credentials"],
+    ),
+    (&["psql", "pg_dump", "pg_restore"], &["/.pgpass"]),
+    // Both read `~/.netrc` for a host's login (wget unasked); `--post-file ~/.netrc` names it.
+    (&["wget", "curl", "ftp", "lftp"], &["/.netrc"]),
+    (&["npm", "yarn", "pnpm"], &["/.npmrc"]),
+    (&["pip", "pip3", "twine"], &["/.pypirc"]),
+    (&["gpg", "gpg-agent", "gpg2"], &["/.gnupg/"]),
+    (&["bash", "zsh"], &["/.bash_history", "/.zsh_history"]),
+    (
+        &[
+            "sudo",
+            "su",
+            "passwd",
+            "chsh",
+            "chfn",
+            "unix_chkpwd",
+            "login",
+            "pkexec",
+            "sshd",
+            "cron",
+            "newgrp",
+            "gpasswd",
+            "visudo",
+        ],
+        &["/etc/shadow", "/etc/gshadow", "/etc/sudoers"],
+    ),
+];
+
+/// Whether `program` reading `path` is a credential's own consumer using it (the caller
+/// also checks the path was not named on its command line).
+pub fn is_credential_use(program: &str, path: &str) -> bool {
+    CREDENTIAL_CONSUMERS.iter().any(|(programs, stores)| {
+        programs.contains(&program) && stores.iter().any(|s| path.contains(s))
+    })
+}
+
+/// `/proc/self/…` or `/proc/<pid>/…` of the acting process itself.
+fn is_own_proc_entry(path: &str, pid: u32) -> bool {
+    path.strip_prefix("/proc/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(p, _)| p == "self" || p == "thread-self" || p.parse::<u32>() == Ok(pid))
+}
+
+/// Unix sockets of container engines: a client that is not the engine's own talking to one
+/// drives the engine directly (ATT&CK T1611 escape to host, T1610).
+pub fn is_container_socket(path: &str) -> bool {
+    [
+        "docker.sock",
+        "containerd.sock",
+        "podman.sock",
+        "crio.sock",
+        "cri-dockerd.sock",
+    ]
+    .iter()
+    .any(|s| basename(path) == *s)
 }
 
 /// Programs [`is_decoder`] looks at.
@@ -412,6 +556,19 @@ pub struct FactFlags {
     pub fetched_code_piped: bool,
     /// A decoder's output was piped into a shell or interpreter.
     pub decoded_code_piped: bool,
+    /// A process running fetched or decoded code (or started by one) tried to reach an
+    /// external destination.
+    pub fetched_code_then_external: bool,
+    /// The file system was searched for credential files by name.
+    pub credential_search: bool,
+    /// Inline interpreter code evaluated data built from a download or a decoder.
+    pub inline_code_evaluates_data: bool,
+    /// A set-uid or set-gid bit was set (or its setting attempted).
+    pub setid_mode_set: bool,
+    /// A write-intent open of a persistence location failed.
+    pub persistence_attempted: bool,
+    /// A container engine's socket was connected to by a program that is not the engine's.
+    pub container_socket_access: bool,
 }
 
 /// Who the session is, for the cross-session store: its id, the event's uid and time.
@@ -423,6 +580,17 @@ pub struct Owner {
     pub uid: u32,
     /// The event's `ktime_ns`.
     pub ktime_ns: u64,
+    /// The acting process.
+    pub pid: u32,
+}
+
+/// What the session knows of an exec'ing process's parent when it starts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Parent<'a> {
+    /// The parent ran inline code that fetched from an external destination.
+    pub inline_fetched: bool,
+    /// The parent's name (its image's basename, or its comm).
+    pub name: &'a str,
 }
 
 /// One session's durable facts (see the module docs).
@@ -452,8 +620,22 @@ pub struct Facts {
     pub fetch_pipes: Bounded<(u64, u64), ()>,
     /// Pipes a decoder writes into.
     pub decode_pipes: Bounded<(u64, u64), ()>,
-    /// Pipes a shell or interpreter reads its program from.
-    pub interpreter_pipes: Bounded<(u64, u64), ()>,
+    /// Pipes a shell or interpreter reads its program from, with the reader's pid.
+    pub interpreter_pipes: Bounded<(u64, u64), u32>,
+    /// Account and identity discovery items (see `techniques::is_account_discovery`).
+    pub account_discovery: Bounded<String, ()>,
+    /// Privilege discovery items (see `techniques::is_privilege_discovery`).
+    pub privilege_discovery: Bounded<String, ()>,
+    /// Security products named on command lines (see `techniques::security_products`).
+    pub security_products: Bounded<&'static str, ()>,
+    /// Distinct ports tried per external host.
+    pub ports_by_host: Bounded<IpAddr, u32>,
+    /// The most distinct ports tried on one external host.
+    pub ports_probed_max: u32,
+    /// Processes whose input turned out to be fetched or decoded code after they started
+    /// (the network tool or decoder feeding their pipe started second): the session marks
+    /// them ([`Self::take_marks`]).
+    marks: Vec<u32>,
     /// Tainted files of earlier sessions this session opened or ran.
     pub inherited: Bounded<FileKey, Taint>,
     /// The session's evidence for inherited taint, in order (`history.taint_origins`).
@@ -487,6 +669,12 @@ impl Default for Facts {
             fetch_pipes: Bounded::new(PIPES_MAX),
             decode_pipes: Bounded::new(PIPES_MAX),
             interpreter_pipes: Bounded::new(PIPES_MAX),
+            account_discovery: Bounded::new(DISCOVERY_MAX),
+            privilege_discovery: Bounded::new(DISCOVERY_MAX),
+            security_products: Bounded::new(DISCOVERY_MAX),
+            ports_by_host: Bounded::new(DESTINATIONS_MAX),
+            ports_probed_max: 0,
+            marks: Vec::new(),
             inherited: Bounded::new(INHERITED_MAX),
             origins: Vec::new(),
             persistence_kinds: Vec::new(),
@@ -514,6 +702,10 @@ impl Facts {
             || self.fetch_pipes.overflowed()
             || self.decode_pipes.overflowed()
             || self.interpreter_pipes.overflowed()
+            || self.account_discovery.overflowed()
+            || self.privilege_discovery.overflowed()
+            || self.security_products.overflowed()
+            || self.ports_by_host.overflowed()
             || self.inherited.overflowed()
     }
 
@@ -563,6 +755,24 @@ impl Facts {
     }
 
     /// A tainted file of an earlier session, opened or run by this one.
+    /// The persistence kind of a path written in this session: [`persistence_kind`], except
+    /// a git hook in a repository the session created or cloned itself (it wrote the
+    /// repository's `config` or `HEAD`): that is the project's own hook.
+    pub fn persistence_kind(&self, path: &str) -> Option<&'static str> {
+        let kind = persistence_kind(path)?;
+        if kind == "git_hook"
+            && let Some(git) = git_dir_of_hook(super::classify::match_key(path))
+            && ["config", "HEAD"].iter().any(|f| {
+                self.written
+                    .get(&FileKey::path(&format!("{git}{f}")))
+                    .is_some()
+            })
+        {
+            return None;
+        }
+        Some(kind)
+    }
+
     fn inherit(&mut self, key: &FileKey, owner: Owner, store: Option<&TaintStore>) -> bool {
         let Some(t) = store
             .and_then(|s| s.lookup(owner.uid, key, owner.ktime_ns))
@@ -581,6 +791,7 @@ impl Facts {
 
     /// A successful exec of `path` by the process `pf`; `parent_inline_fetched`: its parent
     /// runs inline code that connected to an external destination.
+    /// Fold a successful exec of `path` by `pf`'s process.
     #[allow(clippy::too_many_arguments)]
     pub fn on_exec(
         &mut self,
@@ -590,7 +801,7 @@ impl Facts {
         h: &Heuristics,
         owner: Owner,
         store: Option<&TaintStore>,
-        parent_inline_fetched: bool,
+        parent: Parent<'_>,
         sensed: &ExecFacts,
     ) {
         // A `#!` script: the file run is the script (its real path when the kernel gave it).
@@ -607,28 +818,56 @@ impl Facts {
         // What the new image is, decided once for every fact below.
         let inline_code = techniques::is_inline_code(name, &argv);
         let script = techniques::script_argument(name, &argv, h);
+        let stdin_program = techniques::program_from_stdin(name, &argv, h);
         pf.network_tool = name_in(name, &h.network_tool_names);
         pf.decoder = DECODERS.contains(&name) && is_decoder(name, &argv);
+        pf.name = name.to_owned();
+        pf.argv_text.clear();
+        for a in argv.iter().skip(1) {
+            if pf.argv_text.len() + a.len() + 1 > ARGV_TEXT_MAX {
+                break;
+            }
+            pf.argv_text.push(' ');
+            pf.argv_text.push_str(a);
+        }
         let runs_code = inline_code
             || script.is_some()
             || name_in(name, &h.shell_names)
             || name_in(name, &h.interpreter_names);
-        self.on_exec_context(pf, runs_code, sensed);
+        self.on_exec_context(pf, runs_code, stdin_program, sensed, owner, store);
         if let Some(item) = techniques::discovery(name, &argv) {
+            if techniques::is_account_discovery(&item) {
+                self.account_discovery.insert(item.clone(), ());
+            }
+            if techniques::is_privilege_discovery(&item) {
+                self.privilege_discovery.insert(item.clone(), ());
+            }
             self.discovery.insert(item, ());
         }
-        if let Some(program) = techniques::loader_program(name, &argv) {
+        for product in techniques::security_products(&argv) {
+            self.security_products.insert(product, ());
+        }
+        self.flags.credential_search |= techniques::credential_search(name, &argv);
+        self.flags.inline_code_evaluates_data |=
+            inline_code && techniques::inline_evaluates_data(name, &argv);
+        self.flags.setid_mode_set |= techniques::sets_setid_mode(name, &argv);
+        // `ldd` runs the loader in trace mode: it lists a program's libraries, runs nothing.
+        if parent.name != "ldd"
+            && let Some(program) = techniques::loader_program(name, &argv)
+        {
             self.flags.loader_run_direct = true;
             let program = FileKey::path(&program);
             if self.written.get(&program).is_some() {
                 self.flags.loader_ran_written_file = true;
             }
-            self.ran(&program, owner, store);
+            pf.runs_fetched |= self.ran(&program, owner, store);
         }
         self.flags.history_file_tampered |= techniques::tampers_with_history(name, &argv);
         // What a process that fetched code with inline code starts next (this exec replaces
         // it, or its child's exec) came from the network.
-        self.flags.inline_code_fetch_then_exec |= pf.inline_fetched || parent_inline_fetched;
+        let from_inline_fetch = pf.inline_fetched || parent.inline_fetched;
+        self.flags.inline_code_fetch_then_exec |= from_inline_fetch;
+        pf.runs_fetched |= from_inline_fetch;
         pf.inline_code = inline_code;
         pf.inline_fetched = false;
         self.flags.inline_code_run |= pf.inline_code;
@@ -641,11 +880,15 @@ impl Facts {
             self.mark_writes(pf, mark);
         }
         pf.script = script;
-        self.ran(&key, owner, store);
+        pf.runs_fetched |= self.ran(&key, owner, store);
     }
 
-    /// The key a file was written under, when the file with identity `id` was written in
-    /// the session under another name; else `key`.
+    /// Pids of processes found to run fetched or decoded code after they started (see
+    /// [`Self::marks`]); the caller marks them.
+    pub fn take_marks(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.marks)
+    }
+
     fn identify(&self, key: FileKey, id: Option<FileId>) -> FileKey {
         if self.written.get(&key).is_some() {
             return key;
@@ -660,7 +903,15 @@ impl Facts {
     /// `pf` is the exec'ing process with its new image's `network_tool`/`decoder` set;
     /// `runs_code`: the image is a shell or interpreter (given a script, inline code, or its
     /// program on stdin).
-    fn on_exec_context(&mut self, pf: &ProcessFacts, runs_code: bool, sensed: &ExecFacts) {
+    fn on_exec_context(
+        &mut self,
+        pf: &mut ProcessFacts,
+        runs_code: bool,
+        stdin_program: bool,
+        sensed: &ExecFacts,
+        owner: Owner,
+        store: Option<&TaintStore>,
+    ) {
         for v in &sensed.loader_env {
             let v = v.to_text();
             if let Some(value) = v
@@ -673,6 +924,12 @@ impl Facts {
                     .filter(|p| !p.is_empty())
                     .any(|p| self.written.get(&FileKey::path(p)).is_some());
                 self.flags.loader_preload_written |= written;
+                if written {
+                    pf.runs_fetched |= value
+                        .split([':', ' '])
+                        .filter_map(|p| self.written.get(&FileKey::path(p)))
+                        .any(|w| w.provenance.fetched() || w.provenance.decoded);
+                }
             }
             self.loader_vars.insert(v, ());
         }
@@ -689,36 +946,54 @@ impl Facts {
                     && matches!(s.peer, Some(SockAddr::Inet { addr, .. }) if is_external(Some(addr)))
             });
             self.flags.interpreter_on_socket |= on_socket;
-            if let Some(p) = fd(0).and_then(pipe_id) {
-                self.interpreter_pipes.insert(p, ());
-                self.flags.fetched_code_piped |= self.fetch_pipes.get(&p).is_some();
-                self.flags.decoded_code_piped |= self.decode_pipes.get(&p).is_some();
+        }
+        if stdin_program && let Some(stdin) = fd(0) {
+            if let Some(p) = pipe_id(stdin) {
+                self.interpreter_pipes.insert(p, owner.pid);
+                let fetched = self.fetch_pipes.get(&p).is_some();
+                let decoded = self.decode_pipes.get(&p).is_some();
+                self.flags.fetched_code_piped |= fetched;
+                self.flags.decoded_code_piped |= decoded;
+                pf.runs_fetched |= fetched || decoded;
+            } else if stdin.kind == FdKind::File
+                && let Some(id) = stdin.file
+                && let Some(key) = self.written_ids.get(&(id.dev, id.ino)).cloned()
+            {
+                // `bash < x.sh`: the shell reads a file written here as its program.
+                pf.runs_fetched |= self.ran(&key, owner, store);
             }
         }
         if let Some(p) = fd(1).and_then(pipe_id) {
-            let into_interpreter = self.interpreter_pipes.get(&p).is_some();
+            let reader = self.interpreter_pipes.get(&p).copied();
             if pf.network_tool {
                 self.fetch_pipes.insert(p, ());
-                self.flags.fetched_code_piped |= into_interpreter;
+                self.flags.fetched_code_piped |= reader.is_some();
             }
             if pf.decoder {
                 self.decode_pipes.insert(p, ());
-                self.flags.decoded_code_piped |= into_interpreter;
+                self.flags.decoded_code_piped |= reader.is_some();
+            }
+            if let Some(pid) = reader
+                && (pf.network_tool || pf.decoder)
+            {
+                self.marks.push(pid);
             }
         }
     }
 
-    /// The file `key` was run: exec'd, read by the shell or interpreter given it as its
-    /// script, or run through the dynamic loader.
-    fn ran(&mut self, key: &FileKey, owner: Owner, store: Option<&TaintStore>) {
+    /// `key` was run; returns whether it holds fetched or decoded code.
+    fn ran(&mut self, key: &FileKey, owner: Owner, store: Option<&TaintStore>) -> bool {
+        let mut fetched = false;
         if let Some(w) = self.written.get(key) {
             self.flags.written_file_run = true;
             self.flags.fetched_file_run |= w.provenance.fetched();
             self.flags.decoded_file_run |= w.provenance.decoded;
+            fetched = w.provenance.fetched() || w.provenance.decoded;
         }
         if self.inherit(key, owner, store) {
             self.flags.tainted_file_run = true;
         }
+        fetched
     }
 
     /// An open of `path` by the process `pf` (`path` kernel-resolved when it succeeded).
@@ -734,19 +1009,30 @@ impl Facts {
         owner: Owner,
         mut store: Option<&mut TaintStore>,
     ) {
-        let sensitive = super::classify::is_sensitive_path(path, h);
+        let key = FileKey::path(path);
+        // A credential's own consumer using it (`ssh` reading its key), or a file the session
+        // wrote itself (a project's own `.env`), is not credential access.
+        // Listing a directory (`O_DIRECTORY`: `find`, `ls`) reads no secret.
+        const O_DIRECTORY: u32 = 0o200000;
+        let sensitive = flags & O_DIRECTORY == 0
+            && super::classify::is_sensitive_path(path, h)
+            && (!is_credential_use(&pf.name, path) || pf.argv_text.contains(path))
+            && !is_own_proc_entry(path, owner.pid)
+            && self.written.get(&key).is_none();
         if result < 0 {
             if sensitive {
                 self.sensitive_attempted.insert(path.to_owned(), ());
             }
+            if super::classify::has_write_intent(flags) && self.persistence_kind(path).is_some() {
+                self.flags.persistence_attempted = true;
+            }
             return;
         }
-        let key = FileKey::path(path);
         if flags & super::classify::O_TRUNC != 0 && techniques::is_history_file(path) {
             self.flags.history_file_tampered = true;
         }
         if super::classify::has_write_intent(flags) {
-            if let Some(kind) = persistence_kind(path) {
+            if let Some(kind) = self.persistence_kind(path) {
                 self.persistence.insert(path.to_owned(), kind);
                 if !self.persistence_kinds.iter().any(|k| k == kind) {
                     self.persistence_kinds.push(kind.to_owned());
@@ -801,7 +1087,7 @@ impl Facts {
         if pf.script.as_deref().is_some_and(|s| s == basename(path)) {
             pf.script = None;
             let ran = self.identify(key.clone(), id);
-            self.ran(&ran, owner, store.as_deref());
+            pf.runs_fetched |= self.ran(&ran, owner, store.as_deref());
         }
         // A read: of a sensitive file, of a copy of one written here, or of a tainted file
         // an earlier session wrote.
@@ -829,6 +1115,124 @@ impl Facts {
         }
     }
 
+    /// A connect of `pf`'s process to a Unix socket at `path`.
+    pub fn on_unix_connect(&mut self, pf: &ProcessFacts, path: &str, h: &Heuristics) {
+        if is_container_socket(path) && !name_in(&pf.name, &h.container_runtime_names) {
+            self.flags.container_socket_access = true;
+        }
+    }
+
+    /// Fold a sensor activity record (wire version 2 kinds) of `pf`'s process: sends with
+    /// a destination and accepted peers count as connections, a TCP `syn_sent` is a connect
+    /// by any route (io_uring included), io_uring opens and connects count as the syscalls
+    /// would, a set-uid mode set by `chmod`, a rename or link into a persistence location,
+    /// a history file unlinked or renamed, and the bytes sent to external peers.
+    pub fn on_activity(
+        &mut self,
+        pf: &mut ProcessFacts,
+        activity: &Activity,
+        h: &Heuristics,
+        owner: Owner,
+        store: Option<&mut TaintStore>,
+    ) {
+        let t = owner.ktime_ns;
+        let inet = |a: &SockAddr| match a {
+            SockAddr::Inet { addr, port, .. } => Some((*addr, *port)),
+            _ => None,
+        };
+        match activity {
+            Activity::Socket(op) => {
+                let Some((ip, port)) = inet(&op.addr) else {
+                    return;
+                };
+                match op.op {
+                    SocketOpKind::Sendto | SocketOpKind::Sendmsg | SocketOpKind::Sendmmsg => {
+                        self.on_connect(pf, Some(ip), port, op.result >= 0, t);
+                        if let Ok(sent) = u64::try_from(op.result)
+                            && matches!(op.op, SocketOpKind::Sendto)
+                        {
+                            self.note_sent(ip, port, sent, t);
+                        }
+                    }
+                    SocketOpKind::Accept | SocketOpKind::Accept4 if op.result >= 0 => {
+                        self.on_connect(pf, Some(ip), port, true, t);
+                    }
+                    _ => {}
+                }
+            }
+            Activity::Tcp(tcp) if tcp.new == "syn_sent" => {
+                if let Some((ip, port)) = inet(&tcp.remote) {
+                    self.on_connect(pf, Some(ip), port, true, t);
+                }
+            }
+            Activity::IoUring(u) if u.op == IoUringOp::Submit => match u.opcode_name {
+                Some("openat" | "openat2") => {
+                    if let Some(path) = u.path.as_ref().map(|p| p.to_text())
+                        && path.starts_with('/')
+                    {
+                        self.on_open(pf, &path, 0, 0, None, h, owner, store);
+                    }
+                }
+                Some("connect" | "sendmsg" | "send" | "send_zc" | "sendmsg_zc") => {
+                    if let Some((ip, port)) = u.addr.as_ref().and_then(inet) {
+                        self.on_connect(pf, Some(ip), port, true, t);
+                    }
+                }
+                _ => {}
+            },
+            Activity::File(f) => {
+                use FileOpKind::*;
+                if matches!(f.op, Chmod | Fchmodat | Fchmodat2 | Fchmod)
+                    && f.mode.is_some_and(|m| m & 0o6000 != 0)
+                {
+                    self.flags.setid_mode_set = true;
+                }
+                let operand = f.path.as_ref().map(|p| p.to_text());
+                if matches!(f.op, Unlink | Unlinkat | Rename | Renameat | Renameat2)
+                    && operand.as_deref().is_some_and(techniques::is_history_file)
+                {
+                    self.flags.history_file_tampered = true;
+                }
+                if f.result == 0
+                    && matches!(
+                        f.op,
+                        Rename | Renameat | Renameat2 | Link | Linkat | Symlink | Symlinkat
+                    )
+                    && let Some(dest) = f.new_path.as_ref().map(|p| p.to_text())
+                    && let Some(kind) = self.persistence_kind(&dest)
+                {
+                    self.persistence.insert(dest, kind);
+                    if !self.persistence_kinds.iter().any(|k| k == kind) {
+                        self.persistence_kinds.push(kind.to_owned());
+                    }
+                }
+            }
+            Activity::SendVolume(v) => {
+                if let Some((ip, port)) = inet(&v.remote)
+                    && is_external(Some(ip))
+                    && let Some(d) = self.destinations.entry((ip, port), || Destination {
+                        first_ns: t,
+                        ..Destination::default()
+                    })
+                {
+                    d.bytes_sent = d.bytes_sent.max(v.total_bytes);
+                    // Data went out after a secret (or a copy, or an earlier session's) was
+                    // read: the upload that opens the file after connecting (`curl -F f=@…`).
+                    self.flags.sensitive_then_external |= self.holding.is_some();
+                    self.flags.tainted_file_sent |= self.holds_inherited;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Bytes sent to external destinations, over all of them.
+    pub fn external_bytes_sent(&self) -> u64 {
+        self.destinations
+            .iter()
+            .fold(0u64, |n, (_, d)| n.saturating_add(d.bytes_sent))
+    }
+
     /// A connect of the process `pf` (`ok`: it succeeded or is in progress).
     pub fn on_connect(
         &mut self,
@@ -841,15 +1245,21 @@ impl Facts {
         if !is_external(ip) {
             return;
         }
-        if let Some(ip) = ip
-            && let Some(d) = self.destinations.entry((ip, port), || Destination {
+        if let Some(ip) = ip {
+            let new = self.destinations.get(&(ip, port)).is_none();
+            if let Some(d) = self.destinations.entry((ip, port), || Destination {
                 first_ns: ktime_ns,
                 ..Destination::default()
-            })
-        {
-            d.attempts += 1;
-            d.established |= ok;
+            }) {
+                d.attempts += 1;
+                d.established |= ok;
+                if new && let Some(n) = self.ports_by_host.entry(ip, || 0) {
+                    *n += 1;
+                    self.ports_probed_max = self.ports_probed_max.max(*n);
+                }
+            }
         }
+        self.flags.fetched_code_then_external |= pf.runs_fetched;
         if !ok {
             return;
         }

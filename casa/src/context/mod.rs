@@ -85,7 +85,10 @@ fields::context_schema! {
         reparented: bool,
         /// How many session processes were re-parented.
         reparented_count: i64,
-        /// Distinct sensitive files opened successfully for reading.
+        /// Distinct sensitive files opened successfully for reading. Not counted: a file the
+        /// session wrote itself, and a credential read by its own consumer (`ssh` reading
+        /// `~/.ssh/id_*`, `aws` reading `~/.aws/`, `git` reading `~/.git-credentials`, `sudo`
+        /// reading `/etc/sudoers`, …).
         sensitive_read_count: i64,
         /// Distinct sensitive files whose open failed (the attempt is the evidence).
         sensitive_attempt_count: i64,
@@ -105,7 +108,11 @@ fields::context_schema! {
         /// The kinds of persistence location written, first-seen order: `shell_startup`
         /// (`~/.bashrc`, `~/.profile`, `~/.bash_profile`, `~/.zshrc`, `/etc/profile.d/`, …),
         /// `cron`, `systemd` (system and `~/.config/systemd/user/`), `authorized_keys`,
-        /// `ld_preload` (`/etc/ld.so.preload`), `autostart` (XDG), `git_hook`.
+        /// `ld_preload` (`/etc/ld.so.preload`), `autostart` (XDG), `git_hook` (outside a
+        /// repository the session created), `python_startup` (`*.pth`, `sitecustomize.py`
+        /// outside virtual environments), `account` (`/etc/passwd`, `/etc/shadow`,
+        /// `/etc/sudoers*`, `/etc/pam.d/`), `init` (`/etc/rc.local`, `/etc/init.d/`). Also by
+        /// a rename or link into one.
         persistence_kinds: Vec<String>,
         /// A file written in the session by a network tool, or by a process that had an
         /// external connection, was then run (by any route, as `written_file_run`).
@@ -158,9 +165,48 @@ fields::context_schema! {
         /// A process running inline code that had connected to an external destination then
         /// started a program, itself or through a child (download and run in memory).
         inline_code_fetch_then_exec: bool,
+        /// Inline interpreter code evaluates data it builds at run time from a download or a
+        /// decoder (`python3 -c "exec(urlopen(…).read())"`, `exec(b64decode(…))`, `node -e
+        /// "eval(Buffer.from(…))"`): the code that runs is not on the command line (T1027,
+        /// T1140, T1059.006).
+        inline_code_evaluates_data: bool,
         /// A shell or REPL history file was removed, truncated, moved away or replaced
         /// (`rm ~/.bash_history`, `> ~/.bash_history`, `ln -sf /dev/null …`; T1070.003).
         history_file_tampered: bool,
+        /// A process running code that came from the network or a decoder (a fetched or
+        /// decoded file run by any route, fetched or decoded code piped into a shell or
+        /// interpreter, code fetched by inline code), or a process it started, tried to reach
+        /// an external destination: a second stage calling home (T1105 then T1071).
+        fetched_code_then_external: bool,
+        /// The file system was searched for credential files by name (`find … -name 'id_*'`,
+        /// `-name '*.pem'`, `-name .env`, `locate credentials`; T1552.001, T1552.004, T1083).
+        credential_search: bool,
+        /// Distinct account and identity discovery programs run (`id`, `whoami`, `groups`,
+        /// `getent`, `who`, `last`, `lastlog`, a command naming `/etc/passwd` or `/etc/group`;
+        /// T1087.001, T1033, T1069.001).
+        account_discovery_count: i64,
+        /// A search for a way to more privilege: set-uid files (`find -perm -4000`), file
+        /// capabilities (`getcap`, `capsh`), `sudo -l` (T1548.001, T1548.003).
+        privilege_discovery: bool,
+        /// Distinct security products (`falco`, `auditd`, `osquery`, `wazuh`, `tetragon`,
+        /// `sysdig`, `clamav`, …) named on the session's command lines (T1518.001).
+        security_software_count: i64,
+        /// A set-uid or set-gid bit was set, or its setting tried (`chmod 4755`, `chmod u+s`,
+        /// `install -m 4755`; T1548.001).
+        setid_mode_set: bool,
+        /// A write-intent open of a persistence location failed (a denied attempt at
+        /// `/etc/cron.d/`, `/etc/ld.so.preload`, `/etc/passwd`, …).
+        persistence_attempted: bool,
+        /// A container engine's socket (`docker.sock`, `containerd.sock`, `podman.sock`, …) was
+        /// connected to by a program that is not one of `container_runtime_names` (driving the
+        /// engine directly: T1611, T1610).
+        container_socket_access: bool,
+        /// The most distinct ports the session tried on one external host: a port scan tries
+        /// many (T1046).
+        ports_probed_max: i64,
+        /// Bytes sent to external destinations (by any route: `write`, `send*`, io_uring; as
+        /// the sensor reports them, at each doubling per socket), over the session.
+        external_bytes_sent: i64,
         /// One of the session's fact sets reached its bound and refused an item: the facts
         /// above may be incomplete.
         facts_overflowed: bool,
@@ -313,8 +359,8 @@ pub use classify::{
 pub use facts::{
     Bounded, DESTINATIONS_MAX, Destination, FactFlags, Facts, FileKey, INHERITED_MAX,
     LOADER_VARS_MAX, PERSISTENCE_KINDS, PERSISTENCE_MAX, PROCESS_WRITES_MAX, PROGRAMS_MAX,
-    Provenance, SENSITIVE_MAX, WRITTEN_FILES_MAX, WrittenFile, is_decoder, is_external,
-    persistence_kind,
+    Provenance, SENSITIVE_MAX, WRITTEN_FILES_MAX, WrittenFile, is_container_socket,
+    is_credential_use, is_decoder, is_external, persistence_kind,
 };
 pub use fields::{
     Field, FieldKind, FieldType, FieldValue, Group, README_BEGIN, README_END, SESSION_ID_DOC,

