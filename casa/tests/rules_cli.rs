@@ -139,3 +139,35 @@ fn casa_original_rules_check_and_self_test_pass() {
     // CASA's ruleset, kept for CASA users: 12 rules, 9 baselines.
     check_and_self_test("rules.casa.json", "casa/tests/fixtures/rules.casa", 12, 21);
 }
+
+#[test]
+fn readme_documents_every_shipped_rule_with_its_weight_and_expression() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let begin = readme
+        .find("<!-- shipped-rules:begin")
+        .expect("README has the shipped-rules block");
+    let end = readme.find("<!-- shipped-rules:end -->").unwrap();
+    let block = &readme[begin..end];
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("rules.json")).unwrap()).unwrap();
+    let rules = doc["rules"].as_array().unwrap();
+    for r in rules {
+        let (name, weight) = (r["name"].as_str().unwrap(), r["weight"].as_i64().unwrap());
+        let expr = r["expr"].as_str().unwrap().replace('|', "\\|");
+        let row = format!("| `{name}` | {weight} | `{expr}` |");
+        assert!(
+            block.contains(&row),
+            "README's rule table lacks or misstates {name} (want a row starting {row}); \
+             regenerate it from rules.json"
+        );
+        // Every shipped rule names the ATT&CK technique(s) it detects.
+        let description = r["description"].as_str().unwrap();
+        assert!(description.contains("ATT&CK T"), "{name}: {description}");
+    }
+    assert_eq!(
+        block.lines().filter(|l| l.starts_with("| `")).count(),
+        rules.len(),
+        "README lists a rule rules.json does not have"
+    );
+}
