@@ -1498,6 +1498,10 @@ fn every_fact_set_is_bounded_and_reaching_a_bound_is_a_fact() {
     assert_eq!(f.sensitive_read.len(), SENSITIVE_MAX);
     assert_eq!(f.sensitive_attempted.len(), SENSITIVE_MAX);
     assert_eq!(f.destinations.len(), DESTINATIONS_MAX);
+    // Ports per host: one entry per recorded destination's host, so never more than the
+    // destinations. (The discovery, account, privilege and security-product sets take items
+    // from fixed lists shorter than their bound.)
+    assert_eq!(f.ports_by_host.len(), DESTINATIONS_MAX);
     assert_eq!(f.programs.len(), PROGRAMS_MAX);
     assert_eq!(f.persistence.len(), PERSISTENCE_MAX);
     assert_eq!(f.loader_vars.len(), LOADER_VARS_MAX);
