@@ -215,6 +215,9 @@ struct SessionState {
     recorded: bool,
     /// Highest action reached (ALERT > LOG > IGNORE).
     final_action: Action,
+    /// The context changed outside an event (the kernel lost records): evaluate the rules
+    /// with the session's next event.
+    pending_eval: bool,
     /// How gateway tool processes were attributed to this session, if any joined.
     attribution: Option<Method>,
 }
@@ -450,7 +453,7 @@ impl<S: LogSink> Pipeline<S> {
         self.tracker.mark_lost();
         for s in self.sessions.values_mut() {
             s.incomplete = true;
-            s.ctx.note_lost(lost);
+            s.pending_eval |= s.ctx.note_lost(lost);
         }
     }
 
@@ -649,6 +652,7 @@ impl<S: LogSink> Pipeline<S> {
                 scorer: Scorer::new(),
                 recorded: false,
                 final_action: Action::Ignore,
+                pending_eval: false,
                 attribution: None,
             }
         });
@@ -663,7 +667,8 @@ impl<S: LogSink> Pipeline<S> {
             },
             h,
             Some(&mut self.taint),
-        ) || reparented_changed;
+        ) || reparented_changed
+            || std::mem::take(&mut state.pending_eval);
         stage_end(&mut self.stages, t, Stage::Context, 0);
         let t = stage_start(&self.stages);
         let ts = self.clock.rfc3339(ev.ktime_ns);
@@ -969,6 +974,17 @@ mod tests {
     fn pipeline() -> Pipeline<MemorySink> {
         let rules = RuleSet::parse(include_str!("../../rules.casa.json"), "rules.casa.json")
             .expect("CASA's rules");
+        pipeline_with(rules)
+    }
+
+    /// A pipeline with casa's own shipped rules (`rules.json`).
+    fn casa_pipeline() -> Pipeline<MemorySink> {
+        pipeline_with(
+            RuleSet::parse(include_str!("../../rules.json"), "rules.json").expect("rules"),
+        )
+    }
+
+    fn pipeline_with(rules: RuleSet) -> Pipeline<MemorySink> {
         Pipeline::new(
             rules,
             FilterPolicy::default(),
@@ -1332,6 +1348,25 @@ mod tests {
         p.process(&ev(2 * S, 110, 110, 100, open("/etc/os-release")));
         p.finish(10 * S);
         assert!(session_lines(&p)[0]["session"].get("events_lost").is_none());
+    }
+
+    #[test]
+    fn a_loss_is_scored_with_the_sessions_next_event() {
+        let mut p = casa_pipeline();
+        start(&mut p, S);
+        p.process(&ev(2 * S, 110, 110, 100, open("/etc/os-release")));
+        p.feed(Input::Lost(40));
+        assert!(p.sink().of(Log::Audit).is_empty());
+        // The loss changed the context without an event: the next event is evaluated even
+        // though it changes nothing itself.
+        p.process(&ev(3 * S, 110, 110, 100, open("/etc/os-release")));
+        let audit = p.sink().of(Log::Audit);
+        assert!(
+            audit
+                .iter()
+                .any(|l| l.contains("\"events_lost_during_session\"")),
+            "{audit:?}"
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@
 //! What its writer (the process that opened it for writing) did before or after the open,
 //! while it lives: a file descriptor survives `exec`, so in `curl … > f` the shell's child
 //! opens `f` and then becomes `curl`. Marks: written by a network tool
-//! (`network_tool_names`), by a process that had an external connection, by a decoder
+//! (`network_tool_names`), by a process that had an external connection (unless it is a
+//! package manager, [`is_package_manager`]: installed software is not a download by hand), by
+//! a decoder
 //! (`base64 -d`, `base32 -d`, `basenc -d`, `xxd -r`, `uudecode`, `openssl … -d`), by a
 //! process that read a sensitive file (a copy: `cp`, `cat … >`), and written after the
 //! session read a sensitive file or a copy of one (the taint the next sessions inherit).
@@ -227,6 +229,8 @@ pub struct ProcessFacts {
     network_tool: bool,
     decoder: bool,
     connected_external: bool,
+    /// Its current image is a package manager (see [`is_package_manager`]).
+    package_manager: bool,
     /// The sensitive file (or copy) this process read.
     read_sensitive: Option<String>,
     /// Files it opened for writing, the last [`PROCESS_WRITES_MAX`].
@@ -283,7 +287,8 @@ impl ProcessFacts {
     fn provenance(&self) -> Provenance {
         Provenance {
             network_tool: self.network_tool,
-            after_external_connect: self.connected_external,
+            // What a package manager downloads is the supply chain, not a download by hand.
+            after_external_connect: self.connected_external && !self.package_manager,
             decoded: self.decoder,
             sensitive_copy: self.read_sensitive.is_some(),
         }
@@ -471,6 +476,52 @@ pub fn is_container_socket(path: &str) -> bool {
     ]
     .iter()
     .any(|s| basename(path) == *s)
+}
+
+/// Package managers and build tools that fetch dependencies: what they write after
+/// connecting out is installed software, not a file fetched by hand (`pip install`, `npm
+/// install`, `cargo build`). Running it is not `fetched_file_run`.
+pub fn is_package_manager(name: &str, argv: &[String]) -> bool {
+    const NAMES: &[&str] = &[
+        "pip",
+        "pip3",
+        "pipx",
+        "uv",
+        "poetry",
+        "conda",
+        "mamba",
+        "npm",
+        "npx",
+        "yarn",
+        "pnpm",
+        "bun",
+        "cargo",
+        "rustup",
+        "go",
+        "gem",
+        "bundle",
+        "composer",
+        "mvn",
+        "gradle",
+        "apt",
+        "apt-get",
+        "dnf",
+        "yum",
+        "apk",
+        "zypper",
+        "pacman",
+        "brew",
+        "git",
+        "git-remote-http",
+        "git-remote-https",
+    ];
+    let pip_module = || {
+        name.starts_with("python")
+            && argv
+                .windows(2)
+                .any(|w| w[0] == "-m" && matches!(w[1].as_str(), "pip" | "ensurepip" | "venv"))
+    };
+    NAMES.contains(&name) || name.starts_with("pip3.") || pip_module()
 }
 
 /// Programs [`is_decoder`] looks at.
@@ -822,6 +873,7 @@ impl Facts {
         pf.network_tool = name_in(name, &h.network_tool_names);
         pf.decoder = DECODERS.contains(&name) && is_decoder(name, &argv);
         pf.name = name.to_owned();
+        pf.package_manager = is_package_manager(name, &argv);
         pf.argv_text.clear();
         for a in argv.iter().skip(1) {
             if pf.argv_text.len() + a.len() + 1 > ARGV_TEXT_MAX {
@@ -1267,7 +1319,7 @@ impl Facts {
             pf.inline_fetched = true;
             self.flags.inline_code_then_external = true;
         }
-        if !pf.connected_external {
+        if !pf.connected_external && !pf.package_manager {
             pf.connected_external = true;
             let mark = Provenance {
                 after_external_connect: true,

@@ -115,7 +115,8 @@ fields::context_schema! {
         /// a rename or link into one.
         persistence_kinds: Vec<String>,
         /// A file written in the session by a network tool, or by a process that had an
-        /// external connection, was then run (by any route, as `written_file_run`).
+        /// external connection (not a package manager: `pip`, `npm`, `cargo`, `git`, …), was
+        /// then run (by any route, as `written_file_run`).
         fetched_file_run: bool,
         /// A file written in the session by a decoder (`base64 -d`, `xxd -r`, …) was then
         /// run (by any route).

@@ -2602,3 +2602,27 @@ fn a_port_scan_tries_many_ports_on_one_host() {
     fold(&mut s, &[connect(T0 + 9, 10, "203.0.113.9", 443)], &h);
     assert_eq!(s.context().history.ports_probed_max, 5);
 }
+
+#[test]
+fn what_a_package_manager_downloads_is_not_a_fetched_file() {
+    let h = Heuristics::default();
+    let run_after = |installer: &[&str]| {
+        let mut s = SessionContext::new(1);
+        fold(
+            &mut s,
+            &[
+                exec_child(T0, 10, 1, &format!("/usr/bin/{}", installer[0]), installer),
+                connect(T0 + 1, 10, "151.101.0.223", 443),
+                open(T0 + 2, 10, "/w/.venv/bin/tool", WRITE_NEW),
+                exec_child(T0 + 3, 11, 1, "/w/.venv/bin/tool", &["tool"]),
+            ],
+            &h,
+        );
+        s.context().history.fetched_file_run
+    };
+    assert!(!run_after(&["pip", "install", "tool"]));
+    assert!(!run_after(&["python3", "-m", "pip", "install", "tool"]));
+    assert!(!run_after(&["npm", "install", "-g", "tool"]));
+    // The same shape by a script that downloads it by hand.
+    assert!(run_after(&["python3", "get.py"]));
+}
