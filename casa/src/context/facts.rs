@@ -429,6 +429,13 @@ const CREDENTIAL_CONSUMERS: &[(&[&str], &[&str])] = &[
     (&["pip", "pip3", "twine"], &["/.pypirc"]),
     (&["gpg", "gpg-agent", "gpg2"], &["/.gnupg/"]),
     (&["bash", "zsh"], &["/.bash_history", "/.zsh_history"]),
+    // Process listers read every process's `environ` (procps does) to show what they show.
+    (
+        &[
+            "ps", "top", "htop", "atop", "btop", "pgrep", "pkill", "pidof", "lsof", "w",
+        ],
+        &["/environ"],
+    ),
     (
         &[
             "sudo",
@@ -595,6 +602,16 @@ pub struct FactFlags {
     pub inline_code_fetch_then_exec: bool,
     /// A history file was removed, truncated, moved away or replaced.
     pub history_file_tampered: bool,
+    /// A system log was removed or truncated (or that was tried).
+    pub logs_tampered: bool,
+    /// A file's timestamps were set from another file or a given date.
+    pub timestomp: bool,
+    /// A shell or interpreter was started by a network tool.
+    pub shell_from_network_tool: bool,
+    /// A fetched or decoded file was run from a hidden name or a volatile place.
+    pub fetched_run_hidden: bool,
+    /// A file the session wrote was run under a system daemon's or the runtime's name.
+    pub masquerade_run: bool,
     /// A file written in the session was run (by any route).
     pub written_file_run: bool,
     /// An exec had `LD_PRELOAD` or `LD_AUDIT` in its environment.
@@ -872,6 +889,8 @@ impl Facts {
         let stdin_program = techniques::program_from_stdin(name, &argv, h);
         pf.network_tool = name_in(name, &h.network_tool_names);
         pf.decoder = DECODERS.contains(&name) && is_decoder(name, &argv);
+        // `nc -e /bin/sh` execs the shell in place: the image it replaces counts as its parent.
+        let was_network_tool = name_in(&pf.name, &h.network_tool_names);
         pf.name = name.to_owned();
         pf.package_manager = is_package_manager(name, &argv);
         pf.argv_text.clear();
@@ -932,7 +951,20 @@ impl Facts {
             self.mark_writes(pf, mark);
         }
         pf.script = script;
-        pf.runs_fetched |= self.ran(&key, owner, store);
+        let fetched = self.ran(&key, owner, store);
+        pf.runs_fetched |= fetched;
+        if fetched {
+            self.flags.fetched_run_hidden |= techniques::is_hidden_or_volatile(&run_path);
+        }
+        if self.written.get(&key).is_some() && techniques::is_impersonated_name(name) {
+            self.flags.masquerade_run = true;
+        }
+        self.flags.logs_tampered |= techniques::tampers_with_logs(name, &argv);
+        self.flags.timestomp |= techniques::is_timestomp(name, &argv);
+        self.flags.shell_from_network_tool |= runs_code
+            && !inline_code
+            && (was_network_tool || name_in(parent.name, &h.network_tool_names))
+            && name_in(name, &h.shell_names);
     }
 
     /// Pids of processes found to run fetched or decoded code after they started (see
@@ -1078,10 +1110,16 @@ impl Facts {
             if super::classify::has_write_intent(flags) && self.persistence_kind(path).is_some() {
                 self.flags.persistence_attempted = true;
             }
+            if flags & super::classify::O_TRUNC != 0 && techniques::is_system_log(path) {
+                self.flags.logs_tampered = true;
+            }
             return;
         }
         if flags & super::classify::O_TRUNC != 0 && techniques::is_history_file(path) {
             self.flags.history_file_tampered = true;
+        }
+        if flags & super::classify::O_TRUNC != 0 && techniques::is_system_log(path) {
+            self.flags.logs_tampered = true;
         }
         if super::classify::has_write_intent(flags) {
             if let Some(kind) = self.persistence_kind(path) {
@@ -1139,7 +1177,9 @@ impl Facts {
         if pf.script.as_deref().is_some_and(|s| s == basename(path)) {
             pf.script = None;
             let ran = self.identify(key.clone(), id);
-            pf.runs_fetched |= self.ran(&ran, owner, store.as_deref());
+            let fetched = self.ran(&ran, owner, store.as_deref());
+            pf.runs_fetched |= fetched;
+            self.flags.fetched_run_hidden |= fetched && techniques::is_hidden_or_volatile(path);
         }
         // A read: of a sensitive file, of a copy of one written here, or of a tainted file
         // an earlier session wrote.
@@ -1244,6 +1284,11 @@ impl Facts {
                     && operand.as_deref().is_some_and(techniques::is_history_file)
                 {
                     self.flags.history_file_tampered = true;
+                }
+                if matches!(f.op, Unlink | Unlinkat)
+                    && operand.as_deref().is_some_and(techniques::is_system_log)
+                {
+                    self.flags.logs_tampered = true;
                 }
                 if f.result == 0
                     && matches!(

@@ -174,6 +174,22 @@ fields::context_schema! {
         /// A shell or REPL history file was removed, truncated, moved away or replaced
         /// (`rm ~/.bash_history`, `> ~/.bash_history`, `ln -sf /dev/null …`; T1070.003).
         history_file_tampered: bool,
+        /// A system log was removed or truncated, or that was tried (`rm`, `shred`,
+        /// `truncate` of `/var/log/…`, `> /var/log/…`; T1070.002).
+        logs_tampered: bool,
+        /// A file's timestamps were set from another file or a given date (`touch -r`,
+        /// `touch -d`, `touch -t`; T1070.006).
+        timestomp: bool,
+        /// A shell was started by a network tool (`nc -e /bin/sh`, `socat exec:bash`,
+        /// `ncat --exec`): a shell served over the network (T1059.004, T1095).
+        shell_from_network_tool: bool,
+        /// A fetched or decoded file was run from a hidden name (`.x`) or a volatile place
+        /// (`/dev/shm`, `/var/tmp`, `/run/user`): a payload staged out of sight (T1564.001,
+        /// T1105).
+        fetched_run_hidden: bool,
+        /// A file this session wrote was run under the name of a system daemon or the agent
+        /// runtime (`sshd`, `kworker`, `cron`, `node`, …; T1036.005).
+        masquerade_run: bool,
         /// A process running code that came from the network or a decoder (a fetched or
         /// decoded file run by any route, fetched or decoded code piped into a shell or
         /// interpreter, code fetched by inline code), or a process it started, tried to reach

@@ -429,6 +429,75 @@ pub fn sets_setid_mode(name: &str, argv: &[String]) -> bool {
     }
 }
 
+/// Whether `path` is a hidden file (its name starts with a dot) or sits in a volatile place
+/// attackers stage payloads in (`/dev/shm`, `/var/tmp`, `/run/shm`, `/run/user/…`).
+pub fn is_hidden_or_volatile(path: &str) -> bool {
+    let p = super::classify::match_key(path);
+    basename(p).starts_with('.')
+        || ["/dev/shm/", "/var/tmp/", "/run/shm/", "/run/user/"]
+            .iter()
+            .any(|d| p.starts_with(d))
+}
+
+/// Names of system daemons, kernel threads and the agent runtime that a payload takes to
+/// blend in (ATT&CK T1036.004, T1036.005).
+const IMPERSONATED: &[&str] = &[
+    "sshd",
+    "systemd",
+    "systemd-journald",
+    "systemd-logind",
+    "init",
+    "cron",
+    "crond",
+    "atd",
+    "dbus-daemon",
+    "rsyslogd",
+    "syslogd",
+    "kthreadd",
+    "kworker",
+    "ksoftirqd",
+    "udevd",
+    "polkitd",
+    "agetty",
+    "containerd",
+    "dockerd",
+    "node",
+    "openclaw",
+];
+
+/// Whether an exec's name is one a payload takes to blend in.
+pub fn is_impersonated_name(name: &str) -> bool {
+    IMPERSONATED.contains(&name) || name.starts_with("kworker/") || name.starts_with("[k")
+}
+
+/// Whether `path` is a system log (`/var/log/…`, the journal).
+pub fn is_system_log(path: &str) -> bool {
+    let p = super::classify::match_key(path);
+    p.starts_with("/var/log/") || p.starts_with("/run/log/journal/")
+}
+
+/// Whether an exec removes, shreds or truncates a system log (`rm /var/log/auth.log`,
+/// `shred -u /var/log/wtmp`, `truncate -s0 /var/log/syslog`; ATT&CK T1070.002).
+pub fn tampers_with_logs(name: &str, argv: &[String]) -> bool {
+    matches!(name, "rm" | "unlink" | "shred" | "truncate")
+        && argv
+            .iter()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .any(|a| is_system_log(a))
+}
+
+/// Whether an exec sets a file's times from another file or a given date (`touch -r ref f`,
+/// `touch -d '2020-01-01' f`, `touch -t 202001010000 f`; ATT&CK T1070.006).
+pub fn is_timestomp(name: &str, argv: &[String]) -> bool {
+    name == "touch"
+        && argv.iter().skip(1).any(|a| {
+            matches!(a.as_str(), "-r" | "-d" | "-t" | "--reference" | "--date")
+                || a.starts_with("--reference=")
+                || a.starts_with("--date=")
+        })
+}
+
 /// Shell and REPL history files.
 pub const HISTORY_FILES: &[&str] = &[
     ".bash_history",
@@ -702,5 +771,27 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn hiding_places_names_logs_and_timestamps() {
+        assert!(is_hidden_or_volatile("/tmp/w/.dbus-helper"));
+        assert!(is_hidden_or_volatile("/dev/shm/x"));
+        assert!(!is_hidden_or_volatile("/tmp/w/get-tool.sh"));
+        assert!(is_impersonated_name("sshd") && is_impersonated_name("kworker/0:1"));
+        assert!(!is_impersonated_name("primes"));
+        assert!(tampers_with_logs(
+            "rm",
+            &argv(&["rm", "-f", "/var/log/auth.log"])
+        ));
+        assert!(!tampers_with_logs(
+            "rm",
+            &argv(&["rm", "-f", "/tmp/app.log"])
+        ));
+        assert!(is_timestomp(
+            "touch",
+            &argv(&["touch", "-r", "/etc/hosts", "x"])
+        ));
+        assert!(!is_timestomp("touch", &argv(&["touch", "x"])));
     }
 }
