@@ -131,6 +131,12 @@ pub struct KernelConfig {
     /// is how a `#!` script's own file is still found at `sched_process_exec`.
     pub fput_fn_lo: u32,
     pub fput_fn_hi: u32,
+    /// Bytes waiting in the ring past which any record wakes the reader (0: every record
+    /// does). Records the reader is woken for anyway: execs and connects (what an alert is
+    /// most often decided on); the rest wait for this threshold or the reader's timer.
+    pub wakeup_bytes: u32,
+    /// Keeps the struct free of padding.
+    pub _pad: u32,
     pub offsets: KernelOffsets,
 }
 
@@ -138,7 +144,7 @@ pub struct KernelConfig {
 // SAFETY: plain-old-data, `repr(C)`, no padding (all fields are u32).
 unsafe impl aya::Pod for KernelConfig {}
 
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 + 72 * 4);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 24 + 72 * 4);
 
 impl KernelConfig {
     /// All zeros: the placeholder compiled into the object, overwritten by userspace at load.

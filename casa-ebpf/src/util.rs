@@ -2,6 +2,7 @@
 
 use core::ffi::c_void;
 
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::{
     bpf_get_current_comm,
     generated::{
@@ -10,7 +11,7 @@ use aya_ebpf::helpers::{
     },
 };
 use casa_common::{
-    WIRE_VERSION,
+    WIRE_VERSION, stats,
     wire::{EventKind, Header},
 };
 
@@ -137,21 +138,41 @@ pub unsafe fn fill_header(buf: *mut u8, kind: EventKind) {
 }
 
 /// Copy the first `size` bytes of `buf` into the ring buffer; count a loss under `lost` when
-/// the ring is full.
+/// the ring is full. Execs and connects wake the reader at once (see [`emit_waking`]).
 ///
 /// # Safety
 /// `buf` must point to the scratch buffer and `size` must not exceed it.
 #[inline(always)]
 pub unsafe fn emit(buf: *mut u8, size: u32, lost: u32) {
+    let urgent = lost == stats::LOST_EXEC || lost == stats::LOST_CONNECT;
+    // SAFETY: forwarded from the caller.
+    unsafe { emit_waking(buf, size, lost, urgent) }
+}
+
+/// [`emit`] with the wake-up decided by the caller. Batched wake-ups: an `urgent` record (one
+/// an alert is likely decided on) wakes the reader at once; any other only when the ring
+/// already holds `wakeup_bytes`, and the reader's timer collects the rest. Notifying on every
+/// record costs a self-IPI each.
+///
+/// # Safety
+/// `buf` must point to the scratch buffer and `size` must not exceed it.
+#[inline(always)]
+pub unsafe fn emit_waking(buf: *mut u8, size: u32, lost: u32, urgent: bool) {
     // SAFETY: the caller guarantees buf[..size] is initialised scratch memory.
     unsafe { (*buf.cast::<Header>()).size = size };
+    let threshold = config!(wakeup_bytes) as u64;
+    let flags = if urgent || threshold == 0 || EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    };
     // SAFETY: EVENTS is a ring buffer map; buf/size describe readable memory.
     let ret = unsafe {
         bpf_ringbuf_output(
             (&raw const EVENTS).cast_mut().cast(),
             buf.cast(),
             size as u64,
-            0,
+            flags,
         )
     };
     if ret < 0 {

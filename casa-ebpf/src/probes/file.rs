@@ -23,8 +23,12 @@ use casa_common::{
 use crate::{
     maps::{OPEN_PENDING, OpenPending},
     path,
-    util::{bump, config, current_task, emit, fill_header, ids, is_tracked, scratch},
+    util::{bump, config, current_task, emit_waking, fill_header, ids, is_tracked, scratch},
 };
+
+/// `O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND` (x86-64 / arm64 values): an open that can
+/// change a file.
+const WRITE_INTENT: u32 = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000;
 
 const EXT_OFFSET: usize = BODY_OFFSET + core::mem::size_of::<OpenBody>();
 const DATA_OFFSET: usize = EXT_OFFSET + core::mem::size_of::<OpenExt>();
@@ -246,7 +250,9 @@ fn exit_open(ctx: &TracePointContext) -> u32 {
             (*body).raw_len = raw_len as u16;
             (*body).path_len = path_len as u16;
             let size = DATA_OFFSET + ((off + path_len) & SIZE_MASK);
-            emit(buf, size as u32, stats::LOST_OPEN);
+            // A write (persistence, tampering) is what an alert may hang on: wake the reader.
+            let writes = (*p).open_flags & WRITE_INTENT != 0;
+            emit_waking(buf, size as u32, stats::LOST_OPEN, writes);
         }
     }
     let _ = OPEN_PENDING.remove(tid);

@@ -12,7 +12,7 @@
 pub mod btf;
 pub mod prereq;
 
-use std::io;
+use std::{io, time::Duration};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
@@ -270,6 +270,8 @@ impl Sensor {
             all_processes: u32::from(opts.all_processes),
             fput_fn_lo: fput as u32,
             fput_fn_hi: (fput >> 32) as u32,
+            wakeup_bytes: wakeup_bytes(opts.ring_bytes),
+            _pad: 0,
             offsets,
         };
         let kernel_btf = Btf::from_sys_fs().map_err(|e| SensorError::Btf(e.to_string()))?;
@@ -395,6 +397,7 @@ impl Sensor {
             fd: unsafe { AsyncFd::register(ring) }
                 .map_err(io::Error::from)
                 .map_err(SensorError::Ring)?,
+            poll: POLL_MIN,
         })
     }
 }
@@ -413,22 +416,53 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Senso
     ebpf.take_map(name).ok_or(SensorError::MissingMap(name))
 }
 
+/// Bytes waiting in a ring of `ring_bytes` past which every record wakes the reader: an
+/// eighth of the ring, so a burst is read long before the ring fills, while the reader's
+/// timer (see [`RingReader::drain`]) collects quieter traffic without a wake-up per record.
+pub fn wakeup_bytes(ring_bytes: u32) -> u32 {
+    ring_bytes / 8
+}
+
 /// Asynchronous reader of the `EVENTS` ring buffer.
 pub struct RingReader {
     fd: AsyncFd<RingBuf<MapData>>,
+    /// How long the next [`Self::drain`] waits for a wake-up before it looks anyway.
+    poll: Duration,
 }
 
+/// The reader's timer right after records arrived.
+pub const POLL_MIN: Duration = Duration::from_millis(1);
+/// The reader's timer after quiet polls (each quiet poll doubles it up to this).
+pub const POLL_MAX: Duration = Duration::from_millis(4);
+
 impl RingReader {
-    /// Wait until records are available, then hand each one to `f`; returns how many.
+    /// Wait until records are available — a wake-up from the kernel (execs, connects, a ring
+    /// past [`wakeup_bytes`]) or the timer, which collects records written without one —
+    /// then hand each to `f`; returns how many (0 when the timer found none).
     pub async fn drain<F: FnMut(&[u8])>(&mut self, mut f: F) -> Result<usize, SensorError> {
-        let mut guard = self.fd.readable_mut().await.map_err(SensorError::Ring)?;
-        let ring = guard.get_inner_mut();
-        let mut n = 0;
-        while let Some(item) = ring.next() {
-            f(&item);
-            n += 1;
-        }
-        guard.clear_ready();
+        let wait = self.poll;
+        let woken = tokio::select! {
+            guard = self.fd.readable_mut() => Some(guard.map_err(SensorError::Ring)?),
+            () = tokio::time::sleep(wait) => None,
+        };
+        let n = match woken {
+            Some(mut guard) => {
+                let ring = guard.get_inner_mut();
+                let mut n = 0;
+                while let Some(item) = ring.next() {
+                    f(&item);
+                    n += 1;
+                }
+                guard.clear_ready();
+                n
+            }
+            None => self.drain_now(&mut f),
+        };
+        self.poll = if n > 0 {
+            POLL_MIN
+        } else {
+            (self.poll * 2).min(POLL_MAX)
+        };
         Ok(n)
     }
 

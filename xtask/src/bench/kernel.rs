@@ -431,12 +431,22 @@ fn load_result(child: Child) -> anyhow::Result<BTreeMap<String, f64>> {
     Ok(m)
 }
 
+/// A tool command casa's shipped rules ALERT on, alternating the two kinds of record an alert
+/// hangs on: a write (an open: a shell start-up file, `persistence_location_written`) and an
+/// exec (a local script fed to `sh` by `curl`, `fetched_code_piped_into_interpreter`).
 fn alert_cmd(lab: &Lab, i: usize) -> String {
-    let f = lab.work.join(format!("helper-{i}.sh"));
-    format!(
-        "printf '#!/bin/sh\\ntrue\\n' > {f} && chmod +x {f} && {f}",
-        f = f.display()
-    )
+    let d = lab.work.join(format!("home-{i}"));
+    if i % 2 == 0 {
+        format!(
+            "mkdir -p {d} && printf 'true\\n' >> {d}/.bashrc",
+            d = d.display()
+        )
+    } else {
+        format!(
+            "mkdir -p {d} && printf 'true\\n' > {d}/s.sh && curl -s file://{d}/s.sh | sh",
+            d = d.display()
+        )
+    }
 }
 
 /// One latency run: `k` alerting sessions idle, then `k` under background load.
@@ -527,8 +537,9 @@ pub fn latency(lab: &mut Lab, opts: &Opts) -> anyhow::Result<Item> {
         "`casa run --latency-log`: per alert record (and per accepted event), the kernel \
          timestamp of the event against the boot-clock time after its line reached the log \
          file (alert lines are handed to the file as they are written; the hash chain's fsync and head-file commit follow at the end of the ring-buffer batch). \
-         {k} alerting sessions (each writes a script in the agents' `/tmp` work directory and \
-         runs it: `write_then_exec_*`, score 9) idle, then {k} more while another tracked \
+         {k} alerting sessions under casa's shipped rules (alternately a write to a shell \
+         start-up file, decided on an open, and a script fed to `sh` by `curl`, decided on an \
+         exec; score 9) idle, then {k} more while another tracked \
          session opens a file at {bg_rate}/s (achieved {:.0} and {:.0} events/s). Run twice: \
          casa at its default priority (the target), then with its threads in `SCHED_FIFO` \
          (`chrt -a -f -p 10`), which shows how much of the tail is waiting for a CPU.\n\n\
