@@ -219,7 +219,12 @@ impl SessionContext {
             .flatten();
         let parent_inline_fetched = parent.is_some_and(|p| p.facts.inline_fetched());
         let parent_fetched = parent.is_some_and(|p| p.facts.runs_fetched());
-        let parent_name = parent.map(|p| p.name().to_owned()).unwrap_or_default();
+        // A parent that never exec'd (a subshell) has no state here: the tracker's lineage
+        // names it (a fork carries its parent's name).
+        let parent_name = parent
+            .map(|p| p.name().to_owned())
+            .or_else(|| obs.lineage.get(1).map(|n| n.name.clone()))
+            .unwrap_or_default();
         let proc = self.processes.entry(e.pid).or_default();
         // A child of a process running fetched code runs it too (forks are not folded: the
         // child's first event carries it over).
