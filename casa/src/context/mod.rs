@@ -92,8 +92,10 @@ fields::context_schema! {
         sensitive_read_count: i64,
         /// Distinct sensitive files whose open failed (the attempt is the evidence).
         sensitive_attempt_count: i64,
-        /// A sensitive file (or a copy of one) was read and later a connection to an
-        /// external destination succeeded, anywhere in the session (no window).
+        /// A sensitive file (or a copy of one) was read — or the environment was piped into a
+        /// network tool (`env | curl -d @- …`) — and later a connection to an external
+        /// destination succeeded or data was sent to one, anywhere in the session (no
+        /// window).
         sensitive_then_external: bool,
         /// A file was written by a process that had read a sensitive file (or a copy of
         /// one): `cp`, `cat … >`, a script that reads and writes.
@@ -144,7 +146,9 @@ fields::context_schema! {
         /// ... naming a library written in this session (a dropped library injected).
         loader_preload_written: bool,
         /// A shell or interpreter ran with its stdin or stdout on a socket to an external
-        /// peer: a reverse or bind shell (T1059.004 over T1095).
+        /// peer, an interactive shell (`sh -i`) ran on a pipe (the `mkfifo … | nc` form), or
+        /// inline code wired a shell to a socket (`pty.spawn`, `dup2`): a reverse or bind
+        /// shell (T1059.004 over T1095).
         interpreter_on_socket: bool,
         /// A network tool's output was piped into a shell or interpreter (`curl … | sh`,
         /// `wget -O- … | bash`): downloaded code run without a file (T1105, T1059).

