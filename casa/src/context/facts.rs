@@ -1159,7 +1159,9 @@ impl Facts {
         // wrote itself (a project's own `.env`), is not credential access.
         // Listing a directory (`O_DIRECTORY`: `find`, `ls`) reads no secret.
         const O_DIRECTORY: u32 = 0o200000;
+        // A public key (`id_ed25519.pub`) is meant to be shared.
         let sensitive = flags & O_DIRECTORY == 0
+            && !path.ends_with(".pub")
             && super::classify::is_sensitive_path(path, h)
             && (!is_credential_use(&pf.name, path) || pf.argv_text.contains(path))
             && !is_own_proc_entry(path, owner.pid)
@@ -1433,8 +1435,11 @@ impl Facts {
             };
             self.mark_writes(pf, mark);
         }
-        self.flags.sensitive_then_external |= self.holding.is_some();
-        self.flags.tainted_file_sent |= self.holds_inherited;
+        // A package manager fetching what it installs sends no secret of the session's.
+        if !pf.package_manager {
+            self.flags.sensitive_then_external |= self.holding.is_some();
+            self.flags.tainted_file_sent |= self.holds_inherited;
+        }
     }
 
     /// Hook for the sensor's bytes-sent reports: `bytes` more sent to `(ip, port)`.

@@ -94,8 +94,9 @@ fields::context_schema! {
         sensitive_attempt_count: i64,
         /// A sensitive file (or a copy of one) was read — or the environment was piped into a
         /// network tool (`env | curl -d @- …`) — and later a connection to an external
-        /// destination succeeded or data was sent to one, anywhere in the session (no
-        /// window).
+        /// destination succeeded or data was sent to one (not by a package manager fetching
+        /// what it installs), anywhere in the session (no window). A public key (`*.pub`) is
+        /// not a secret.
         sensitive_then_external: bool,
         /// A file was written by a process that had read a sensitive file (or a copy of
         /// one): `cp`, `cat … >`, a script that reads and writes.

@@ -2703,3 +2703,41 @@ fn an_interactive_shell_on_a_pipe_is_a_reverse_shell() {
     assert!(run(&["sh", "-i"]));
     assert!(!run(&["sh", "-c", "wc -l"]));
 }
+
+#[test]
+fn a_package_manager_connecting_after_a_secret_read_sends_nothing() {
+    let h = Heuristics {
+        sensitive_path_patterns: vec!["/.aws/credentials".into(), "/.ssh/id_".into()],
+        ..Heuristics::default()
+    };
+    let mut s = SessionContext::new(1);
+    fold(
+        &mut s,
+        &[
+            exec_child(
+                T0,
+                10,
+                1,
+                "/usr/bin/cat",
+                &["cat", "/home/u/.aws/credentials"],
+            ),
+            open(T0 + 1, 10, "/home/u/.aws/credentials", 0),
+            // Reading a public key is no secret either.
+            open(T0 + 1, 10, "/home/u/.ssh/id_ed25519.pub", 0),
+            exec_child(T0 + 2, 11, 1, "/usr/bin/pip", &["pip", "install", "boto3"]),
+            connect(T0 + 3, 11, "151.101.0.223", 443),
+        ],
+        &h,
+    );
+    assert_eq!(s.context().history.sensitive_read_count, 1);
+    assert!(!s.context().history.sensitive_then_external);
+    fold(
+        &mut s,
+        &[
+            exec_child(T0 + 4, 12, 1, "/usr/bin/curl", &["curl", "http://h"]),
+            connect(T0 + 5, 12, "198.51.100.2", 80),
+        ],
+        &h,
+    );
+    assert!(s.context().history.sensitive_then_external);
+}
