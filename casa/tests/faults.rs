@@ -1,12 +1,14 @@
 //! Faults and safety as root: a second daemon, a planted pid-file symlink, the rules file
 //! deleted before SIGHUP, and casa killed with SIGKILL and restarted while an agent session runs.
+//! The scenarios alert on a write→exec in `/tmp`, which CASA's ruleset (`rules.casa.json`)
+//! scores; casa's own rules leave a compile-and-run alone.
 
 mod support;
 
 use std::{process::Command, time::Duration};
 
 use serde_json::Value;
-use support::daemon::{Daemon, shipped_rules};
+use support::daemon::{Daemon, casa_rules};
 
 fn lines(text: &str) -> Vec<Value> {
     text.lines()
@@ -17,12 +19,12 @@ fn lines(text: &str) -> Vec<Value> {
 #[test]
 fn a_second_daemon_on_the_same_files_is_refused() {
     let _serial = support::daemon::serial();
-    let mut first = Daemon::start("fault-second", &shipped_rules());
+    let mut first = Daemon::start("fault-second", &casa_rules());
     let o = Command::new(support::casa_bin())
         .current_dir(&first.dir)
         .arg("run")
         .arg("--rules")
-        .arg(shipped_rules())
+        .arg(casa_rules())
         .arg("--events-log")
         .arg(first.logs.join("events.log"))
         .arg("--sessions-log")
@@ -54,7 +56,7 @@ fn a_pid_file_symlink_is_refused_not_followed() {
     let o = Command::new(support::casa_bin())
         .current_dir(&dir)
         .args(["run", "--rules"])
-        .arg(shipped_rules())
+        .arg(casa_rules())
         .arg("--events-log")
         .arg(dir.join("events.log"))
         .arg("--pid-file")
@@ -77,7 +79,7 @@ fn a_start_that_fails_after_the_pid_file_leaves_no_stale_pid_file() {
     let o = Command::new(support::casa_bin())
         .current_dir(&dir)
         .args(["run", "--rules"])
-        .arg(shipped_rules())
+        .arg(casa_rules())
         .arg("--events-log")
         .arg(dir.join("events.log"))
         .arg("--sessions-log")
@@ -106,7 +108,7 @@ fn rules_file_deleted_before_sighup_keeps_the_last_good_rules() {
     let _serial = support::daemon::serial();
     let dir = support::tempdir("fault-rules-gone");
     let rules = dir.join("rules.json");
-    std::fs::copy(shipped_rules(), &rules).unwrap();
+    std::fs::copy(casa_rules(), &rules).unwrap();
     let mut casa = Daemon::start("fault-rules-gone-d", &rules);
     std::fs::remove_file(&rules).unwrap();
     casa.signal(libc::SIGHUP);
@@ -134,7 +136,7 @@ fn rules_file_deleted_before_sighup_keeps_the_last_good_rules() {
 #[test]
 fn killed_and_restarted_casa_rejoins_the_running_session_midway() {
     let _serial = support::daemon::serial();
-    let mut first = Daemon::start("fault-sigkill", &shipped_rules());
+    let mut first = Daemon::start("fault-sigkill", &casa_rules());
     let dir = first.dir.clone();
     let work = first.workdir("w");
     // An agent session that outlives the first daemon.
@@ -156,7 +158,7 @@ fn killed_and_restarted_casa_rejoins_the_running_session_midway() {
     first.signal(libc::SIGKILL);
     let _ = first.stop_killed();
     // A new daemon on the same files: it finds the running invocation and joins it mid-way.
-    let mut second = Daemon::restart_in(&dir, &shipped_rules());
+    let mut second = Daemon::restart_in(&dir, &casa_rules());
     std::fs::write(&marker, "").unwrap();
     let st = agent.join().unwrap();
     assert!(st.success(), "{}", second.dump());
@@ -205,7 +207,7 @@ fn full_disk_is_counted_and_writing_resumes_when_space_returns() {
         .unwrap();
     assert!(st.success(), "cannot mount a tmpfs for the test");
     let _m = Mount(logs.clone());
-    let mut casa = Daemon::start_in(&dir, &shipped_rules());
+    let mut casa = Daemon::start_in(&dir, &casa_rules());
     // Fill the filesystem.
     let filler = logs.join("filler");
     {
@@ -272,7 +274,7 @@ fn full_disk_is_counted_and_writing_resumes_when_space_returns() {
 #[test]
 fn rotated_or_removed_logs_are_reopened() {
     let _serial = support::daemon::serial();
-    let mut casa = Daemon::start("fault-rotate", &shipped_rules());
+    let mut casa = Daemon::start("fault-rotate", &casa_rules());
     casa.agent("[exec] head -n 1 /etc/os-release");
     casa.wait(Duration::from_secs(15), "the first session closed", || {
         casa.own_closed() == 1
@@ -316,7 +318,7 @@ fn ring_overflow_is_counted_and_marks_the_session_incomplete() {
     support::require_root();
     let dir = support::tempdir("fault-overflow");
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let mut casa = Daemon::start_in_with_args(&dir, &shipped_rules(), &["--ring-size", "8K"]);
+    let mut casa = Daemon::start_in_with_args(&dir, &casa_rules(), &["--ring-size", "8K"]);
     casa.agent("[exec] python3 -c 'import os\nfor _ in range(200000): os.close(os.open(\"/etc/hostname\", 0))'");
     casa.wait(Duration::from_secs(30), "the session to close", || {
         casa.log("sessions.log").contains("session_closed")
