@@ -425,7 +425,8 @@ const CREDENTIAL_CONSUMERS: &[(&[&str], &[&str])] = &[
     (&["psql", "pg_dump", "pg_restore"], &["/.pgpass"]),
     // Both read `~/.netrc` for a host's login (wget unasked); `--post-file ~/.netrc` names it.
     (&["wget", "curl", "ftp", "lftp"], &["/.netrc"]),
-    (&["npm", "yarn", "pnpm"], &["/.npmrc"]),
+    // `node` too: npm's configuration is read by node programs (the runtime among them).
+    (&["npm", "yarn", "pnpm", "node"], &["/.npmrc"]),
     (&["pip", "pip3", "twine"], &["/.pypirc"]),
     (&["gpg", "gpg-agent", "gpg2"], &["/.gnupg/"]),
     (&["bash", "zsh"], &["/.bash_history", "/.zsh_history"]),
@@ -1167,7 +1168,11 @@ impl Facts {
             && !is_own_proc_entry(path, owner.pid)
             && self.written.get(&key).is_none();
         if result < 0 {
-            if sensitive {
+            // Refused, not missing: probing for a file that does not exist reads nothing,
+            // and every tool looks for its optional config files.
+            const EPERM: i64 = -1;
+            const EACCES: i64 = -13;
+            if sensitive && matches!(result, EPERM | EACCES) {
                 self.sensitive_attempted.insert(path.to_owned(), ());
             }
             if super::classify::has_write_intent(flags) && self.persistence_kind(path).is_some() {

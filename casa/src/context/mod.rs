@@ -90,7 +90,8 @@ fields::context_schema! {
         /// `~/.ssh/id_*`, `aws` reading `~/.aws/`, `git` reading `~/.git-credentials`, `sudo`
         /// reading `/etc/sudoers`, …).
         sensitive_read_count: i64,
-        /// Distinct sensitive files whose open failed (the attempt is the evidence).
+        /// Distinct sensitive files whose open was refused (`EACCES`, `EPERM`: the attempt is
+        /// the evidence; a missing file is not counted).
         sensitive_attempt_count: i64,
         /// A sensitive file (or a copy of one) was read — or the environment was piped into a
         /// network tool (`env | curl -d @- …`) — and later a connection to an external
