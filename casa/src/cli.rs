@@ -204,6 +204,10 @@ pub struct RunArgs {
     /// event to the line in the log file [env: CASA_LATENCY_TRACE_PATH].
     #[arg(long)]
     pub latency_log: Option<PathBuf>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this loopback address, e.g.
+    /// `127.0.0.1:9464` [env: CASA_METRICS_LISTEN].
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

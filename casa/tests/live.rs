@@ -525,3 +525,70 @@ fn a_launcher_symlinked_away_from_node_and_run_from_path_starts_a_session() {
         "the tool's open is in the session\n{dump}"
     );
 }
+
+/// `GET /metrics` from casa's loopback listener.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("connect to the metrics listener");
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: casa\r\n\r\n")
+        .unwrap();
+    let mut r = String::new();
+    c.read_to_string(&mut r).unwrap();
+    r
+}
+
+#[test]
+fn prometheus_metrics_are_served_on_loopback_and_count_the_session() {
+    let _serial = support::daemon::serial();
+    let dir = support::tempdir("live-metrics");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // A free loopback port.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let casa = Daemon::start_in_with_args(
+        &dir,
+        &shipped_rules(),
+        &["--metrics-listen", &addr.to_string()],
+    );
+    let st = casa.agent("[exec] cat /etc/hostname");
+    assert!(st.success(), "{}", casa.dump());
+    casa.wait(Duration::from_secs(20), "the session to close", || {
+        casa.own_closed() >= 1
+    });
+    // The page is rendered every tick (500 ms).
+    let sample = |name: &str| -> Option<u64> {
+        let page = scrape(addr);
+        assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+        assert!(page.contains("text/plain; version=0.0.4"), "{page}");
+        let body = page.split_once("\r\n\r\n").unwrap().1.to_owned();
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .map(|v| v.parse().expect("a counter value"))
+    };
+    let mut started = 0;
+    for _ in 0..20 {
+        started = sample("casa_sessions_started_total").unwrap_or(0);
+        if started >= 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(started >= 1, "no session counted\n{}", casa.dump());
+    assert!(sample("casa_events_total").unwrap() > 0);
+    assert!(sample("casa_sessions_closed_total").unwrap() >= 1);
+    // A non-loopback address is refused before casa runs.
+    let out = std::process::Command::new(support::casa_bin())
+        .args(["run", "--metrics-listen", "0.0.0.0:9464", "--rules"])
+        .arg(shipped_rules())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -19,6 +19,7 @@ use std::{
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -31,7 +32,7 @@ use crate::{
     assemble::{EndpointConfig, PipelineConfig, log_paths, policy_offline, span_exporter},
     cli::RunArgs,
     clock::BootClock,
-    exit::Status,
+    exit::{Status, UsageError},
     filter::Endpoints,
     latency::{LatencyTrace, Stamped},
     pipeline::{Input, Outcome, Pipeline},
@@ -41,6 +42,7 @@ use crate::{
     sensor::Sensor,
     settings::Env,
     sink::{FileSinks, LogPaths, LogSink},
+    telemetry::metrics,
     transcript::TranscriptReader,
 };
 
@@ -253,6 +255,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.audit_log,
         args.alert_log,
     );
+    // Metrics on loopback only: a wrong address stops casa before it claims anything.
+    let metrics_addr = match args.metrics_listen {
+        Some(a) => Some(a),
+        None => match std::env::var("CASA_METRICS_LISTEN") {
+            Ok(v) if !v.is_empty() => Some(
+                v.parse()
+                    .with_context(|| format!("CASA_METRICS_LISTEN={v}: not an address:port"))?,
+            ),
+            _ => None,
+        },
+    };
+    if let Some(a) = metrics_addr
+        && !a.ip().is_loopback()
+    {
+        return Err(UsageError(metrics::MetricsError::NotLoopback(a).to_string()).into());
+    }
     let pid_path: PathBuf = env.path(args.pid_file, &["CASA_PID_PATH"], DEFAULT_PID_FILE);
     let rules_path = cfg.rules_path.clone();
     let clock = BootClock::measure();
@@ -262,6 +280,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         info!("tracefs was not mounted: mounted it on /sys/kernel/tracing");
     }
     let mut ring = sensor.take_ring()?;
+    let metrics_page = Arc::new(Mutex::new(String::new()));
+    if let Some(addr) = metrics_addr {
+        let listener = metrics::bind(addr).await?;
+        info!("metrics on http://{addr}/metrics");
+        tokio::spawn(metrics::serve(listener, Arc::clone(&metrics_page)));
+    }
+    let (mut reloads_ok, mut reloads_failed) = (0u64, 0u64);
     let sinks = FileSinks::open(&paths).context("initialize audit monitor")?;
     let mut policy = policy_offline(&cfg.rules);
     let endpoints = EndpointConfig::of(&cfg.rules);
@@ -367,7 +392,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 edge.pipeline.flush();
                 edge.pipeline.sink_mut().follow_rotation();
                 edge.latency.flush();
-                let lost = edge.sensor.kernel_stats()?.lost();
+                let kernel = edge.sensor.kernel_stats()?;
+                if metrics_addr.is_some() {
+                    let page = metrics::render(&metrics::Snapshot {
+                        pipeline: edge.pipeline.stats.clone(),
+                        kernel: kernel.named(),
+                        kernel_lost: kernel.lost(),
+                        sessions_open: edge.pipeline.session_states(),
+                        reloads_ok,
+                        reloads_failed,
+                        log_write_failures: edge.pipeline.sink().failed(),
+                    });
+                    if let Ok(mut p) = metrics_page.lock() {
+                        *p = page;
+                    }
+                }
+                let lost = kernel.lost();
                 if lost > edge.pipeline.stats.kernel_lost {
                     warn!("kernel lost {} events (ring buffer full): open sessions are marked incomplete", lost - edge.pipeline.stats.kernel_lost);
                     edge.feed(Input::Lost(lost));
@@ -394,9 +434,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                         policy.endpoints = edge.pipeline.endpoints().clone();
                         resolve_endpoints(&new, &ep_tx, "configured connect endpoint skipped");
                         edge.pipeline.reload(new, policy);
+                        reloads_ok += 1;
                         info!("rule config reloaded from {} in {:?}: {changes}", rules_path.display(), started.elapsed());
                     }
-                    Err(e) => error!("rule reload failed from {}: {e} (keeping the previous rules)", rules_path.display()),
+                    Err(e) => {
+                        reloads_failed += 1;
+                        error!("rule reload failed from {}: {e} (keeping the previous rules)", rules_path.display());
+                    }
                 }
                 edge.pipeline.sink_mut().reopen();
             }

@@ -6,6 +6,7 @@
 //! is configured.
 
 pub mod export;
+pub mod metrics;
 pub mod span;
 
 use std::time::Duration;
