@@ -194,7 +194,9 @@ fields::context_schema! {
         /// T1105).
         fetched_run_hidden: bool,
         /// A file this session wrote was run under the name of a system daemon or the agent
-        /// runtime (`sshd`, `kworker`, `cron`, `node`, …; T1036.005).
+        /// runtime (`sshd`, `kworker`, `cron`, `node`, …; T1036.005), or a process renamed
+        /// itself after the runtime (`openclaw`, `node`) while running another program
+        /// (T1036.004).
         masquerade_run: bool,
         /// A process running code that came from the network or a decoder (a fetched or
         /// decoded file run by any route, fetched or decoded code piped into a shell or

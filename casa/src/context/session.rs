@@ -232,6 +232,19 @@ impl SessionContext {
         if proc.comm.is_empty() {
             proc.comm = e.comm.to_text();
         }
+        // A process that renamed itself (`prctl(PR_SET_NAME)`, `setproctitle`) after the agent
+        // runtime while its program is something else imitates the runtime (T1036.004).
+        if !matches!(e.detail, Detail::Exec(_))
+            && let Some(exe) = proc.exec_path.as_deref()
+            && matches!(
+                e.comm.as_bytes(),
+                b"openclaw" | b"openclaw-gatewa" | b"node"
+            )
+            && !matches!(basename(exe), "node" | "openclaw" | "nodejs")
+            && !basename(exe).starts_with("node")
+        {
+            self.facts.flags.masquerade_run = true;
+        }
         let kind = match &e.detail {
             Detail::Exec(x) => {
                 let path = x.path.to_text();

@@ -2741,3 +2741,33 @@ fn a_package_manager_connecting_after_a_secret_read_sends_nothing() {
     );
     assert!(s.context().history.sensitive_then_external);
 }
+
+#[test]
+fn a_process_renamed_after_the_runtime_masquerades() {
+    let h = Heuristics::default();
+    let mut s = SessionContext::new(1);
+    let mut renamed = open(T0 + 1, 10, "/tmp/x", 0);
+    renamed.comm = Bytes::from("openclaw");
+    fold(
+        &mut s,
+        &[
+            exec_child(T0, 10, 1, "/usr/bin/python3", &["python3", "x.py"]),
+            renamed,
+        ],
+        &h,
+    );
+    assert!(s.context().history.masquerade_run);
+    // The runtime itself: node titled `openclaw`.
+    let mut s = SessionContext::new(2);
+    let mut titled = open(T0 + 1, 10, "/tmp/x", 0);
+    titled.comm = Bytes::from("openclaw");
+    fold(
+        &mut s,
+        &[
+            exec_child(T0, 10, 1, "/opt/node/bin/node", &["node", "openclaw"]),
+            titled,
+        ],
+        &h,
+    );
+    assert!(!s.context().history.masquerade_run);
+}
