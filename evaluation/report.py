@@ -486,8 +486,11 @@ def render_svg(doc: dict) -> str:
             if t == shipped:
                 o.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="8" fill="none" stroke="{color}" '
                          'stroke-width="2"/>')
+                # Beside the ring, below it near the top of the plot (where the line runs
+                # along 100 %), above it elsewhere; one line lower per ruleset.
                 anchor, dx = ("end", -11) if x > left + pw / 2 else ("start", 11)
-                o.append(f'<text x="{x + dx:.1f}" y="{y + 4 + 14 * n:.1f}" fill="{color}" '
+                ty = y + 22 + 14 * n if y < top + 40 else y - 12 - 14 * n
+                o.append(f'<text x="{x + dx:.1f}" y="{ty:.1f}" fill="{color}" '
                          f'text-anchor="{anchor}" font-weight="bold">{rs["name"]}: t={t} '
                          f'(shipped), recall {pct(p["malicious_recall"])}, false alerts '
                          f'{pct(p["false_alert_rate"])}</text>')
@@ -700,6 +703,15 @@ def load_rules(key: str, name: str, path: Path) -> dict:
             "thresholds": {"log": t["log"], "alert": t["alert"]}}
 
 
+def check_rules(casa: str, rs: dict) -> None:
+    """`casa rules check`: a ruleset this binary cannot compile fails here, once, rather than
+    in every replay."""
+    p = subprocess.run([casa, "rules", "check", str(rs["path"])], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise ReportError(f"{rs['name']}'s rules do not compile with {casa}:\n"
+                          f"{(p.stderr or p.stdout).strip()}")
+
+
 def load_reasons(path: Path) -> dict:
     if not path.exists():
         return {}
@@ -745,6 +757,8 @@ def report(args: argparse.Namespace) -> int:
         raise ReportError("--jobs must be at least 1")
     rulesets = [load_rules(RULESETS[0][0], RULESETS[0][1], args.rules_casa),
                 load_rules(RULESETS[1][0], RULESETS[1][1], args.rules_original)]
+    for rs in rulesets:
+        check_rules(casa, rs)
     committed = None
     if args.check:
         path = OUT_DIR / "report.json"
@@ -769,8 +783,11 @@ def report(args: argparse.Namespace) -> int:
     for k, v in sorted(truncated.items()):
         print(f"report.py: {k}: left out, the recording is incomplete (still being written?): {v}",
               file=sys.stderr)
-    for k, v in sorted(broken.items()):
+    for k, v in sorted(broken.items())[:5]:
         print(f"report.py: {k}: casa replay failed: {v}", file=sys.stderr)
+    if len(broken) > 5:
+        print(f"report.py: and {len(broken) - 5} more recordings casa could not replay",
+              file=sys.stderr)
     unreplayable = {k: ("incomplete recording" if k in truncated else "casa replay failed")
                     for k in failed}
     doc = build_report(cases, rulesets, results, unreplayable, curated)
