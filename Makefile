@@ -6,7 +6,7 @@ CARGO ?= cargo
 CASA := target/release/casa
 RUN_ARGS ?=
 
-.PHONY: all setup build run install uninstall test test-unit check instructions instructions-update bench bench-quick bench-corpus bench-smoke eval eval-replay eval-smoke eval-overhead eval-corpus clean
+.PHONY: all setup build run install uninstall test test-unit check instructions instructions-update bench bench-quick bench-corpus bench-smoke eval eval-replay eval-smoke eval-overhead eval-corpus eval-report clean
 
 all: build
 
@@ -146,11 +146,19 @@ eval: build
 
 # The detection corpus (evaluation/CORPUS.md: 67 attacks, 57 benign tasks) on the real
 # OpenClaw, both modes, with its attacker and data hosts in a network namespace the harness
-# creates and removes (about 75 minutes).
+# creates and removes (about 75 minutes); then the corpus report from its recordings.
 eval-corpus: build
 	@./setup.sh
 	bash evaluation/install-openclaw.sh
 	$(PYTHON) evaluation/run.py live --corpus --casa $(EVAL_CASA)
+	$(MAKE) --no-print-directory eval-report
+
+# The corpus report (evaluation/README.md, "The corpus report"): every corpus recording
+# replayed with casa's rules.json and CASA's rules.casa.json; writes
+# evaluation/corpus/{report.json,REPORT.md,sweep.svg} and the corpus block of RESULTS.md.
+eval-report:
+	@test -x $(EVAL_CASA) || $(CARGO) build --release --locked -p casa
+	$(PYTHON) evaluation/report.py --casa $(EVAL_CASA)
 
 # CASA's runtime-overhead cases (L01-H02) with and without casa: evaluation/OVERHEAD.md.
 eval-overhead: build
@@ -160,9 +168,13 @@ eval-overhead: build
 
 # The committed recordings through `casa replay` (no kernel, root or OpenClaw): fails when a
 # case's score differs from the live run's or misses its expectation; rewrites results.json.
+# Then the corpus report's unit tests, and its recordings replayed with both rulesets against
+# the committed evaluation/corpus/report.json (report.py --check).
 eval-replay:
 	@test -x $(EVAL_CASA) || $(CARGO) build --release --locked -p casa
 	$(PYTHON) evaluation/run.py replay --casa $(EVAL_CASA)
+	$(PYTHON) -m unittest discover -s evaluation -p test_report.py
+	$(PYTHON) evaluation/report.py --check --casa $(EVAL_CASA)
 
 # One malicious case live, end to end on the real OpenClaw (part of `make test`).
 eval-smoke:
