@@ -135,7 +135,8 @@ bench-smoke:
 	else echo "bench-smoke: last line is not 'throughput: <N> events/s': $$last" >&2; exit 1; fi
 
 # The evaluation (evaluation/README.md): the 30 CASA cases on the real OpenClaw runtime, in
-# --local and gateway mode, recorded and scored into evaluation/RESULTS.md and results.json.
+# --local and gateway mode, recorded and scored into evaluation/RESULTS.md and results.json;
+# then the detection corpus and its report (eval-corpus, below).
 EVAL_CASA ?= $(CASA)
 PYTHON ?= /usr/bin/python3
 eval: build
@@ -143,6 +144,7 @@ eval: build
 	bash evaluation/install-openclaw.sh
 	$(PYTHON) evaluation/run.py live --casa $(EVAL_CASA)
 	$(PYTHON) evaluation/run.py overhead --casa $(EVAL_CASA)
+	$(MAKE) --no-print-directory eval-corpus
 
 # The detection corpus (evaluation/CORPUS.md: 67 attacks, 57 benign tasks) on the real
 # OpenClaw, both modes, with its attacker and data hosts in a network namespace the harness
@@ -173,6 +175,7 @@ eval-overhead: build
 eval-replay:
 	@test -x $(EVAL_CASA) || $(CARGO) build --release --locked -p casa
 	$(PYTHON) evaluation/run.py replay --casa $(EVAL_CASA)
+	$(PYTHON) evaluation/run.py replay --corpus --casa $(EVAL_CASA)
 	$(PYTHON) -m unittest discover -s evaluation -p test_report.py
 	$(PYTHON) evaluation/report.py --check --casa $(EVAL_CASA)
 
