@@ -137,10 +137,10 @@ pub fn run(root: &Path, casa: &Path, opts: &Opts) -> anyhow::Result<Item> {
     let shipped = root.join("rules.json");
     let hundred = bench.join("rules100.json");
     rules_100(&shipped, &hundred)?;
-    let shipped_count = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&shipped)?)?
-        ["rules"]
-        .as_array()
-        .map_or(0, Vec::len);
+    let shipped_count =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&shipped)?)?["rules"]
+            .as_array()
+            .map_or(0, Vec::len);
     let shipped_label = format!("shipped rules ({shipped_count})");
     let sets: [(&str, PathBuf); 2] = [(&shipped_label, shipped), ("100 rules", hundred)];
     let cpu = super::last_cpu();
