@@ -436,7 +436,7 @@ fn load_result(child: Child) -> anyhow::Result<BTreeMap<String, f64>> {
 /// exec (a local script fed to `sh` by `curl`, `fetched_code_piped_into_interpreter`).
 fn alert_cmd(lab: &Lab, i: usize) -> String {
     let d = lab.work.join(format!("home-{i}"));
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!(
             "mkdir -p {d} && printf 'true\\n' >> {d}/.bashrc",
             d = d.display()
