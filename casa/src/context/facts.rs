@@ -472,6 +472,22 @@ fn is_own_proc_entry(path: &str, pid: u32) -> bool {
         .is_some_and(|(p, _)| p == "self" || p == "thread-self" || p.parse::<u32>() == Ok(pid))
 }
 
+/// Whether a command line names `path` as something to act on, not as the identity a client
+/// logs in with (`ssh -i key host`, `-o IdentityFile=key` are the key's use; `scp key host:`
+/// and `wget --post-file=.netrc` send it).
+fn names_as_operand(argv_text: &str, path: &str) -> bool {
+    let mut rest = argv_text;
+    while let Some(i) = rest.find(path) {
+        let before = rest[..i].trim_end();
+        let identity = before.ends_with(" -i") || before.ends_with("IdentityFile=");
+        if !identity {
+            return true;
+        }
+        rest = &rest[i + path.len()..];
+    }
+    false
+}
+
 /// Unix sockets of container engines: a client that is not the engine's own talking to one
 /// drives the engine directly (ATT&CK T1611 escape to host, T1610).
 pub fn is_container_socket(path: &str) -> bool {
@@ -933,6 +949,7 @@ impl Facts {
         self.flags.inline_code_evaluates_data |=
             inline_code && techniques::inline_evaluates_data(name, &argv);
         self.flags.setid_mode_set |= techniques::sets_setid_mode(name, &argv);
+        self.flags.container_socket_access |= techniques::container_escape(name, &argv);
         // `ldd` runs the loader in trace mode: it lists a program's libraries, runs nothing.
         if parent.name != "ldd"
             && let Some(program) = techniques::loader_program(name, &argv)
@@ -1164,7 +1181,7 @@ impl Facts {
         let sensitive = flags & O_DIRECTORY == 0
             && !path.ends_with(".pub")
             && super::classify::is_sensitive_path(path, h)
-            && (!is_credential_use(&pf.name, path) || pf.argv_text.contains(path))
+            && (!is_credential_use(&pf.name, path) || names_as_operand(&pf.argv_text, path))
             && !is_own_proc_entry(path, owner.pid)
             && self.written.get(&key).is_none();
         if result < 0 {

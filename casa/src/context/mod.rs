@@ -224,7 +224,8 @@ fields::context_schema! {
         persistence_attempted: bool,
         /// A container engine's socket (`docker.sock`, `containerd.sock`, `podman.sock`, …) was
         /// connected to by a program that is not one of `container_runtime_names` (driving the
-        /// engine directly: T1611, T1610).
+        /// engine directly), or a container was started that reaches the host (`--privileged`,
+        /// `--pid=host`, the host's `/` mounted): T1611, T1610.
         container_socket_access: bool,
         /// The most distinct ports the session tried on one external host: a port scan tries
         /// many (T1046).

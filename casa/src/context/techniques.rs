@@ -539,6 +539,28 @@ pub fn inline_wires_shell_to_socket(name: &str, argv: &[String]) -> bool {
     socket && wiring && shell
 }
 
+/// Whether an exec starts a container that reaches the host: privileged, in the host's
+/// namespaces, or with the host's root mounted (`docker run --privileged`, `--pid=host`,
+/// `-v /:/host`; ATT&CK T1611, T1610).
+pub fn container_escape(name: &str, argv: &[String]) -> bool {
+    if !matches!(name, "docker" | "podman" | "nerdctl") {
+        return false;
+    }
+    let run = argv
+        .iter()
+        .skip(1)
+        .any(|a| matches!(a.as_str(), "run" | "create" | "exec"));
+    let escape = argv.windows(2).any(|w| {
+        matches!(w[0].as_str(), "-v" | "--volume" | "--mount") && {
+            let spec = w[1].as_str();
+            spec.starts_with("/:") || spec.contains("source=/,") || spec.ends_with("source=/")
+        }
+    }) || argv.iter().any(|a| {
+        matches!(a.as_str(), "--privileged" | "--pid=host") || a.starts_with("--volume=/:")
+    });
+    run && escape
+}
+
 /// Shell and REPL history files.
 pub const HISTORY_FILES: &[&str] = &[
     ".bash_history",
@@ -858,5 +880,24 @@ mod tests {
                 "import socket; print(socket.gethostname())"
             ])
         ));
+    }
+
+    #[test]
+    fn containers_that_reach_the_host() {
+        let yes = |a: &[&str]| container_escape(a[0], &argv(a));
+        assert!(yes(&[
+            "docker", "run", "--rm", "-v", "/:/host", "alpine", "chroot", "/host"
+        ]));
+        assert!(yes(&["docker", "run", "--privileged", "alpine"]));
+        assert!(yes(&["podman", "run", "--pid=host", "alpine"]));
+        assert!(!yes(&[
+            "docker",
+            "run",
+            "--rm",
+            "-v",
+            "/w/app:/app",
+            "python:3"
+        ]));
+        assert!(!yes(&["docker", "ps"]));
     }
 }

@@ -2771,3 +2771,33 @@ fn a_process_renamed_after_the_runtime_masquerades() {
     );
     assert!(!s.context().history.masquerade_run);
 }
+
+#[test]
+fn ssh_logging_in_with_a_key_named_on_its_command_line_uses_it() {
+    let h = Heuristics {
+        sensitive_path_patterns: vec!["/.ssh/id_".into()],
+        ..Heuristics::default()
+    };
+    let reads = |argv: &[&str]| {
+        let mut s = SessionContext::new(1);
+        fold(
+            &mut s,
+            &[
+                exec_child(T0, 10, 1, &format!("/usr/bin/{}", argv[0]), argv),
+                open(T0 + 1, 10, "/home/u/.ssh/id_deploy", 0),
+            ],
+            &h,
+        );
+        s.context().history.sensitive_read_count
+    };
+    assert_eq!(
+        reads(&["ssh", "-i", "/home/u/.ssh/id_deploy", "git@host"]),
+        0
+    );
+    assert_eq!(
+        reads(&["ssh", "-o", "IdentityFile=/home/u/.ssh/id_deploy", "host"]),
+        0
+    );
+    // scp copying the key somewhere is sending it.
+    assert_eq!(reads(&["scp", "/home/u/.ssh/id_deploy", "h:/tmp/"]), 1);
+}
