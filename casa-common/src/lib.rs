@@ -12,6 +12,7 @@
 #![no_std]
 
 pub mod config;
+pub mod respond;
 pub mod stats;
 pub mod wire;
 

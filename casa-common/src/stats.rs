@@ -22,11 +22,17 @@ pub const PATH_FAILED: u32 = 8;
 /// A socket-operation, TCP-state or other wire-version-2 record was lost (ring full).
 pub const LOST_OTHER: u32 = 9;
 
+/// A tracked process was killed in the kernel by a response (a kill order or a preventive
+/// rule): each signal sent counts once.
+pub const RESPONSE_KILLS: u32 = 10;
+/// Sending a response's signal failed.
+pub const RESPONSE_FAILED: u32 = 11;
+
 /// Number of counters (the `STATS` map's size).
 pub const COUNT: u32 = 16;
 
 /// Human-readable name of each counter index, for reports.
-pub const NAMES: [(u32, &str); 10] = [
+pub const NAMES: [(u32, &str); 12] = [
     (LOST_EXEC, "lost_exec"),
     (LOST_FORK, "lost_fork"),
     (LOST_EXIT, "lost_exit"),
@@ -37,4 +43,6 @@ pub const NAMES: [(u32, &str); 10] = [
     (READ_FAILED, "read_failed"),
     (PATH_FAILED, "path_failed"),
     (LOST_OTHER, "lost_other"),
+    (RESPONSE_KILLS, "response_kills"),
+    (RESPONSE_FAILED, "response_failed"),
 ];

@@ -194,6 +194,9 @@ pub const EXEC_PATH_TRUNCATED: u32 = 1 << 7;
 /// joined with the working directory when the caller named it relatively, not
 /// symlink-resolved) and argv\[0\] names the interpreter.
 pub const EXEC_SCRIPT: u32 = 1 << 8;
+/// `ExecBody::flags`: a preventive rule (`casa_common::respond`) killed the process at this
+/// exec; the new program never ran an instruction.
+pub const EXEC_PREVENTED: u32 = 1 << 9;
 
 /// Body of [`EventKind::Exec`]. Data: `path`, then argv (NUL-separated arguments, each
 /// followed by a NUL), then `filename` (the name the caller passed to `execve`); in wire

@@ -2,10 +2,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use casa_common::{
     config::KernelConfig,
+    respond::FetchedKey,
     stats,
     wire::{FileId, LOADER_ENV_MAX, LOADER_ENV_TOTAL, PATH_MAX, SOCKADDR_MAX, StdioFd},
 };
@@ -18,9 +19,21 @@ pub static CONFIG: KernelConfig = KernelConfig::ZEROED;
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
 
-/// Tracked process ids (tgid → 1): seeded by userspace, extended on fork, pruned on exit.
+/// Tracked process ids (tgid → `casa_common::respond::TRACK_*` bits): seeded by userspace,
+/// extended on fork (the child inherits the parent's bits), pruned on exit; userspace adds
+/// response bits to a session's processes.
 #[map]
 pub static TRACKED: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
+
+/// The preventive rules in force (`RESPOND[0]`: `casa_common::respond::PREVENT_*` bits),
+/// written by userspace at start-up and on reload.
+#[map]
+pub static RESPOND: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Files sessions wrote with fetched or decoded content (filled by userspace): running one
+/// is refused under `PREVENT_FETCHED_EXEC`.
+#[map]
+pub static FETCHED: LruHashMap<FetchedKey, u8> = LruHashMap::with_max_entries(8192, 0);
 
 /// Loss and degradation counters, indexed by `casa_common::stats`.
 #[map]

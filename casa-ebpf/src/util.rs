@@ -8,10 +8,13 @@ use aya_ebpf::helpers::{
     generated::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_ringbuf_output,
+        bpf_send_signal,
     },
 };
 use casa_common::{
-    WIRE_VERSION, stats,
+    WIRE_VERSION,
+    respond::{SIGKILL, TRACK_KILL},
+    stats,
     wire::{EventKind, Header},
 };
 
@@ -50,14 +53,42 @@ pub fn bump(index: u32) {
     }
 }
 
-/// True when open/connect of this process must be reported.
+/// True when open/connect of this process must be reported. A tracked process under a kill
+/// order (`TRACK_KILL`) is killed here, at whichever tracked syscall it makes first.
 #[inline(always)]
 pub fn is_tracked(tgid: u32) -> bool {
     if tgid == config!(self_tgid) {
         return false;
     }
-    // SAFETY: the value is only tested for presence.
-    config!(all_processes) != 0 || unsafe { TRACKED.get(tgid).is_some() }
+    // SAFETY: the value is copied out at once.
+    match unsafe { TRACKED.get(tgid) } {
+        Some(bits) => {
+            if *bits & TRACK_KILL != 0 {
+                kill_current();
+            }
+            true
+        }
+        None => config!(all_processes) != 0,
+    }
+}
+
+/// The `TRACKED` bits of `tgid` (`casa_common::respond::TRACK_*`), if it is tracked.
+#[inline(always)]
+pub fn tracked_bits(tgid: u32) -> Option<u32> {
+    // SAFETY: the value is copied out at once.
+    unsafe { TRACKED.get(tgid) }.copied()
+}
+
+/// Send `SIGKILL` to the current process (every thread of it): delivered before it returns
+/// to user space, so it runs no further instruction of its own. Counted in `STATS`.
+#[inline(always)]
+pub fn kill_current() {
+    // SAFETY: helper with a plain integer argument; it acts on the current task only.
+    if unsafe { bpf_send_signal(SIGKILL) } == 0 {
+        bump(stats::RESPONSE_KILLS);
+    } else {
+        bump(stats::RESPONSE_FAILED);
+    }
 }
 
 /// Read a `T` at `base + offset` from kernel memory.

@@ -108,6 +108,7 @@ impl PipelineConfig {
                 profiles,
                 debug_eval: args.debug_eval || env.flag("CASA_DEBUG_EVAL"),
                 redact: !args.no_redact,
+                enforce: args.enforce || env.flag("CASA_ENFORCE"),
                 ..Default::default()
             },
         })

@@ -106,6 +106,12 @@ pub struct PipelineArgs {
     /// instead of replacing them with `[REDACTED len=N sha256=…]`.
     #[arg(long)]
     pub no_redact: bool,
+    /// Carry out the rules file's `response` policy and the preventive rules (kill, deny
+    /// network) in the kernel; without it every response is a dry run, recorded as
+    /// `dry_run`. In `casa replay` it only labels the records as `casa run --enforce` wrote
+    /// them: a replay acts on nothing [env: CASA_ENFORCE].
+    #[arg(long)]
+    pub enforce: bool,
 }
 
 #[derive(Debug, Args)]

@@ -456,12 +456,15 @@ fn decode_exec(rec: &[u8], version: u16) -> Result<Exec, DecodeError> {
         cap_effective: creds.then_some(b.cap_effective),
         seccomp_mode: creds.then_some(b.seccomp_mode),
         no_new_privs: b.flags & wire::EXEC_NO_NEW_PRIVS != 0,
-        facts: ext.map_or_else(ExecFacts::default, |e| exec_facts(&e, script_path, env)),
+        facts: ExecFacts {
+            prevented: b.flags & wire::EXEC_PREVENTED != 0,
+            ..ext.map_or_else(ExecFacts::default, |e| exec_facts(&e, script_path, env))
+        },
     })
 }
 
 /// The kernel's `dev_t` (`major << 20 | minor`) in the encoding `stat(2)` returns.
-fn user_dev(kdev: u32) -> u64 {
+pub(crate) fn user_dev(kdev: u32) -> u64 {
     let (major, minor) = (u64::from(kdev >> 20), u64::from(kdev & 0xfffff));
     ((major & 0xfffff000) << 32)
         | ((major & 0xfff) << 8)
@@ -534,6 +537,7 @@ fn exec_facts(e: &ExecExt, script_path: &[u8], env: &[u8]) -> ExecFacts {
         } else {
             Vec::new()
         },
+        prevented: false,
     }
 }
 

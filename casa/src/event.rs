@@ -454,6 +454,10 @@ pub struct ExecFacts {
     /// fds 0, 1 and 2 after the exec; tracked processes only (empty otherwise).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stdio: Vec<StdioFd>,
+    /// A response killed the process in the kernel at this exec (a kill order, or a
+    /// preventive rule under `--enforce`): the new program never ran.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub prevented: bool,
 }
 
 impl ExecFacts {

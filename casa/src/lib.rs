@@ -32,6 +32,7 @@ pub mod procfs;
 pub mod recording;
 pub mod redact;
 pub mod report;
+pub mod respond;
 pub mod rules;
 pub mod sensor;
 pub mod session;

@@ -26,11 +26,12 @@ use tracing::info;
 
 use crate::{
     clock::BootClock,
-    context::{Observed, SessionContext, TaintStore},
+    context::{Observed, SessionContext, TaintStore, basename, name_in},
     decode::{DecodeError, decode},
     event::{Detail, Event},
     filter::{self, FilterPolicy, IgnoreReason},
     recording::Seed,
+    respond::{Order, Responder, ResponseRecord},
     rules::{Action, RuleSet, Scorer},
     session::{
         AgentProfile, CloseReason, Closed, SessionId, SessionKind, Timeouts, Tracker, Verdict,
@@ -60,6 +61,9 @@ pub struct PipelineOptions {
     pub naive: bool,
     /// Redact secrets in argv before anything else sees the event (`crate::redact`).
     pub redact: bool,
+    /// Carry responses out (`casa run --enforce`): the edge acts on [`Outcome::orders`] and
+    /// the records say `enforce`; otherwise they are dry runs.
+    pub enforce: bool,
 }
 
 impl Default for PipelineOptions {
@@ -70,6 +74,7 @@ impl Default for PipelineOptions {
             debug_eval: false,
             naive: false,
             redact: true,
+            enforce: false,
         }
     }
 }
@@ -94,6 +99,14 @@ pub struct PipelineStats {
     pub kernel_lost: u64,
     /// Processes found gone without an exit event ([`Input::Reaped`]).
     pub reaped: u64,
+    /// Response records written (`crate::respond`: orders, dry runs, preventive kills, kill
+    /// outcomes).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub responses: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// One input of the pipeline: the same set as a recording's frames
@@ -144,6 +157,8 @@ pub struct Outcome {
     /// command up (`crate::transcript`) and feeds the answer as the very next input
     /// ([`Input::Attribution`]); until then the process's exec is held back.
     pub attribute: Option<Request>,
+    /// Responses the edge must carry out (`crate::respond`; only when enforcing).
+    pub orders: Vec<Order>,
 }
 
 /// Time spent in each stage, measured only when [`Pipeline::time_stages`] turned it on (for
@@ -248,6 +263,8 @@ pub struct Pipeline<S: LogSink> {
     pending: Option<(Event, Request)>,
     /// Pids to track found while resuming a held exec (handed out with the next outcome).
     resumed_track: Vec<u32>,
+    /// Responses: decided from the decisions, followed through forks and exits.
+    responder: Responder,
     pub stats: PipelineStats,
 }
 
@@ -260,6 +277,7 @@ impl<S: LogSink> Pipeline<S> {
         opts: PipelineOptions,
     ) -> Self {
         Self {
+            responder: Responder::new(opts.enforce),
             tracker: Tracker::new(opts.profiles.clone(), opts.timeouts),
             sessions: HashMap::new(),
             invocations: HashMap::new(),
@@ -397,6 +415,7 @@ impl<S: LogSink> Pipeline<S> {
             }
         }
         out.track.append(&mut self.resumed_track);
+        out.orders = self.responder.take_orders();
         out
     }
 
@@ -575,6 +594,9 @@ impl<S: LogSink> Pipeline<S> {
                 pending_shell,
                 runtime_started,
             } => {
+                if let Some(r) = self.responder.follow(session, ev) {
+                    self.write_response(session, ev, r);
+                }
                 let t = stage_start(&self.stages);
                 let actor = filter::Actor {
                     runtime,
@@ -678,6 +700,32 @@ impl<S: LogSink> Pipeline<S> {
         if let Some(span) = &mut state.span {
             span.event(ev, self.clock.unix_ns(ev.ktime_ns), &ts);
         }
+        let prevented = match &ev.detail {
+            Detail::Exec(x) if x.result == 0 => {
+                if self.responder.enforcing()
+                    && name_in(basename(&x.path.to_text()), &h.network_tool_names)
+                {
+                    self.responder.network_tool(self.rules.response(), ev.pid);
+                }
+                let facts = state.ctx.facts();
+                let fetched = [x.facts.file, x.facts.script_file]
+                    .into_iter()
+                    .flatten()
+                    .any(|f| facts.is_fetched_id((f.dev, f.ino)));
+                self.responder
+                    .prevented(self.rules.response(), id, ev, fetched)
+            }
+            _ => None,
+        };
+        if self.responder.enforcing() && changed {
+            self.responder.fetched(state.ctx.facts().fetched_ids());
+        }
+        if let Some(r) = prevented {
+            self.write_response(id, ev, r);
+        }
+        let Some(state) = self.sessions.get_mut(&id) else {
+            return;
+        };
 
         if !(changed || first || self.opts.naive) {
             return;
@@ -733,7 +781,26 @@ impl<S: LogSink> Pipeline<S> {
                 alert,
             );
         }
-        if !audit {
+        let pids = self
+            .tracker
+            .session(id)
+            .map(|s| s.live_pids())
+            .unwrap_or_default();
+        let response = self.responder.decide(
+            self.rules.response(),
+            id,
+            d.score,
+            d.triggered.iter().map(|t| t.name.as_str()),
+            pids,
+            ev,
+        );
+        if let (Some(r), Some(span)) = (&response, &mut state.span) {
+            span.response(ev, self.clock.unix_ns(ev.ktime_ns), &ts, r);
+        }
+        if response.is_some() {
+            self.stats.responses += 1;
+        }
+        if !audit && response.is_none() {
             return;
         }
         let t = stage_start(&self.stages);
@@ -758,6 +825,7 @@ impl<S: LogSink> Pipeline<S> {
                     })
                     .collect(),
             },
+            response,
         };
         self.sink.write(Record::Audit(&record));
         self.stats.audit_records += 1;
@@ -778,6 +846,43 @@ impl<S: LogSink> Pipeline<S> {
             );
         }
         stage_end(&mut self.stages, t, Stage::Sinks, 0);
+    }
+
+    /// An audit record (and an alert record when the session is at ALERT) for a response
+    /// that is not part of a decision: a preventive kill, or the end of a kill order. Its
+    /// decision is the session's standing one, with no newly triggered rules.
+    fn write_response(&mut self, id: SessionId, ev: &Event, r: ResponseRecord) {
+        let Some(state) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let ts = self.clock.rfc3339(ev.ktime_ns);
+        if let Some(span) = &mut state.span {
+            span.response(ev, self.clock.unix_ns(ev.ktime_ns), &ts, &r);
+        }
+        let t = self.rules.thresholds();
+        let alert = state.final_action == Action::Alert;
+        let record = FullLogRecord {
+            timestamp: ts,
+            session_id: id,
+            trace_id: hex(&state.trace_id),
+            span_id: hex(&state.span_id),
+            event: AuditEvent::new(ev),
+            decision: DecisionRecord {
+                action: state.final_action.as_str(),
+                score: state.scorer.score(),
+                log_threshold: t.log,
+                alert_threshold: t.alert,
+                triggered_rules: Vec::new(),
+            },
+            response: Some(r),
+        };
+        self.stats.responses += 1;
+        self.sink.write(Record::Audit(&record));
+        self.stats.audit_records += 1;
+        if alert {
+            self.sink.write(Record::Alert(&record));
+            self.stats.alert_records += 1;
+        }
     }
 
     fn snapshot(
@@ -858,6 +963,7 @@ impl<S: LogSink> Pipeline<S> {
         };
         self.snapshot(c.id, reason, c.closed_ns, Some(&c));
         self.invocations.remove(&c.id);
+        self.responder.closed(c.id);
         if let Some(state) = self.sessions.remove(&c.id)
             && let (Some(span), Some(sink)) = (state.span, self.spans.as_mut())
         {

@@ -16,20 +16,24 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use casa_common::{
+    respond::{FetchedKey, PREVENT_DELETED_EXEC, PREVENT_FETCHED_EXEC, TRACK_KILL},
     stats,
     wire::{
         ARGV_MAX, ARGV_MAX_ARGS, BODY_OFFSET, ENV_SCAN_MAX, EXEC_ARGV_TRUNCATED,
         EXEC_ARGV_UNREADABLE, EXEC_CREDS_VALID, EXEC_EXT_ENV_SCANNED, EXEC_EXT_ENV_TRUNCATED,
         EXEC_EXT_SCRIPT_DELETED, EXEC_EXT_STDIO, EXEC_NO_NEW_PRIVS, EXEC_PATH_DELETED,
-        EXEC_PATH_RESOLVED, EXEC_PATH_TRUNCATED, EXEC_SCRIPT, EXEC_VIA_EXECVEAT, EventKind,
+        EXEC_PATH_RESOLVED, EXEC_PATH_TRUNCATED, EXEC_PREVENTED, EXEC_SCRIPT, EXEC_VIA_EXECVEAT, EventKind,
         ExecBody, ExecExt, FileId, LOADER_ENV_MAX, LOADER_ENV_TOTAL, PATH_MAX,
     },
 };
 
 use crate::{
-    maps::{ENV_MASK, EXEC_CTX, EXEC_PENDING, ExecPending, PATHS, SCRIPT_CTX},
+    maps::{ENV_MASK, EXEC_CTX, EXEC_PENDING, ExecPending, FETCHED, PATHS, RESPOND, SCRIPT_CTX},
     path,
-    util::{bump, config, current_task, emit, fill_header, ids, is_tracked, read_kernel, scratch},
+    util::{
+        bump, config, current_task, emit, fill_header, ids, is_tracked, kill_current, read_kernel,
+        scratch, tracked_bits,
+    },
 };
 
 const EXT_OFFSET: usize = BODY_OFFSET + core::mem::size_of::<ExecBody>();
@@ -178,6 +182,21 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     // Delete after use; the exec may have happened on a non-leader thread (old_tid).
     let _ = EXEC_PENDING.remove(old_tid);
     0
+}
+
+/// Whether `id` (a file identity; `ino == 0`: none) is in `FETCHED`.
+#[inline(always)]
+fn is_fetched(id: &FileId) -> bool {
+    if id.ino == 0 {
+        return false;
+    }
+    let key = FetchedKey {
+        ino: id.ino,
+        dev: id.dev,
+        _pad: 0,
+    };
+    // SAFETY: presence test only.
+    unsafe { FETCHED.get(&key).is_some() }
 }
 
 const NO_FILE: FileId = FileId {
@@ -456,6 +475,24 @@ unsafe fn try_sched_process_exec(bprm: u64, old_tid: u32) {
         if atomic & 1 != 0 {
             // PFA_NO_NEW_PRIVS is bit 0 of task->atomic_flags.
             flags |= EXEC_NO_NEW_PRIVS;
+        }
+
+        // 6. Responses without a round trip: a tracked process under a kill order, or one
+        //    that runs what a preventive rule refuses (a deleted file or memfd; a file a
+        //    session fetched), is killed now, before the new program's first instruction.
+        if let Some(bits) = tracked_bits(ids().1) {
+            let prevent = RESPOND.get(0).copied().unwrap_or(0);
+            let deleted = flags & EXEC_PATH_DELETED != 0
+                || (*ext).flags & EXEC_EXT_SCRIPT_DELETED != 0;
+            let fetched = prevent & PREVENT_FETCHED_EXEC != 0
+                && (is_fetched(&(*ext).file) || is_fetched(&(*ext).script));
+            if bits & TRACK_KILL != 0
+                || (prevent & PREVENT_DELETED_EXEC != 0 && deleted)
+                || fetched
+            {
+                kill_current();
+                flags |= EXEC_PREVENTED;
+            }
         }
 
         (*body).result = 0;

@@ -12,6 +12,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use casa_common::{
+    respond::{FetchedKey, PREVENT_FETCHED_EXEC, TRACK_FETCHER},
     stats,
     wire::{
         BODY_OFFSET, EventKind, FileId, OPEN_PATH_DELETED, OPEN_PATH_JOINED, OPEN_PATH_RESOLVED,
@@ -21,9 +22,12 @@ use casa_common::{
 };
 
 use crate::{
-    maps::{OPEN_PENDING, OpenPending},
+    maps::{FETCHED, OPEN_PENDING, OpenPending, RESPOND},
     path,
-    util::{bump, config, current_task, emit_waking, fill_header, ids, is_tracked, scratch},
+    util::{
+        bump, config, current_task, emit_waking, fill_header, ids, is_tracked, scratch,
+        tracked_bits,
+    },
 };
 
 /// `O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND` (x86-64 / arm64 values): an open that can
@@ -157,6 +161,24 @@ fn stash_open(tid: u32, dfd: i32, filename: u64, flags: u32, mode: u32, syscall:
     }
 }
 
+/// A network tool (`TRACK_FETCHER`) opened `id` for writing: with `fetched_exec` in force,
+/// the file is marked fetched now, before any run of it can start.
+#[inline(always)]
+fn note_fetched(id: &FileId) {
+    let prevent = RESPOND.get(0).copied().unwrap_or(0);
+    if prevent & PREVENT_FETCHED_EXEC == 0 || id.ino == 0 {
+        return;
+    }
+    if tracked_bits(ids().1).is_some_and(|b| b & TRACK_FETCHER != 0) {
+        let key = FetchedKey {
+            ino: id.ino,
+            dev: id.dev,
+            _pad: 0,
+        };
+        let _ = FETCHED.insert(&key, &1, 0);
+    }
+}
+
 #[tracepoint]
 pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
     exit_open(&ctx)
@@ -252,6 +274,9 @@ fn exit_open(ctx: &TracePointContext) -> u32 {
             let size = DATA_OFFSET + ((off + path_len) & SIZE_MASK);
             // A write (persistence, tampering) is what an alert may hang on: wake the reader.
             let writes = (*p).open_flags & WRITE_INTENT != 0;
+            if writes && ret >= 0 {
+                note_fetched(&(*ext).file);
+            }
             emit_waking(buf, size as u32, stats::LOST_OPEN, writes);
         }
     }

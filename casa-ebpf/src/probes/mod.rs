@@ -7,5 +7,6 @@ mod fileop;
 mod net;
 mod process;
 mod procop;
+mod respond;
 mod sock;
 mod uring;

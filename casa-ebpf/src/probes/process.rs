@@ -9,6 +9,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use casa_common::{
+    respond::TRACK_KILL,
     stats,
     wire::{BODY_OFFSET, EXIT_GROUP_DEAD, EXIT_LEADER, EventKind, ExitBody, ForkBody},
 };
@@ -18,7 +19,10 @@ use crate::{
         CONNECT_PENDING, EXEC_PENDING, FILEOP_PENDING, OPEN_PENDING, PROCOP_PENDING, SOCK_PENDING,
         TRACKED,
     },
-    util::{bump, config, current_task, emit, fill_header, ids, is_tracked, read_kernel, scratch},
+    util::{
+        bump, config, current_task, emit, fill_header, ids, is_tracked, kill_current, read_kernel,
+        scratch, tracked_bits,
+    },
 };
 
 #[btf_tracepoint(function = "sched_process_fork")]
@@ -39,9 +43,15 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
     if tgid == config!(self_tgid) {
         return 0;
     }
-    // SAFETY: presence test only.
-    if unsafe { TRACKED.get(tgid).is_some() } && TRACKED.insert(ctgid, 1, 0).is_err() {
-        bump(stats::TRACKED_FULL);
+    if let Some(bits) = tracked_bits(tgid) {
+        // The child inherits the parent's bits: a kill order or a network ban follows a
+        // process that forks or daemonises after it was given.
+        if TRACKED.insert(ctgid, bits, 0).is_err() {
+            bump(stats::TRACKED_FULL);
+        }
+        if bits & TRACK_KILL != 0 {
+            kill_current();
+        }
     }
     let Some(buf) = scratch() else { return 0 };
     // SAFETY: buf is the scratch buffer.

@@ -24,6 +24,9 @@ use std::{
 };
 
 use anyhow::Context as _;
+use casa_common::respond::{
+    PREVENT_DELETED_EXEC, PREVENT_FETCHED_EXEC, TRACK_DENY_NETWORK, TRACK_FETCHER, TRACK_KILL,
+};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -36,10 +39,11 @@ use crate::{
     filter::Endpoints,
     latency::{LatencyTrace, Stamped},
     pipeline::{Input, Outcome, Pipeline},
+    respond::Order,
     procfs,
     recording::{self, Meta, Recorder},
-    rules::RuleSet,
-    sensor::Sensor,
+    rules::{Prevention, RuleSet},
+    sensor::{Sensor, enforce},
     settings::Env,
     sink::{FileSinks, LogPaths, LogSink},
     telemetry::metrics,
@@ -180,6 +184,9 @@ impl Edge {
     fn feed_one(&mut self, input: Input<'_>) -> Outcome {
         self.record(&input);
         let out = self.pipeline.feed(input);
+        if !out.orders.is_empty() {
+            self.carry_out(&out.orders);
+        }
         for &pid in &out.track {
             let sensor = &mut self.sensor;
             procfs::track_tree(
@@ -207,6 +214,60 @@ impl Edge {
         out
     }
 
+    /// Carry out the pipeline's response orders: the kernel bits first (a child forked from
+    /// now on inherits them; the kernel kills a killed process at its next syscall if the
+    /// signal below misses it), then `SIGKILL` through a pidfd. Only processes in the
+    /// kernel's tracked set are touched: never casa, PID 1, or anything outside the agents'
+    /// trees.
+    fn carry_out(&mut self, orders: &[Order]) {
+        for order in orders {
+            match order {
+                Order::Processes {
+                    session,
+                    pids,
+                    kill,
+                    deny_network,
+                } => {
+                    let bits = if *kill { TRACK_KILL } else { 0 }
+                        | if *deny_network { TRACK_DENY_NETWORK } else { 0 };
+                    for &pid in pids {
+                        match self.sensor.order(pid, bits) {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                warn!("response for session {session}: pid {pid} is not tracked; left alone");
+                                continue;
+                            }
+                            Err(e) => {
+                                error!("response for session {session}: pid {pid}: {e}");
+                                continue;
+                            }
+                        }
+                        if *kill {
+                            match enforce::kill(pid) {
+                                Ok(()) => info!("RESPONSE session={session} killed pid={pid}"),
+                                // Already gone (it may have been killed in the kernel first).
+                                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                                Err(e) => error!("response for session {session}: kill {pid}: {e}"),
+                            }
+                        } else {
+                            info!("RESPONSE session={session} network denied pid={pid}");
+                        }
+                    }
+                }
+                Order::Fetcher { pid } => {
+                    if let Err(e) = self.sensor.order(*pid, TRACK_FETCHER) {
+                        warn!("preventive rule fetched_exec: cannot mark pid {pid}: {e}");
+                    }
+                }
+                Order::Fetched { dev, ino } => {
+                    if let Err(e) = self.sensor.mark_fetched(*dev, *ino) {
+                        warn!("preventive rule fetched_exec: cannot mark {dev}:{ino}: {e}");
+                    }
+                }
+            }
+        }
+    }
+
     /// Append `input` to the recording; a write error (full disk) stops the recording, says
     /// so once, and the daemon goes on.
     fn record(&mut self, input: &Input<'_>) {
@@ -229,6 +290,17 @@ impl Edge {
 }
 
 /// Resolve the configured endpoints off the async runtime and hand them to the loop.
+/// Hand the kernel the preventive rules of `rules`' response policy (`--enforce`).
+fn set_prevention(sensor: &mut Sensor, rules: &RuleSet) -> anyhow::Result<()> {
+    let p = &rules.response().prevent;
+    let bits = if p.contains(&Prevention::DeletedExec) { PREVENT_DELETED_EXEC } else { 0 }
+        | if p.contains(&Prevention::FetchedExec) { PREVENT_FETCHED_EXEC } else { 0 };
+    sensor.set_prevention(bits).context("set the preventive rules")?;
+    let names: Vec<&str> = p.iter().map(|r| r.name()).collect();
+    info!("preventive rules in force: {}", if names.is_empty() { "none".to_owned() } else { names.join(", ") });
+    Ok(())
+}
+
 fn resolve_endpoints(
     rules: &RuleSet,
     tx: &tokio::sync::mpsc::Sender<Endpoints>,
@@ -280,6 +352,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         info!("tracefs was not mounted: mounted it on /sys/kernel/tracing");
     }
     let mut ring = sensor.take_ring()?;
+    if cfg.options.enforce {
+        // Loud, never a silent monitor: enforcement that cannot attach stops casa.
+        let root = sensor
+            .enable_enforcement()
+            .context("--enforce: attach the deny_network programs")?;
+        info!("enforcing: deny_network programs attached at the cgroup v2 root {}", root.display());
+        set_prevention(&mut sensor, &cfg.rules)?;
+    }
     let metrics_page = Arc::new(Mutex::new(String::new()));
     if let Some(addr) = metrics_addr {
         let listener = metrics::bind(addr).await?;
@@ -296,6 +376,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     policy.endpoints = resolved;
     let refresh = cfg.rules.filters().configured_connect_refresh_seconds;
+    let enforcing = cfg.options.enforce;
     let mut pipeline = Pipeline::new(cfg.rules, policy, clock, sinks, cfg.options);
     let env2 = env.clone();
     let spans = tokio::task::spawn_blocking(move || span_exporter(&env2)).await??;
@@ -433,6 +514,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                         let mut policy = policy_offline(&new);
                         policy.endpoints = edge.pipeline.endpoints().clone();
                         resolve_endpoints(&new, &ep_tx, "configured connect endpoint skipped");
+                        if enforcing {
+                            set_prevention(&mut edge.sensor, &new)?;
+                        }
                         edge.pipeline.reload(new, policy);
                         reloads_ok += 1;
                         info!("rule config reloaded from {} in {:?}: {changes}", rules_path.display(), started.elapsed());
@@ -455,8 +539,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 let k = edge.sensor.kernel_stats()?;
                 let s = &edge.pipeline.stats;
                 info!(
-                    "events={} accepted={} sessions open={} started={} audit={} alert={} undecodable={} log write failures={:?}; kernel: {}",
-                    s.events, s.accepted, edge.pipeline.session_states(), s.sessions_started, s.audit_records, s.alert_records,
+                    "events={} accepted={} sessions open={} started={} audit={} alert={} responses={} undecodable={} log write failures={:?}; kernel: {}",
+                    s.events, s.accepted, edge.pipeline.session_states(), s.sessions_started, s.audit_records, s.alert_records, s.responses,
                     s.undecodable, edge.pipeline.sink().failed(), k.describe()
                 );
                 if k.lost() > last_lost {

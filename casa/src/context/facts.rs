@@ -779,6 +779,25 @@ impl Default for Facts {
 }
 
 impl Facts {
+    /// Identities `(st_dev, st_ino)` of the files the session wrote with content fetched
+    /// from the network (the preventive rule `fetched_exec` refuses running them).
+    pub fn fetched_ids(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.written_ids.iter().filter_map(|(&id, key)| {
+            self.written
+                .get(key)
+                .is_some_and(|w| w.provenance.fetched())
+                .then_some(id)
+        })
+    }
+
+    /// Whether `(st_dev, st_ino)` is a file the session wrote with fetched content.
+    pub fn is_fetched_id(&self, id: (u64, u64)) -> bool {
+        self.written_ids
+            .get(&id)
+            .and_then(|key| self.written.get(key))
+            .is_some_and(|w| w.provenance.fetched())
+    }
+
     /// Whether any set refused an item.
     pub fn overflowed(&self) -> bool {
         self.written.overflowed()

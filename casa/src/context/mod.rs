@@ -379,8 +379,8 @@ pub use capability::{
     CAPABILITY_NAMES, capability_bit, capability_bits, dangerous_mask, exec_capability,
 };
 pub use classify::{
-    has_write_intent, is_burst_excluded_connect, is_burst_ignored_open, is_memfd_or_deleted,
-    is_sensitive_path, is_suspicious_exec_path,
+    basename, has_write_intent, is_burst_excluded_connect, is_burst_ignored_open,
+    is_memfd_or_deleted, is_sensitive_path, is_suspicious_exec_path, name_in,
 };
 pub use facts::{
     Bounded, DESTINATIONS_MAX, Destination, FactFlags, Facts, FileKey, INHERITED_MAX,

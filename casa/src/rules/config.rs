@@ -13,6 +13,8 @@ pub(crate) struct RawConfig {
     pub analysis: Option<RawAnalysis>,
     pub thresholds: Option<RawThresholds>,
     pub rules: Option<Vec<RawRule>>,
+    /// casa: the response policy (`super::response`).
+    pub response: Option<super::response::RawResponse>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -41,6 +41,15 @@ pub enum RulesError {
     /// A value of the wrong JSON type or out of range (`invalid type: string "4", expected i64`).
     #[error("{loc}: {message}")]
     InvalidValue { loc: Location, message: String },
+    #[error("{loc}: response.threshold must be at least 1")]
+    ResponseThreshold { loc: Location },
+    #[error("{loc}: unknown response {what} {name:?} (known: {known})")]
+    UnknownResponse {
+        loc: Location,
+        what: &'static str,
+        name: String,
+        known: String,
+    },
     #[error("{loc}: analysis.lineage_max_depth must be > 0")]
     LineageMaxDepth { loc: Location },
     #[error("{loc}: thresholds must be non-negative")]
@@ -136,6 +145,8 @@ impl RulesError {
             | Self::UnknownKey { loc, .. }
             | Self::InvalidValue { loc, .. }
             | Self::LineageMaxDepth { loc }
+            | Self::ResponseThreshold { loc }
+            | Self::UnknownResponse { loc, .. }
             | Self::NegativeThreshold { loc }
             | Self::AlertBelowLog { loc }
             | Self::MissingName { loc, .. }

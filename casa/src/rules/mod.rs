@@ -26,6 +26,7 @@ mod config;
 mod error;
 mod eval;
 mod locate;
+pub mod response;
 mod score;
 mod selftest;
 
@@ -41,6 +42,7 @@ use serde::Serialize;
 pub use analysis::{DEFAULT_CONNECT_REFRESH_SECONDS, Filters, capability_bit, capability_name};
 pub use error::{Location, RulesError};
 pub use eval::{CAPABILITY_FIELDS, EXECUTION_FIELDS, HISTORY_FIELDS, RuleBits, VARIABLES};
+pub use response::{Prevention, ResponseAction, ResponsePolicy};
 pub use score::{Action, Decision, Scorer, TriggeredRule};
 pub use selftest::{CaseKind, SelfTestCase, SelfTestReport, load_fixture, self_test};
 
@@ -88,6 +90,7 @@ pub struct RuleSet {
     disabled: Vec<String>,
     heuristics: Heuristics,
     filters: Filters,
+    response: ResponsePolicy,
     warnings: Vec<String>,
     env: Arc<Env>,
 }
@@ -154,7 +157,7 @@ fn check_shapes(text: &str, src: &Source<'_>) -> Result<(), RulesError> {
     let J::Object(top) = &doc else {
         return Err(bad("", &doc, "a rules.json object"));
     };
-    for key in ["analysis", "thresholds"] {
+    for key in ["analysis", "thresholds", "response"] {
         if let Some(v) = top.get(key).filter(|v| !v.is_object() && !v.is_null()) {
             return Err(bad(key, v, "an object"));
         }
@@ -480,6 +483,9 @@ impl RuleSet {
             checked.push(c);
         }
 
+        let names: std::collections::BTreeSet<&str> =
+            checked.iter().map(|c| c.name.as_str()).collect();
+        let response = ResponsePolicy::check(raw.response, thresholds.alert, &names, &src)?;
         let heuristics = analysis::heuristics(&analysis, &src, &mut warnings);
         let filters = analysis::filters(&analysis, &src)?;
 
@@ -509,9 +515,15 @@ impl RuleSet {
             disabled,
             heuristics,
             filters,
+            response,
             warnings,
             env,
         })
+    }
+
+    /// The response policy (`response` in `rules.json`; empty when absent).
+    pub fn response(&self) -> &ResponsePolicy {
+        &self.response
     }
 
     /// A process-unique identity of this load (a reload gets a new one).

@@ -10,16 +10,21 @@
 //! ```
 
 pub mod btf;
+pub mod enforce;
 pub mod prereq;
 
 use std::{io, time::Duration};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, TracePoint},
 };
-use casa_common::{config::KernelConfig, stats};
+use casa_common::{
+    config::KernelConfig,
+    respond::{FetchedKey, TRACK_SEEN},
+    stats,
+};
 use tokio::io::unix::AsyncFd;
 
 /// The compiled kernel programs, built by `build.rs`.
@@ -83,6 +88,8 @@ pub enum SensorError {
     },
     #[error("ring buffer: {0}")]
     Ring(#[source] io::Error),
+    #[error("--enforce: no cgroup v2 hierarchy to attach deny_network to: {0}")]
+    Cgroup(#[source] io::Error),
 }
 
 /// How to load the sensor.
@@ -243,9 +250,22 @@ pub struct Sensor {
     ring: Option<RingBuf<MapData>>,
     tracked: HashMap<MapData, u32, u32>,
     stats: PerCpuArray<MapData, u64>,
+    respond: Array<MapData, u32>,
+    fetched: HashMap<MapData, FetchedKey, u8>,
+    /// The cgroup v2 root the `deny_network` programs are attached to (`--enforce`); dropped
+    /// after `_ebpf`, so the programs are detached before casa unmounts it.
+    cgroup: Option<enforce::CgroupRoot>,
     /// True when loading mounted tracefs (it stays mounted).
     pub mounted_tracefs: bool,
 }
+
+/// The `deny_network` programs: (program, hook) for errors.
+const CGROUP_PROGRAMS: [(&str, &str); 4] = [
+    ("respond_connect4", "cgroup/connect4"),
+    ("respond_connect6", "cgroup/connect6"),
+    ("respond_sendmsg4", "cgroup/sendmsg4"),
+    ("respond_sendmsg6", "cgroup/sendmsg6"),
+];
 
 impl Sensor {
     /// Check prerequisites, load every program, attach it, and take the maps.
@@ -339,19 +359,104 @@ impl Sensor {
                 source,
             }
         })?;
+        let respond = Array::try_from(take_map(&mut ebpf, "RESPOND")?).map_err(|source| {
+            SensorError::Map {
+                map: "RESPOND",
+                source,
+            }
+        })?;
+        let fetched = HashMap::try_from(take_map(&mut ebpf, "FETCHED")?).map_err(|source| {
+            SensorError::Map {
+                map: "FETCHED",
+                source,
+            }
+        })?;
         Ok(Self {
             _ebpf: ebpf,
             ring: Some(ring),
             tracked,
             stats,
+            respond,
+            fetched,
+            cgroup: None,
             mounted_tracefs,
         })
     }
 
-    /// Start reporting open/connect for `tgid` (its future children follow automatically).
-    pub fn track(&mut self, tgid: u32) -> Result<(), SensorError> {
+    /// Attach the `deny_network` programs to the cgroup v2 root (mounting one privately when
+    /// the host has only v1). Every process on the host passes through them; they refuse only
+    /// processes whose `TRACKED` bits carry `TRACK_DENY_NETWORK`.
+    pub fn enable_enforcement(&mut self) -> Result<&std::path::Path, SensorError> {
+        let root = enforce::CgroupRoot::find_or_mount().map_err(SensorError::Cgroup)?;
+        let dir = std::fs::File::open(root.path()).map_err(SensorError::Cgroup)?;
+        for (name, hook) in CGROUP_PROGRAMS {
+            let hook = format!("{hook} at {}", root.path().display());
+            let prog: &mut CgroupSockAddr = program(&mut self._ebpf, name)?;
+            prog.load().map_err(|source| SensorError::Load {
+                program: name,
+                hook: hook.clone(),
+                source,
+            })?;
+            // A BPF link (kernel ≥ 5.7) always shares the cgroup with other programs; its
+            // flags must be 0, which is what `Single` passes.
+            prog.attach(&dir, CgroupAttachMode::Single)
+                .map_err(|source| SensorError::Attach {
+                    program: name,
+                    hook,
+                    source,
+                })?;
+        }
+        Ok(self.cgroup.insert(root).path())
+    }
+
+    /// Set the preventive rules in force (`casa_common::respond::PREVENT_*` bits).
+    pub fn set_prevention(&mut self, bits: u32) -> Result<(), SensorError> {
+        self.respond
+            .set(0, bits, 0)
+            .map_err(|source| SensorError::Map {
+                map: "RESPOND",
+                source,
+            })
+    }
+
+    /// Add response bits (`TRACK_KILL`, `TRACK_DENY_NETWORK`) to a tracked process. Returns
+    /// false, changing nothing, when `tgid` is not tracked: responses never reach a process
+    /// outside the agents' trees.
+    pub fn order(&mut self, tgid: u32, bits: u32) -> Result<bool, SensorError> {
+        let Ok(old) = self.tracked.get(&tgid, 0) else {
+            return Ok(false);
+        };
         self.tracked
-            .insert(tgid, 1, 0)
+            .insert(tgid, old | bits, 0)
+            .map_err(|source| SensorError::Map {
+                map: "TRACKED",
+                source,
+            })?;
+        Ok(true)
+    }
+
+    /// Record a file with fetched or decoded content (`dev` as `stat(2)` gives it): running it
+    /// is refused under `PREVENT_FETCHED_EXEC`.
+    pub fn mark_fetched(&mut self, dev: u64, ino: u64) -> Result<(), SensorError> {
+        let key = FetchedKey {
+            ino,
+            dev: enforce::kernel_dev(dev),
+            _pad: 0,
+        };
+        self.fetched
+            .insert(key, 1, 0)
+            .map_err(|source| SensorError::Map {
+                map: "FETCHED",
+                source,
+            })
+    }
+
+    /// Start reporting open/connect for `tgid` (its future children follow automatically).
+    /// Response bits it already carries are kept.
+    pub fn track(&mut self, tgid: u32) -> Result<(), SensorError> {
+        let bits = self.tracked.get(&tgid, 0).unwrap_or(0) | TRACK_SEEN;
+        self.tracked
+            .insert(tgid, bits, 0)
             .map_err(|source| SensorError::Map {
                 map: "TRACKED",
                 source,

@@ -116,6 +116,15 @@ pub struct Session {
     live: HashSet<u32>,
 }
 
+impl Session {
+    /// The session's live processes, in pid order.
+    pub fn live_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.live.iter().copied().collect();
+        pids.sort_unstable();
+        pids
+    }
+}
+
 /// Most re-parented processes a session remembers individually.
 pub const REPARENTED_MAX: usize = 64;
 

@@ -199,6 +199,9 @@ pub struct FullLogRecord {
     pub span_id: String,
     pub event: AuditEvent,
     pub decision: DecisionRecord,
+    /// casa: the response this decision ordered, or that ended (`crate::respond`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<crate::respond::ResponseRecord>,
 }
 
 /// `session` of a sessions.log line.

@@ -225,6 +225,45 @@ impl SpanBuilder {
         }
     }
 
+    /// A response (`crate::respond`): one span event `response: <actions>` with the mode,
+    /// the reasons, the processes and, for the record closing a kill, its timing.
+    pub fn response(
+        &mut self,
+        ev: &Event,
+        unix_ns: i128,
+        timestamp: &str,
+        r: &crate::respond::ResponseRecord,
+    ) {
+        if let Some(e) = self.held_back.take() {
+            self.events.push(e);
+        }
+        let mut attrs = event_attrs(self.session_id, ev, timestamp);
+        attrs.push(("casa.response.mode", Value::Str(r.mode.into())));
+        attrs.push(("casa.response.actions", Value::Str(r.actions.join(","))));
+        attrs.push(("casa.response.because", Value::Str(r.because.join(","))));
+        let pids: Vec<String> = r.pids.iter().map(u32::to_string).collect();
+        attrs.push(("casa.response.pids", Value::Str(pids.join(","))));
+        if let Some(o) = &r.outcome {
+            attrs.push(("casa.response.killed", Value::I64(o.killed as i64)));
+            attrs.push((
+                "casa.response.after_trigger_ms_max",
+                Value::Str(format!("{:.3}", o.after_trigger_ms_max)),
+            ));
+        }
+        let verb = if r.outcome.is_some() {
+            "response done"
+        } else if r.mode == "enforce" {
+            "response"
+        } else {
+            "response (dry run)"
+        };
+        self.events.push(SpanEvent {
+            name: format!("{verb}: {}", r.actions.join(",")),
+            unix_ns,
+            attrs,
+        });
+    }
+
     /// Rules newly triggered by the last accepted event.
     pub fn decision(
         &mut self,

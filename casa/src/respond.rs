@@ -1,0 +1,333 @@
+//! Responses: the stage after scoring. When a session's decision meets the response policy
+//! (`crate::rules::ResponsePolicy`), this module decides what to do to which processes, says
+//! so in the decision's audit record, and follows the processes it ordered killed until they
+//! are gone, so that a later record states how long after the triggering event they died.
+//!
+//! It is pure, like the rest of the pipeline: the live edge carries out the [`Order`]s
+//! (kernel map bits, `pidfd_send_signal`) and a replay ignores them; time comes from event
+//! timestamps, so a replayed enforcement reads the same as it did live.
+//!
+//! ```text
+//! decision ──▶ Responder::decide ──▶ ResponseRecord (audit.log, span) + Orders (edge)
+//! fork / exit of an ordered session ──▶ Responder::follow ──▶ Orders, outcome record
+//! exec killed by a preventive rule (Exec::facts.prevented) ──▶ ResponseRecord
+//! ```
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::{
+    context::is_memfd_or_deleted,
+    event::{Detail, Event},
+    rules::{Prevention, ResponseAction, ResponsePolicy},
+    session::SessionId,
+};
+
+/// What the live edge must do (a replay does nothing with these).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Act on these processes of a session: the kernel bits first (so that a child forked
+    /// meanwhile inherits them), then the signal.
+    Processes {
+        session: SessionId,
+        pids: Vec<u32>,
+        kill: bool,
+        deny_network: bool,
+    },
+    /// A file with fetched content (`(st_dev, st_ino)`): running it is refused in the kernel.
+    Fetched { dev: u64, ino: u64 },
+    /// A session process now runs a network tool: the kernel marks what it writes as fetched
+    /// at the open, with no round trip (`TRACK_FETCHER`).
+    Fetcher { pid: u32 },
+}
+
+/// The `response` object of an audit record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResponseRecord {
+    /// `enforce`: carried out; `dry_run`: what would have been done.
+    pub mode: &'static str,
+    /// The actions (`kill`, `deny_network`, `log_only`).
+    pub actions: Vec<&'static str>,
+    /// Why: `threshold` (the policy's score threshold), a rule's name, or `prevent:<rule>`.
+    pub because: Vec<String>,
+    /// The session's live processes it applies to.
+    pub pids: Vec<u32>,
+    /// Filled in the record written once every ordered process is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<KillOutcome>,
+}
+
+/// How a kill order ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KillOutcome {
+    /// Processes that died after the order (the ordered ones and those forked since).
+    pub killed: usize,
+    /// Time from the triggering event to each death, milliseconds: median and maximum.
+    pub after_trigger_ms_p50: f64,
+    pub after_trigger_ms_max: f64,
+}
+
+/// A kill order being followed.
+#[derive(Clone, Debug, Default)]
+struct KillWatch {
+    trigger_ns: u64,
+    /// Ordered processes not seen gone yet.
+    waiting: BTreeSet<u32>,
+    /// Time from the trigger to each death seen.
+    deaths_ns: Vec<u64>,
+    /// The record's `because` and `actions`, repeated in the outcome record.
+    because: Vec<String>,
+    actions: Vec<&'static str>,
+}
+
+/// Per-session response state.
+#[derive(Clone, Debug, Default)]
+struct SessionResponse {
+    applied: BTreeSet<ResponseAction>,
+    kill: Option<KillWatch>,
+    deny_network: bool,
+}
+
+/// Follows responses across sessions.
+#[derive(Debug, Default)]
+pub struct Responder {
+    enforce: bool,
+    sessions: HashMap<SessionId, SessionResponse>,
+    /// Fetched files already handed to the kernel.
+    fetched_sent: HashSet<(u64, u64)>,
+    orders: Vec<Order>,
+}
+
+/// Most fetched-file identities handed to the kernel (its map holds 8192, LRU).
+const FETCHED_SENT_MAX: usize = 8192;
+
+impl Responder {
+    /// `enforce`: carry responses out (`casa run --enforce`); otherwise dry runs.
+    pub fn new(enforce: bool) -> Self {
+        Self {
+            enforce,
+            ..Self::default()
+        }
+    }
+
+    /// Whether responses are carried out.
+    pub fn enforcing(&self) -> bool {
+        self.enforce
+    }
+
+    /// The orders collected since the last call.
+    pub fn take_orders(&mut self) -> Vec<Order> {
+        std::mem::take(&mut self.orders)
+    }
+
+    /// A decision of `session` at `score`, with the rules it newly triggered: the response
+    /// due and not applied yet, if any. `pids`: the session's live processes; `ev`: the
+    /// triggering event.
+    pub fn decide<'a>(
+        &mut self,
+        policy: &ResponsePolicy,
+        session: SessionId,
+        score: i64,
+        fired: impl IntoIterator<Item = &'a str> + Clone,
+        pids: Vec<u32>,
+        ev: &Event,
+    ) -> Option<ResponseRecord> {
+        let due = policy.due(score, fired.clone());
+        let state = self.sessions.entry(session).or_default();
+        let new: Vec<ResponseAction> = due.difference(&state.applied).copied().collect();
+        if new.is_empty() {
+            return None;
+        }
+        state.applied.extend(new.iter().copied());
+        let mut because = Vec::new();
+        if score >= policy.threshold && !policy.actions.is_empty() {
+            because.push("threshold".to_owned());
+        }
+        because.extend(
+            fired
+                .into_iter()
+                .filter(|r| policy.rules.contains_key(*r))
+                .map(str::to_owned),
+        );
+        let actions: Vec<&'static str> = new.iter().map(|a| a.name()).collect();
+        let kill = new.contains(&ResponseAction::Kill);
+        let deny = new.contains(&ResponseAction::DenyNetwork);
+        if self.enforce && (kill || deny) {
+            // A kill also bars the network: a process between the order and its death
+            // sends nothing out.
+            self.orders.push(Order::Processes {
+                session,
+                pids: pids.clone(),
+                kill,
+                deny_network: deny || kill,
+            });
+            state.deny_network |= deny || kill;
+            if kill {
+                let w = state.kill.get_or_insert_with(|| KillWatch {
+                    trigger_ns: ev.ktime_ns,
+                    because: because.clone(),
+                    actions: actions.clone(),
+                    ..KillWatch::default()
+                });
+                w.waiting.extend(pids.iter().copied());
+            }
+        }
+        Some(ResponseRecord {
+            mode: self.mode(),
+            actions,
+            because,
+            pids,
+            outcome: None,
+        })
+    }
+
+    /// An exec the kernel killed (`Exec::facts.prevented`), or, in a dry run, one a
+    /// preventive rule of `policy` would have: the record saying so. `fetched`: the executed
+    /// file is one the session wrote with fetched content.
+    pub fn prevented(
+        &mut self,
+        policy: &ResponsePolicy,
+        session: SessionId,
+        ev: &Event,
+        fetched: bool,
+    ) -> Option<ResponseRecord> {
+        let Detail::Exec(x) = &ev.detail else {
+            return None;
+        };
+        if x.result != 0 {
+            return None;
+        }
+        let deleted = is_memfd_or_deleted(&x.path.to_text())
+            || x.facts
+                .script_path
+                .as_ref()
+                .is_some_and(|p| is_memfd_or_deleted(&p.to_text()));
+        let rule = if deleted && policy.prevent.contains(&Prevention::DeletedExec) {
+            Prevention::DeletedExec
+        } else if fetched && policy.prevent.contains(&Prevention::FetchedExec) {
+            Prevention::FetchedExec
+        } else {
+            return None;
+        };
+        // Enforcing, the kernel's flag says it acted (it may have let an exec run whose file
+        // was marked too late: nothing to claim then); in a dry run, say what it would do,
+        // but only for a file that declares a policy (a CASA file gets no new records).
+        if self.enforce != x.facts.prevented || (!self.enforce && !policy.declared) {
+            return None;
+        }
+        if self.enforce {
+            let w = self
+                .sessions
+                .entry(session)
+                .or_default()
+                .kill
+                .get_or_insert_with(|| KillWatch {
+                    trigger_ns: ev.ktime_ns,
+                    because: vec![format!("prevent:{}", rule.name())],
+                    actions: vec![ResponseAction::Kill.name()],
+                    ..KillWatch::default()
+                });
+            w.waiting.insert(ev.pid);
+        }
+        Some(ResponseRecord {
+            mode: self.mode(),
+            actions: vec![ResponseAction::Kill.name()],
+            because: vec![format!("prevent:{}", rule.name())],
+            pids: vec![ev.pid],
+            outcome: None,
+        })
+    }
+
+    /// Any event of a session: a child forked by an ordered process is ordered too (the
+    /// kernel already gave it its parent's bits; the edge also signals it), and a death of
+    /// an ordered process is timed. Returns the outcome record once none is left waiting.
+    pub fn follow(&mut self, session: SessionId, ev: &Event) -> Option<ResponseRecord> {
+        let state = self.sessions.get_mut(&session)?;
+        match &ev.detail {
+            Detail::Fork(f) if self.enforce && f.child_pid == f.child_tid => {
+                let kill = state
+                    .kill
+                    .as_ref()
+                    .is_some_and(|w| w.waiting.contains(&ev.pid));
+                if kill || state.deny_network {
+                    self.orders.push(Order::Processes {
+                        session,
+                        pids: vec![f.child_pid],
+                        kill,
+                        deny_network: true,
+                    });
+                }
+                if kill && let Some(w) = &mut state.kill {
+                    w.waiting.insert(f.child_pid);
+                }
+                None
+            }
+            // The leader's exit or the last thread's, whichever the session sees first (a
+            // killed process's leader may exit before its other threads, whose exits the
+            // session no longer follows).
+            Detail::Exit(x) if x.process_gone || x.leader => {
+                let w = state.kill.as_mut()?;
+                if !w.waiting.remove(&ev.pid) {
+                    return None;
+                }
+                w.deaths_ns
+                    .push(ev.ktime_ns.saturating_sub(w.trigger_ns));
+                if !w.waiting.is_empty() {
+                    return None;
+                }
+                let w = state.kill.take()?;
+                let mut d = w.deaths_ns;
+                d.sort_unstable();
+                let ms = |ns: u64| ns as f64 / 1e6;
+                Some(ResponseRecord {
+                    mode: "enforce",
+                    actions: w.actions,
+                    because: w.because,
+                    pids: Vec::new(),
+                    outcome: Some(KillOutcome {
+                        killed: d.len(),
+                        after_trigger_ms_p50: ms(d[(d.len() - 1) / 2]),
+                        after_trigger_ms_max: ms(d[d.len() - 1]),
+                    }),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// A session process exec'd a network tool (enforcing, with `fetched_exec` in force).
+    pub fn network_tool(&mut self, policy: &ResponsePolicy, pid: u32) {
+        if self.enforce && policy.prevent.contains(&Prevention::FetchedExec) {
+            self.orders.push(Order::Fetcher { pid });
+        }
+    }
+
+    /// Hand the kernel the session's files with fetched content it does not have yet
+    /// (enforcing only).
+    pub fn fetched(&mut self, ids: impl Iterator<Item = (u64, u64)>) {
+        if !self.enforce {
+            return;
+        }
+        for id in ids {
+            if self.fetched_sent.len() >= FETCHED_SENT_MAX {
+                break;
+            }
+            if self.fetched_sent.insert(id) {
+                self.orders.push(Order::Fetched {
+                    dev: id.0,
+                    ino: id.1,
+                });
+            }
+        }
+    }
+
+    /// The session closed: forget it.
+    pub fn closed(&mut self, session: SessionId) {
+        self.sessions.remove(&session);
+    }
+
+    fn mode(&self) -> &'static str {
+        if self.enforce { "enforce" } else { "dry_run" }
+    }
+}

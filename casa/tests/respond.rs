@@ -1,0 +1,211 @@
+//! Responses, live (root): `casa run --enforce` with a response policy kills an attacking
+//! session in the kernel, the preventive rules stop a memfd run and a download-then-run
+//! before the payload runs, and without `--enforce` the same runs are only recorded
+//! (`dry_run`), the payload running as before. Every test looks only at its own agent's
+//! processes and files.
+
+mod support;
+
+use std::{path::Path, time::Duration};
+
+use serde_json::Value;
+use support::daemon::{Daemon, serial, shipped_rules};
+
+/// The shipped rules with `response` added, written into `dir`.
+fn rules_with_response(dir: &Path, response: Value) -> std::path::PathBuf {
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped_rules()).unwrap()).unwrap();
+    doc["response"] = response;
+    let p = dir.join("rules.json");
+    std::fs::write(&p, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    p
+}
+
+/// A daemon with `response`, enforcing or not.
+fn daemon(name: &str, response: Value, enforce: bool) -> Daemon {
+    let dir = support::tempdir(name);
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let rules = rules_with_response(&dir, response);
+    let args: &[&str] = if enforce { &["--enforce"] } else { &[] };
+    Daemon::start_in_with_args(&dir, &rules, args)
+}
+
+/// The `response` objects of this test's audit records.
+fn responses(casa: &Daemon) -> Vec<Value> {
+    casa.own_records("audit.log")
+        .into_iter()
+        .filter_map(|r| r.get("response").cloned())
+        .collect()
+}
+
+fn wait_closed(casa: &Daemon) {
+    casa.wait(Duration::from_secs(30), "the test's session to close", || {
+        casa.own_closed() >= 1
+    });
+}
+
+/// A process that is gone (or a zombie nobody reaped).
+fn gone(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or(true, |s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+}
+
+/// A first tool call daemonises a payload that acts 4 s later; the second pipes fetched code
+/// into a shell, whose script waits 1 s before its next step. The ALERT on the pipe orders
+/// the kill: neither later step may happen.
+fn kill_scenario(casa: &Daemon) -> (std::path::PathBuf, std::process::ExitStatus) {
+    let w = casa.workdir("w");
+    std::fs::write(
+        w.join("stage2.sh"),
+        format!("sleep 1\ntouch {}/after\n", w.display()),
+    )
+    .unwrap();
+    let message = format!(
+        "[exec] setsid sh -c 'sleep 4; touch {w}/daemon-after' > /dev/null 2>&1 < /dev/null &\n\
+         [exec] curl -s file://{w}/stage2.sh | sh",
+        w = w.display()
+    );
+    let st = casa.agent(&message);
+    std::thread::sleep(Duration::from_secs(6));
+    (w, st)
+}
+
+#[test]
+fn enforce_kills_the_attacking_session_and_its_daemonised_process_before_their_next_step() {
+    let _serial = serial();
+    let casa = daemon("respond-kill", serde_json::json!({"actions": ["kill"]}), true);
+    let (w, st) = kill_scenario(&casa);
+    wait_closed(&casa);
+    let dump = casa.dump();
+    assert!(!st.success(), "the agent was not stopped: {st:?}\n{dump}");
+    assert!(
+        !w.join("after").exists(),
+        "the step after the decision happened\n{dump}"
+    );
+    assert!(
+        !w.join("daemon-after").exists(),
+        "the daemonised payload's step happened\n{dump}"
+    );
+    let rs = responses(&casa);
+    let order = rs
+        .iter()
+        .find(|r| r["outcome"].is_null() && r["mode"] == "enforce")
+        .unwrap_or_else(|| panic!("no enforce order record\n{dump}"));
+    assert_eq!(order["actions"], serde_json::json!(["kill"]), "{dump}");
+    assert_eq!(order["because"][0], "threshold", "{dump}");
+    let pids: Vec<u64> = order["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert!(pids.len() >= 3, "too few processes ordered: {pids:?}\n{dump}");
+    for &pid in &pids {
+        assert!(gone(pid), "pid {pid} survived the kill order\n{dump}");
+    }
+    let done = rs
+        .iter()
+        .find(|r| !r["outcome"].is_null())
+        .unwrap_or_else(|| panic!("no outcome record\n{dump}"));
+    let killed = done["outcome"]["killed"].as_u64().unwrap();
+    assert!(killed >= pids.len() as u64, "killed {killed} of {pids:?}\n{dump}");
+    let max_ms = done["outcome"]["after_trigger_ms_max"].as_f64().unwrap();
+    assert!(max_ms >= 0.0, "{dump}");
+    // casa itself is untouched and still serving.
+    assert!(casa.stderr().contains("RESPONSE session="), "{dump}");
+}
+
+#[test]
+fn without_enforce_the_same_session_is_a_dry_run_and_runs_to_the_end() {
+    let _serial = serial();
+    let casa = daemon("respond-dry", serde_json::json!({"actions": ["kill"]}), false);
+    let (w, st) = kill_scenario(&casa);
+    wait_closed(&casa);
+    let dump = casa.dump();
+    assert!(st.success(), "{dump}");
+    assert!(w.join("after").exists(), "{dump}");
+    casa.wait(Duration::from_secs(10), "the daemonised step", || {
+        w.join("daemon-after").exists()
+    });
+    let rs = responses(&casa);
+    assert!(
+        rs.iter()
+            .any(|r| r["mode"] == "dry_run" && r["actions"] == serde_json::json!(["kill"])),
+        "no dry-run record\n{dump}"
+    );
+    assert!(!rs.iter().any(|r| r["mode"] == "enforce"), "{dump}");
+}
+
+/// Run a copy of `touch` from a memfd, naming `marker`.
+fn memfd_message(marker: &Path) -> String {
+    format!(
+        "[exec] python3 -c \"import os; fd = os.memfd_create('payload'); \
+         os.write(fd, open('/usr/bin/touch', 'rb').read()); \
+         os.execv('/proc/self/fd/%d' % fd, ['payload', '{}'])\"",
+        marker.display()
+    )
+}
+
+/// A fetched script made executable and run.
+fn fetched_message(w: &Path) -> String {
+    std::fs::write(
+        w.join("src.sh"),
+        format!("#!/bin/sh\ntouch {}/ran-fetched\n", w.display()),
+    )
+    .unwrap();
+    format!(
+        "[exec] curl -s -o {w}/x.sh file://{w}/src.sh && chmod +x {w}/x.sh && {w}/x.sh",
+        w = w.display()
+    )
+}
+
+#[test]
+fn preventive_rules_stop_a_memfd_run_and_a_download_then_run_before_the_payload_runs() {
+    let _serial = serial();
+    // No actions: only the preventive rules act.
+    let casa = daemon("respond-prevent", serde_json::json!({}), true);
+    let w = casa.workdir("w");
+    casa.agent(&memfd_message(&w.join("ran-memfd")));
+    casa.agent(&fetched_message(&w));
+    casa.wait(Duration::from_secs(30), "the test's sessions to close", || {
+        casa.own_closed() >= 2
+    });
+    let dump = casa.dump();
+    assert!(!w.join("ran-memfd").exists(), "the memfd payload ran\n{dump}");
+    assert!(
+        !w.join("ran-fetched").exists(),
+        "the fetched payload ran\n{dump}"
+    );
+    let rs = responses(&casa);
+    for rule in ["prevent:deleted_exec", "prevent:fetched_exec"] {
+        assert!(
+            rs.iter().any(|r| r["mode"] == "enforce"
+                && r["because"][0] == rule
+                && r["actions"] == serde_json::json!(["kill"])),
+            "no {rule} record\n{dump}"
+        );
+    }
+}
+
+#[test]
+fn without_enforce_the_preventive_rules_only_say_what_they_would_stop() {
+    let _serial = serial();
+    let casa = daemon("respond-prevent-dry", serde_json::json!({}), false);
+    let w = casa.workdir("w");
+    casa.agent(&memfd_message(&w.join("ran-memfd")));
+    casa.agent(&fetched_message(&w));
+    casa.wait(Duration::from_secs(30), "the test's sessions to close", || {
+        casa.own_closed() >= 2
+    });
+    let dump = casa.dump();
+    assert!(w.join("ran-memfd").exists(), "{dump}");
+    assert!(w.join("ran-fetched").exists(), "{dump}");
+    let rs = responses(&casa);
+    for rule in ["prevent:deleted_exec", "prevent:fetched_exec"] {
+        assert!(
+            rs.iter()
+                .any(|r| r["mode"] == "dry_run" && r["because"][0] == rule),
+            "no dry-run {rule} record\n{dump}"
+        );
+    }
+}
