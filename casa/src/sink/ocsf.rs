@@ -69,6 +69,9 @@ pub struct Product {
 pub struct Metadata {
     pub version: &'static str,
     pub product: Product,
+    /// The profiles the event uses: `host` (it names the host, `device`, and the process
+    /// that acted, `actor`; Network Activity has these attributes only through it).
+    pub profiles: [&'static str; 1],
     /// The casa log the event was mapped from (`events`, `audit`, `sessions`).
     pub log_name: &'static str,
     /// The record's own timestamp (RFC 3339, nanoseconds).
@@ -542,6 +545,7 @@ impl OcsfMapper {
                     vendor_name: "casa",
                     version: env!("CARGO_PKG_VERSION"),
                 },
+                profiles: ["host"],
                 log_name,
                 original_time: timestamp.to_owned(),
                 correlation_uid: None,
