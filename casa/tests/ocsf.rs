@@ -13,39 +13,12 @@ use std::{
 };
 
 use serde_json::Value;
+use support::ocsf::validate;
+
+mod support;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The python of the validator's virtual environment (`./setup.sh` creates it).
-fn validator_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CASA_OCSF_PYTHON") {
-        return p.into();
-    }
-    let dir = std::env::var_os("CASA_TOOLCHAIN_DIR").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/casa-toolchain"),
-        PathBuf::from,
-    );
-    let py = dir.join("ocsf-venv/bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run ./setup.sh (it installs the OCSF validator's packages)",
-        py.display()
-    );
-    py
-}
-
-/// Run the validator on `file`: (exit code, stdout).
-fn validate(file: &Path) -> (i32, String) {
-    let o = Command::new(validator_python())
-        .arg(root().join("evaluation/ocsf_validate.py"))
-        .arg(file)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    eprintln!("{out}{}", String::from_utf8_lossy(&o.stderr));
-    (o.status.code().unwrap_or(-1), out)
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -243,10 +216,7 @@ fn ocsf_validator_rejects_a_broken_event_and_says_where() {
         Some(&ocsf),
     );
     let mut events = lines(&ocsf);
-    let finding = events
-        .iter()
-        .position(|e| e["class_uid"] == 2004)
-        .unwrap();
+    let finding = events.iter().position(|e| e["class_uid"] == 2004).unwrap();
     events[finding]["finding_info"]
         .as_object_mut()
         .unwrap()
