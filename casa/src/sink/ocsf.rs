@@ -511,7 +511,6 @@ impl OcsfMapper {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn base(
         &self,
         class: &Class,
