@@ -1372,6 +1372,52 @@ mod tests {
     }
 
     #[test]
+    fn ocsf_file_sinks_write_each_record_to_its_log_and_its_ocsf_event_to_the_ocsf_file() {
+        use crate::sink::{FileSinks, LogPaths, LogSink};
+        let dir = std::env::temp_dir().join(format!("casa-ocsf-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let paths = LogPaths::in_dir(&dir);
+        let path = dir.join("ocsf.jsonl");
+        let mut sinks = FileSinks::open(&paths)
+            .unwrap()
+            .with_ocsf(&path, cfg())
+            .unwrap();
+        let d = decision("2026-11-22T06:17:55Z", "ALERT", 9, &["r"]);
+        sinks.write(Record::Event(&exec(10, 1, "/usr/bin/bash", &["bash"])));
+        sinks.write(Record::Audit(&d));
+        sinks.write(Record::Alert(&d));
+        sinks.flush();
+        assert_eq!(sinks.written(), [1, 0, 1, 1]);
+        assert_eq!(sinks.ocsf_lines(), Some((2, 0)));
+        drop(sinks);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let classes: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["class_uid"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(classes, [1007, 2004]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ocsf_a_failed_write_is_counted_like_the_logs() {
+        // /dev/full takes the open and refuses the data (ENOSPC) when the buffer is flushed.
+        let mut log = OcsfLog::open(Path::new("/dev/full"), cfg()).unwrap();
+        log.write(Record::Event(&exec(10, 1, "/usr/bin/bash", &["bash"])));
+        log.write(Record::Event(&exec(11, 10, "/usr/bin/cat", &["cat"])));
+        log.file.flush();
+        assert_eq!((log.written(), log.failed()), (0, 2));
+        // Writing goes on (the file is reopened) and keeps counting.
+        log.write(Record::Event(&exec(12, 10, "/usr/bin/id", &["id"])));
+        log.file.flush();
+        assert_eq!((log.written(), log.failed()), (0, 3));
+    }
+
+    #[test]
     fn ocsf_a_session_without_decisions_is_forgotten_at_close() {
         let mut m = OcsfMapper::new(cfg());
         m.map(Record::Event(&exec(10, 1, "/usr/bin/bash", &["bash"])));
