@@ -311,9 +311,13 @@ pub struct DetectionFinding {
 #[derive(Serialize, Clone, Debug, PartialEq)]
 #[serde(untagged)]
 pub enum OcsfEvent {
+    /// From an `EXECVE` or `EXIT` event.
     Process(Box<ProcessActivity>),
+    /// From an `OPENAT` event.
     File(Box<FileActivity>),
+    /// From a `CONNECT` event.
     Network(Box<NetworkActivity>),
+    /// From a decision (audit record) or the close of a session that had one.
     Finding(Box<DetectionFinding>),
 }
 
@@ -464,6 +468,7 @@ struct Finding {
     evidences: Vec<Evidence>,
 }
 
+/// What the mapping keeps about one open session.
 #[derive(Default, Debug)]
 struct SessionState {
     processes: HashMap<u32, Known>,
@@ -480,6 +485,7 @@ pub struct OcsfMapper {
 }
 
 impl OcsfMapper {
+    /// A mapper with no session state yet.
     pub fn new(cfg: OcsfConfig) -> Self {
         Self {
             cfg,
