@@ -140,9 +140,10 @@ pub fn open_sinks(
             agent
         },
     };
+    // The error names the path already.
     sinks
         .with_ocsf(path, cfg)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("OCSF log {}: {e}", path.display())))
+        .map_err(|e| std::io::Error::new(e.kind(), format!("OCSF log: {e}")))
 }
 
 fn load_profiles(path: &Path) -> Result<Vec<AgentProfile>, AssembleError> {
