@@ -86,9 +86,10 @@ instructions-update:
 # programs: `casa run`/`record` refuse to start), so it shares target/ with the full build
 # but not its binary: `make build` or `make test` rebuilds the real one. Each file in
 # casa/tests/ is in exactly one of the two lists below; `make test` runs both (it runs every
-# test target cargo finds), `make test-unit` only UNIT_TESTS.
+# test target cargo finds), `make test-unit` only UNIT_TESTS. `ocsf` needs no kernel but the
+# OCSF validator's packages, which setup.sh installs: it is in the full tier.
 UNIT_TESTS := replay rules_cli verify_log otlp exit_codes session_tools install
-KERNEL_TESTS := kernel live faults evasion
+KERNEL_TESTS := kernel live faults evasion ocsf
 TEST_FILES := $(sort $(basename $(notdir $(wildcard casa/tests/*.rs))))
 UNLISTED_TESTS := $(filter-out $(UNIT_TESTS) $(KERNEL_TESTS),$(TEST_FILES))
 STUB := --features kernel-stub

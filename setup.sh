@@ -83,8 +83,9 @@ fi
 # iproute2: network namespaces for tests; procps: ps/pgrep in scripts; python3: the kernel
 # tests' workloads and the evaluation harness (evaluation/, standard library only); curl: the
 # evaluation's scripted agent commands; valgrind: `make test`'s instruction-count check of
-# the pipeline (callgrind); systemd: `systemd-analyze verify` of the service unit in the tests.
-pkgs=(iproute2 procps python3 curl valgrind systemd)
+# the pipeline (callgrind); systemd: `systemd-analyze verify` of the service unit in the tests;
+# python3-venv: the OCSF validator's virtual environment (below).
+pkgs=(iproute2 procps python3 python3-venv curl valgrind systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -94,6 +95,35 @@ if [ "${#missing[@]}" -gt 0 ]; then
   say "installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# --- OCSF schema validation ---------------------------------------------------------
+# The tests validate `--ocsf-log` output with evaluation/ocsf_validate.py against the OCSF
+# 1.8.0 schema export that the ocsf-json-schema package ships, using jsonschema. Both, pinned
+# with their dependencies (evaluation/ocsf-requirements.txt), go into a virtual environment
+# of their own; the tests find it at $TOOLDIR/ocsf-venv (or CASA_OCSF_PYTHON).
+ocsf_venv="$TOOLDIR/ocsf-venv"
+ocsf_reqs="$(dirname "$0")/evaluation/ocsf-requirements.txt"
+ocsf_ok() {
+  [ -x "$ocsf_venv/bin/python" ] || return 1
+  "$ocsf_venv/bin/python" - "$ocsf_reqs" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if line:
+        name, pinned = line.split("==")
+        if version(name) != pinned:
+            sys.exit(1)
+PY
+}
+if ocsf_ok; then
+  say "OCSF validator ok ($ocsf_venv)"
+else
+  say "installing the OCSF validator's packages into $ocsf_venv"
+  python3 -m venv "$ocsf_venv"
+  "$ocsf_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ocsf_reqs"
+  ocsf_ok || die "the OCSF validator's packages were installed but do not match $ocsf_reqs"
 fi
 
 [ "$BUILD_ONLY" -eq 1 ] && { say "build prerequisites ready"; exit 0; }

@@ -17,7 +17,7 @@ use crate::{
     rules::{RuleSet, RulesError},
     session::AgentProfile,
     settings::Env,
-    sink::LogPaths,
+    sink::{FileSinks, LogPaths, ocsf::OcsfConfig},
     telemetry::{TelemetryConfig, export::OtlpSpans},
 };
 
@@ -113,6 +113,38 @@ impl PipelineConfig {
             },
         })
     }
+}
+
+/// The four logs' files, and the OCSF file when `--ocsf-log` names one; `hostname` is the
+/// monitored host's (the live host, or the recording's), the agent is named by the profiles.
+pub fn open_sinks(
+    paths: &LogPaths,
+    args: &PipelineArgs,
+    options: &PipelineOptions,
+    hostname: &str,
+) -> std::io::Result<FileSinks> {
+    let sinks = FileSinks::open(paths)?;
+    let Some(path) = &args.ocsf_log else {
+        return Ok(sinks);
+    };
+    let agent = options
+        .profiles
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join("+");
+    let cfg = OcsfConfig {
+        hostname: hostname.trim().to_owned(),
+        agent: if agent.is_empty() {
+            "unknown".into()
+        } else {
+            agent
+        },
+    };
+    // The error names the path already.
+    sinks
+        .with_ocsf(path, cfg)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("OCSF log: {e}")))
 }
 
 fn load_profiles(path: &Path) -> Result<Vec<AgentProfile>, AssembleError> {

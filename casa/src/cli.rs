@@ -112,6 +112,11 @@ pub struct PipelineArgs {
     /// them: a replay acts on nothing [env: CASA_ENFORCE].
     #[arg(long)]
     pub enforce: bool,
+    /// Also write the records as OCSF 1.8.0 events to this file (JSON lines): Process,
+    /// File System and Network Activity for accepted events, a Detection Finding per
+    /// LOG/ALERT decision and at the session's close. Off by default.
+    #[arg(long, value_name = "FILE")]
+    pub ocsf_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -592,3 +592,79 @@ fn prometheus_metrics_are_served_on_loopback_and_count_the_session() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn ocsf_log_of_a_live_attack_validates_and_its_finding_closes_with_the_session() {
+    let _serial = support::daemon::serial();
+    let dir = support::tempdir("live-ocsf");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ocsf = dir.join("logs/ocsf.jsonl");
+    let mut casa =
+        Daemon::start_in_with_args(&dir, &casa_rules(), &["--ocsf-log", ocsf.to_str().unwrap()]);
+    let work = casa.workdir("oc-ocsf");
+    let helper = work.join("helper.sh");
+    let message = format!(
+        "write a helper and run it\n[exec] printf '#!/bin/sh\\necho helper-ran\\n' > {h} && chmod +x {h} && {h}",
+        h = helper.display()
+    );
+    let st = casa.agent(&message);
+    assert!(st.success(), "agent run failed: {st}\n{}", casa.dump());
+    casa.wait(Duration::from_secs(20), "the session to close", || {
+        casa.own_closed() >= 1
+    });
+    let status = casa.stop();
+    let dump = casa.dump();
+    assert!(status.success(), "casa exited with {status}\n{dump}");
+
+    let (code, summary) = support::ocsf::validate(&ocsf);
+    assert_eq!(code, 0, "OCSF schema validation failed:\n{summary}\n{dump}");
+    let own = casa.own_sessions();
+    assert_eq!(own.len(), 1, "\n{dump}");
+    let sid = own[0].to_string();
+    let events = lines(&std::fs::read_to_string(&ocsf).unwrap());
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["ai_agent"]["instance_uid"] == sid.as_str())
+        .collect();
+    // The helper's launch, with its command line.
+    assert!(
+        mine.iter().any(|e| e["class_uid"] == 1007
+            && e["activity_id"] == 1
+            && e["process"]["file"]["path"] == helper.display().to_string()),
+        "no Process Activity launch of the helper\n{dump}"
+    );
+    let findings: Vec<&&Value> = mine.iter().filter(|e| e["class_uid"] == 2004).collect();
+    let activities: Vec<u64> = findings
+        .iter()
+        .map(|f| f["activity_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(activities.first(), Some(&1), "created first\n{dump}");
+    assert_eq!(activities.last(), Some(&3), "closed last\n{dump}");
+    let alerts = lines(&casa.log("alert.log"));
+    let closed = casa
+        .own_records("sessions.log")
+        .into_iter()
+        .find(|s| s["session"]["closed_at"].is_string())
+        .expect("the session's close");
+    let last = findings.last().unwrap();
+    assert_eq!(
+        last["risk_score"], closed["session"]["final_score"],
+        "\n{dump}"
+    );
+    let mut fired: Vec<String> = alerts
+        .iter()
+        .filter(|a| a["session_id"] == own[0])
+        .flat_map(rule_names)
+        .collect();
+    fired.sort();
+    fired.dedup();
+    let mut analytics: Vec<String> = last["finding_info"]["related_analytics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect();
+    analytics.sort();
+    assert_eq!(analytics, fired, "\n{dump}");
+    assert!(!fired.is_empty(), "no alert\n{dump}");
+}

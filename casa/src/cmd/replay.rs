@@ -13,14 +13,14 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    assemble::{PipelineConfig, policy_offline, span_exporter},
+    assemble::{PipelineConfig, open_sinks, policy_offline, span_exporter},
     cli::ReplayArgs,
     decode::decode,
     exit::Status,
     pipeline::Pipeline,
     recording::{Frame, Reader},
     settings::Env,
-    sink::{FileSinks, Log, LogPaths, LogSink, Record},
+    sink::{Log, LogPaths, LogSink, Record},
 };
 
 /// Discards lines, counting bytes (for `--bench`).
@@ -40,15 +40,15 @@ impl LogSink for CountingSink {
     fn flush(&mut self) {}
 }
 
-/// Read every frame of a recording into memory.
-fn read_all(path: &std::path::Path) -> anyhow::Result<(crate::clock::BootClock, Vec<Frame>)> {
+/// Read every frame of a recording into memory, with its header.
+fn read_all(path: &std::path::Path) -> anyhow::Result<(crate::recording::Meta, Vec<Frame>)> {
     let mut reader = Reader::open(path)?;
-    let clock = reader.meta().clock;
+    let meta = reader.meta().clone();
     let mut frames = Vec::new();
     while let Some(frame) = reader.next_frame()? {
         frames.push(frame);
     }
-    Ok((clock, frames))
+    Ok((meta, frames))
 }
 
 /// Feed every frame to the pipeline in order, exactly as `casa run` consumed them live (the
@@ -71,7 +71,8 @@ pub(crate) fn feed<S: LogSink>(
 
 pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let cfg = PipelineConfig::load(&args.pipeline, &Env::load())?;
-    let (clock, frames) = read_all(&args.file)?;
+    let (meta, frames) = read_all(&args.file)?;
+    let clock = meta.clock;
     let policy = policy_offline(&cfg.rules);
     if args.bench {
         return bench(cfg, policy, clock, &frames);
@@ -89,7 +90,11 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             fs::remove_file(&head).with_context(|| format!("replacing {}", head.display()))?;
         }
     }
-    let sinks = FileSinks::open(&paths)?;
+    if let Some(p) = args.pipeline.ocsf_log.as_ref().filter(|p| p.exists()) {
+        fs::remove_file(p).with_context(|| format!("replacing {}", p.display()))?;
+    }
+    // The recording's host is the monitored one.
+    let sinks = open_sinks(&paths, &args.pipeline, &cfg.options, &meta.hostname)?;
     let mut pipeline = Pipeline::new(cfg.rules, policy, clock, sinks, cfg.options);
     let spans = span_exporter(&Env::load())?;
     let export_stats = spans.as_ref().map(|s| s.stats.clone());
@@ -103,6 +108,7 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         )
     });
     let failed = pipeline.sink().failed();
+    let ocsf = pipeline.sink().ocsf_lines();
     let s = &pipeline.stats;
     eprintln!(
         "casa replay: {} events, {} accepted, {} sessions, {} audit, {} alert records, {} undecodable -> {}",
@@ -117,8 +123,14 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     if let Some(st) = export_stats {
         eprintln!("casa replay: telemetry: {}", st.describe());
     }
+    if let (Some((written, _)), Some(p)) = (ocsf, &args.pipeline.ocsf_log) {
+        eprintln!("casa replay: {written} OCSF events -> {}", p.display());
+    }
     if failed.iter().any(|&n| n > 0) {
         anyhow::bail!("could not write {failed:?} lines (events, sessions, audit, alert)");
+    }
+    if let Some((_, lost)) = ocsf.filter(|&(_, lost)| lost > 0) {
+        anyhow::bail!("could not write {lost} OCSF lines");
     }
     Ok(Status::finding_if(pipeline.stats.undecodable > 0).into())
 }

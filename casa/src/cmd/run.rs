@@ -32,7 +32,9 @@ use tracing::{error, info, warn};
 
 use super::sensor_options;
 use crate::{
-    assemble::{EndpointConfig, PipelineConfig, log_paths, policy_offline, span_exporter},
+    assemble::{
+        EndpointConfig, PipelineConfig, log_paths, open_sinks, policy_offline, span_exporter,
+    },
     cli::RunArgs,
     clock::BootClock,
     exit::{Status, UsageError},
@@ -367,7 +369,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(metrics::serve(listener, Arc::clone(&metrics_page)));
     }
     let (mut reloads_ok, mut reloads_failed) = (0u64, 0u64);
-    let sinks = FileSinks::open(&paths).context("initialize audit monitor")?;
+    let hostname = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let sinks = open_sinks(&paths, &args.pipeline, &cfg.options, &hostname)
+        .context("initialize audit monitor")?;
     let mut policy = policy_offline(&cfg.rules);
     let endpoints = EndpointConfig::of(&cfg.rules);
     let (resolved, problems) = tokio::task::spawn_blocking(move || endpoints.resolve()).await?;
@@ -543,6 +547,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     s.events, s.accepted, edge.pipeline.session_states(), s.sessions_started, s.audit_records, s.alert_records, s.responses,
                     s.undecodable, edge.pipeline.sink().failed(), k.describe()
                 );
+                if let Some((_, failed)) = edge.pipeline.sink().ocsf_lines().filter(|&(_, f)| f > 0) {
+                    warn!("OCSF log write failures: {failed}");
+                }
                 if k.lost() > last_lost {
                     warn!("kernel lost {} events since the last report", k.lost() - last_lost);
                     last_lost = k.lost();
@@ -609,6 +616,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pipeline.sink().failed(),
         k.describe()
     );
+    if let Some((written, failed)) = pipeline.sink().ocsf_lines() {
+        info!("OCSF events written {written} failed {failed}");
+    }
     if let Some(st) = &export_stats {
         info!("telemetry: {}", st.describe());
     }

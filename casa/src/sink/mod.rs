@@ -10,9 +10,11 @@
 //! write or flush counts all the lines it lost, the file is reopened on the next line (its
 //! torn tail ended first), so writing resumes when the fault clears (the original stopped
 //! writing for good after its first error). Files whose path was rotated or removed are
-//! reopened.
+//! reopened. With `--ocsf-log`, [`FileSinks`] also hands every record to an [`ocsf::OcsfLog`]
+//! (the same records as OCSF events, written the same way).
 
 pub mod chain;
+pub mod ocsf;
 pub mod records;
 
 use std::{
@@ -284,8 +286,22 @@ impl OpenLog {
             self.failed += 1;
             return;
         };
+        self.append(&line, sync);
+    }
+
+    /// Append one line that is not a record of the four logs (the OCSF file's).
+    fn write_line(&mut self, line: &[u8]) {
+        if self.out.is_none() && !self.reopen() {
+            self.failed += 1;
+            return;
+        }
+        self.append(line, false);
+    }
+
+    /// Append `line` and its newline to the open file; `sync`: hand it to the file at once.
+    fn append(&mut self, line: &[u8], sync: bool) {
         let Some(out) = &mut self.out else { return };
-        match out.write_all(&line).and_then(|()| out.write_all(b"\n")) {
+        match out.write_all(line).and_then(|()| out.write_all(b"\n")) {
             Ok(()) => self.pending += 1,
             Err(e) => return self.fail(&e, 1),
         }
@@ -368,9 +384,10 @@ impl OpenLog {
     }
 }
 
-/// Appends to the four log files.
+/// Appends to the four log files, and to the OCSF file when one is configured.
 pub struct FileSinks {
     logs: Vec<OpenLog>,
+    ocsf: Option<ocsf::OcsfLog>,
 }
 
 impl FileSinks {
@@ -388,12 +405,29 @@ impl FileSinks {
             }
             logs.push(l);
         }
-        Ok(Self { logs })
+        Ok(Self { logs, ocsf: None })
+    }
+
+    /// Also write every record as OCSF to `path` (`--ocsf-log`), opened like the logs.
+    pub fn with_ocsf(mut self, path: &Path, cfg: ocsf::OcsfConfig) -> io::Result<Self> {
+        self.ocsf = Some(ocsf::OcsfLog::open(path, cfg)?);
+        Ok(self)
+    }
+
+    /// The OCSF file's lines (written, failed), when there is one.
+    pub fn ocsf_lines(&self) -> Option<(u64, u64)> {
+        self.ocsf.as_ref().map(|o| (o.written(), o.failed()))
+    }
+
+    fn all_files(&mut self) -> impl Iterator<Item = &mut OpenLog> {
+        self.logs
+            .iter_mut()
+            .chain(self.ocsf.as_mut().map(|o| &mut o.file))
     }
 
     /// Reopen every file (SIGHUP: after `logrotate`).
     pub fn reopen(&mut self) {
-        for l in &mut self.logs {
+        for l in self.all_files() {
             l.flush();
             if let Some(w) = l.out.take() {
                 let _ = w.into_parts();
@@ -404,8 +438,7 @@ impl FileSinks {
 
     /// Reopen the files whose path was rotated or removed; returns how many.
     pub fn follow_rotation(&mut self) -> usize {
-        self.logs
-            .iter_mut()
+        self.all_files()
             .filter_map(|l| l.follow_rotation().then_some(()))
             .count()
     }
@@ -425,10 +458,13 @@ impl LogSink for FileSinks {
     fn write(&mut self, record: Record<'_>) {
         let log = record.log();
         self.logs[log as usize].write(record, log.is_chained());
+        if let Some(o) = &mut self.ocsf {
+            o.write(record);
+        }
     }
 
     fn flush(&mut self) {
-        for l in &mut self.logs {
+        for l in self.all_files() {
             l.flush();
         }
     }
@@ -446,7 +482,7 @@ impl LogSink for FileSinks {
 impl Drop for FileSinks {
     fn drop(&mut self) {
         self.flush();
-        for l in &mut self.logs {
+        for l in self.all_files() {
             if let Some(out) = &mut l.out {
                 let _ = out.get_ref().sync_all();
             }
