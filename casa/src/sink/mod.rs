@@ -578,6 +578,7 @@ mod tests {
                     },
                 ],
             },
+            response: None,
         }
     }
 

@@ -1114,6 +1114,7 @@ mod tests {
                     })
                     .collect(),
             },
+            response: None,
         }
     }
 
