@@ -331,3 +331,174 @@ impl Responder {
         if self.enforce { "enforce" } else { "dry_run" }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Bytes, Exec, Exit, Fork};
+
+    fn ev(t: u64, pid: u32, detail: Detail) -> Event {
+        Event {
+            ktime_ns: t,
+            pid,
+            tid: pid,
+            ppid: 1,
+            uid: 1000,
+            gid: 1000,
+            cgroup_id: 1,
+            comm: Bytes::from("x"),
+            detail,
+        }
+    }
+
+    fn killed(leader: bool, gone: bool) -> Detail {
+        Detail::Exit(Exit {
+            exit_code: 9,
+            status: None,
+            signal: Some(9),
+            core_dumped: false,
+            leader,
+            process_gone: gone,
+        })
+    }
+
+    fn policy(actions: &[ResponseAction]) -> ResponsePolicy {
+        ResponsePolicy {
+            declared: true,
+            threshold: 9,
+            actions: actions.iter().copied().collect(),
+            ..ResponsePolicy::default()
+        }
+    }
+
+    fn trigger() -> Event {
+        ev(1_000_000, 10, Detail::Exec(Exec::test("/bin/sh", &["sh"])))
+    }
+
+    #[test]
+    fn a_kill_order_is_given_once_and_followed_to_the_last_death() {
+        let mut r = Responder::new(true);
+        let p = policy(&[ResponseAction::Kill]);
+        assert!(r.decide(&p, 1, 8, ["a"], vec![10, 11], &trigger()).is_none());
+        let rec = r
+            .decide(&p, 1, 9, ["a"], vec![10, 11], &trigger())
+            .expect("due at the threshold");
+        assert_eq!((rec.mode, rec.actions.clone()), ("enforce", vec!["kill"]));
+        assert_eq!(rec.because, vec!["threshold".to_owned()]);
+        assert_eq!(
+            r.take_orders(),
+            vec![Order::Processes {
+                session: 1,
+                pids: vec![10, 11],
+                kill: true,
+                deny_network: true,
+            }]
+        );
+        // Not again for a higher score.
+        assert!(r.decide(&p, 1, 20, ["b"], vec![10, 11], &trigger()).is_none());
+        // A child forked before the kill landed is ordered too, and waited for.
+        let fork = ev(
+            1_500_000,
+            11,
+            Detail::Fork(Fork {
+                child_pid: 12,
+                child_tid: 12,
+            }),
+        );
+        assert!(r.follow(1, &fork).is_none());
+        assert_eq!(
+            r.take_orders(),
+            vec![Order::Processes {
+                session: 1,
+                pids: vec![12],
+                kill: true,
+                deny_network: true,
+            }]
+        );
+        assert!(r.follow(1, &ev(2_000_000, 10, killed(true, true))).is_none());
+        // A thread's exit after its leader's does not count twice.
+        assert!(r.follow(1, &ev(2_100_000, 10, killed(false, true))).is_none());
+        assert!(r.follow(1, &ev(3_000_000, 12, killed(true, true))).is_none());
+        let done = r
+            .follow(1, &ev(5_000_000, 11, killed(true, false)))
+            .expect("the last death closes the order");
+        let o = done.outcome.expect("outcome");
+        assert_eq!(o.killed, 3);
+        assert_eq!((o.after_trigger_ms_p50, o.after_trigger_ms_max), (2.0, 4.0));
+    }
+
+    #[test]
+    fn a_dry_run_records_the_same_decision_and_orders_nothing() {
+        let mut r = Responder::new(false);
+        let p = policy(&[ResponseAction::Kill, ResponseAction::DenyNetwork]);
+        let rec = r.decide(&p, 1, 9, ["a"], vec![10], &trigger()).unwrap();
+        assert_eq!(rec.mode, "dry_run");
+        assert_eq!(rec.actions, vec!["kill", "deny_network"]);
+        assert!(r.take_orders().is_empty());
+        assert!(r.follow(1, &ev(2, 10, killed(true, true))).is_none());
+        r.fetched([(1, 2)].into_iter());
+        r.network_tool(&p, 10);
+        assert!(r.take_orders().is_empty());
+    }
+
+    #[test]
+    fn a_rule_response_names_the_rule_and_log_only_orders_nothing() {
+        let mut r = Responder::new(true);
+        let mut p = policy(&[]);
+        p.rules
+            .insert("egress".into(), [ResponseAction::LogOnly].into_iter().collect());
+        let rec = r.decide(&p, 1, 2, ["egress"], vec![10], &trigger()).unwrap();
+        assert_eq!(rec.because, vec!["egress".to_owned()]);
+        assert_eq!(rec.actions, vec!["log_only"]);
+        assert!(r.take_orders().is_empty());
+    }
+
+    fn exec_of(path: &str, prevented: bool) -> Event {
+        let mut x = Exec::test(path, &["payload"]);
+        x.facts.prevented = prevented;
+        ev(1, 10, Detail::Exec(x))
+    }
+
+    #[test]
+    fn preventive_records_claim_only_what_the_kernel_did_or_would_do() {
+        let p = policy(&[]);
+        let mut live = Responder::new(true);
+        let rec = live
+            .prevented(&p, 1, &exec_of("/memfd:payload (deleted)", true), false)
+            .expect("the kernel killed it");
+        assert_eq!(rec.because, vec!["prevent:deleted_exec".to_owned()]);
+        assert_eq!(rec.mode, "enforce");
+        // The kernel let it run: nothing is claimed.
+        assert!(
+            live.prevented(&p, 1, &exec_of("/memfd:payload (deleted)", false), false)
+                .is_none()
+        );
+        let rec = live
+            .prevented(&p, 1, &exec_of("/tmp/x", true), true)
+            .unwrap();
+        assert_eq!(rec.because, vec!["prevent:fetched_exec".to_owned()]);
+        // An ordinary program is nobody's business.
+        assert!(live.prevented(&p, 1, &exec_of("/usr/bin/ls", false), false).is_none());
+
+        let mut dry = Responder::new(false);
+        let rec = dry
+            .prevented(&p, 1, &exec_of("/tmp/x", false), true)
+            .expect("would kill");
+        assert_eq!(rec.mode, "dry_run");
+        // A file that declares no policy (a CASA file) gets no new records.
+        let undeclared = ResponsePolicy::default();
+        assert!(
+            dry.prevented(&undeclared, 1, &exec_of("/tmp/x", false), true)
+                .is_none()
+        );
+        // Turned off by the policy.
+        let off = ResponsePolicy {
+            prevent: BTreeSet::new(),
+            ..policy(&[])
+        };
+        assert!(
+            live.prevented(&off, 1, &exec_of("/memfd:p (deleted)", true), false)
+                .is_none()
+        );
+    }
+}

@@ -1155,3 +1155,70 @@ fn long_operator_chains_are_rejected_before_they_can_overflow_the_stack() {
         ));
     }
 }
+
+mod response_policy {
+    use super::*;
+
+    const RULES: &str = r#"{"analysis": {"lineage_max_depth": 4}, "thresholds": {"log": 4, "alert": 9}, "rules": [
+        {"name": "shell", "expr": "execution.shell_spawned", "weight": 5},
+        {"name": "egress", "expr": "history.new_dest_count > 0", "weight": 5}
+    ]"#;
+
+    fn with(response: &str) -> String {
+        format!("{RULES}, \"response\": {response}}}")
+    }
+
+    #[test]
+    fn a_file_without_response_acts_on_nothing_and_prevents_everything_under_enforce() {
+        let set = load(&format!("{RULES}}}"));
+        let p = set.response();
+        assert!(!p.declared);
+        assert!(p.due(1_000, ["shell", "egress"]).is_empty());
+        assert_eq!(p.prevent.len(), Prevention::ALL.len());
+    }
+
+    #[test]
+    fn threshold_defaults_to_alert_and_rules_act_whatever_the_score() {
+        let set = load(&with(
+            r#"{"actions": ["kill"], "rules": {"egress": ["deny_network"]}, "prevent": []}"#,
+        ));
+        let p = set.response();
+        assert!(p.declared);
+        assert_eq!(p.threshold, 9);
+        assert!(p.prevent.is_empty());
+        assert!(p.due(8, ["shell"]).is_empty());
+        assert_eq!(
+            p.due(8, ["egress"]).into_iter().collect::<Vec<_>>(),
+            vec![ResponseAction::DenyNetwork]
+        );
+        assert_eq!(
+            p.due(9, ["egress"]).into_iter().collect::<Vec<_>>(),
+            vec![ResponseAction::Kill, ResponseAction::DenyNetwork]
+        );
+    }
+
+    #[test]
+    fn bad_policies_are_located_errors() {
+        let e = err(&with(r#"{"actions": ["kil"]}"#));
+        assert!(
+            e.to_string().contains("unknown response action \"kil\"")
+                && e.to_string().contains("kill, deny_network, log_only"),
+            "{e}"
+        );
+        assert!(e.location().is_some_and(|l| l.line > 0), "{e}");
+        let e = err(&with(r#"{"rules": {"nope": ["kill"]}}"#));
+        assert!(e.to_string().contains("unknown response rule \"nope\""), "{e}");
+        let e = err(&with(r#"{"prevent": ["memfd"]}"#));
+        assert!(
+            e.to_string()
+                .contains("unknown response preventive rule \"memfd\""),
+            "{e}"
+        );
+        let e = err(&with(r#"{"threshold": 0, "actions": ["kill"]}"#));
+        assert!(e.to_string().contains("response.threshold"), "{e}");
+        let e = err(&with(r#"{"kill": true}"#));
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let e = err(&with(r#"["kill"]"#));
+        assert!(e.to_string().contains("expected an object"), "{e}");
+    }
+}
