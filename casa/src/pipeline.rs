@@ -585,6 +585,17 @@ impl<S: LogSink> Pipeline<S> {
             }
         }
         let actions = obs.track;
+        // Responses follow the session's forks (which are not session events) and exits.
+        let responding = match (&ev.detail, &obs.verdict) {
+            (Detail::Fork(_), _) => self.tracker.session_of(ev.pid),
+            (_, Verdict::Session { session, .. }) => Some(*session),
+            _ => None,
+        };
+        if let Some(id) = responding
+            && let Some(r) = self.responder.follow(id, ev)
+        {
+            self.write_response(id, ev, r);
+        }
         match obs.verdict {
             Verdict::Outside => {}
             Verdict::PendingShellExec { .. } => self.stats.pending_shells += 1,
@@ -594,9 +605,6 @@ impl<S: LogSink> Pipeline<S> {
                 pending_shell,
                 runtime_started,
             } => {
-                if let Some(r) = self.responder.follow(session, ev) {
-                    self.write_response(session, ev, r);
-                }
                 let t = stage_start(&self.stages);
                 let actor = filter::Actor {
                     runtime,

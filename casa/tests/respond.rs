@@ -209,3 +209,146 @@ fn without_enforce_the_preventive_rules_only_say_what_they_would_stop() {
         );
     }
 }
+
+/// A network namespace this test creates: loopback up, also holding `10.203.0.1/32`, an
+/// address that is external to casa (not 127/8) yet reaches only this namespace.
+/// Two HTTP servers run in it (root, outside any agent session): one on that address, one
+/// on loopback. Dropping it stops the servers (by pid) and deletes the namespace.
+struct NetNs {
+    name: String,
+    servers: Vec<std::process::Child>,
+}
+
+const EXTERNAL: &str = "10.203.0.1";
+
+impl NetNs {
+    fn new(dir: &Path) -> Self {
+        let name = format!("casa-t-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let st = std::process::Command::new("ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?}");
+        };
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        ip(&["netns", "add", &name]);
+        let mut ns = Self {
+            name: name.clone(),
+            servers: Vec::new(),
+        };
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ip(&["-n", &name, "addr", "add", &format!("{EXTERNAL}/32"), "dev", "lo"]);
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("f"), "payload\n").unwrap();
+        for (addr, port) in [(EXTERNAL, "18080"), ("127.0.0.1", "18081")] {
+            ns.servers.push(
+                std::process::Command::new("ip")
+                    .args(["netns", "exec", &name, "python3", "-m", "http.server"])
+                    .args([port, "--bind", addr, "--directory"])
+                    .arg(&www)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+        }
+        // Both servers answer before the test starts.
+        for url in [
+            format!("http://{EXTERNAL}:18080/f"),
+            "http://127.0.0.1:18081/f".to_owned(),
+        ] {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let ok = std::process::Command::new("ip")
+                    .args(["netns", "exec", &name, "curl", "-sf", "-m", "1", "-o", "/dev/null"])
+                    .arg(&url)
+                    .status()
+                    .unwrap()
+                    .success();
+                if ok {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "{url} never answered");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        ns
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn deny_network_fails_the_sessions_later_external_connect_but_not_loopback_or_other_sessions() {
+    let _serial = serial();
+    let casa = daemon(
+        "respond-deny",
+        serde_json::json!({"rules": {"credential_store_accessed": ["deny_network"]}}),
+        true,
+    );
+    let ns = NetNs::new(&casa.dir);
+    let w = casa.workdir("w");
+    std::fs::create_dir_all(w.join(".ssh")).unwrap();
+    std::fs::write(w.join(".ssh/id_rsa"), "s3cret\n").unwrap();
+    std::fs::set_permissions(
+        w.join(".ssh/id_rsa"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let wrapper = ["/usr/sbin/ip", "netns", "exec", ns.name.as_str()];
+    // The session reads a private key (the rule with deny_network fires), then fetches.
+    let message = format!(
+        "[exec] cat {w}/.ssh/id_rsa > /dev/null\n\
+         [exec] sleep 0.5; curl -s -m 3 -o {w}/ext http://{EXTERNAL}:18080/f; echo $? > {w}/ext.rc\n\
+         [exec] curl -s -m 3 -o {w}/loop http://127.0.0.1:18081/f; echo $? > {w}/loop.rc",
+        w = w.display()
+    );
+    support::daemon::run_agent_under(&casa.dir, &message, &wrapper);
+    // Another session, afterwards, fetches from the same external address.
+    support::daemon::run_agent_under(
+        &casa.dir,
+        &format!(
+            "[exec] curl -s -m 3 -o {w}/other http://{EXTERNAL}:18080/f",
+            w = w.display()
+        ),
+        &wrapper,
+    );
+    casa.wait(Duration::from_secs(30), "the test's sessions to close", || {
+        casa.own_closed() >= 2
+    });
+    let dump = casa.dump();
+    let rc = |f: &str| std::fs::read_to_string(w.join(f)).unwrap_or_default();
+    assert!(
+        !w.join("ext").exists() && rc("ext.rc").trim() == "7",
+        "the denied session's external fetch did not fail to connect (rc {:?})\n{dump}",
+        rc("ext.rc")
+    );
+    assert!(
+        w.join("loop").exists() && rc("loop.rc").trim() == "0",
+        "loopback was blocked (rc {:?})\n{dump}",
+        rc("loop.rc")
+    );
+    assert!(
+        w.join("other").exists(),
+        "the other session was blocked\n{dump}"
+    );
+    let rs = responses(&casa);
+    assert!(
+        rs.iter().any(|r| r["mode"] == "enforce"
+            && r["actions"] == serde_json::json!(["deny_network"])
+            && r["because"][0] == "credential_store_accessed"),
+        "no deny_network record\n{dump}"
+    );
+}

@@ -917,6 +917,12 @@ impl Tracker {
         }
     }
 
+    /// The open session process `pid` belongs to, if any.
+    pub fn session_of(&self, pid: u32) -> Option<SessionId> {
+        self.procs.get(&pid).and_then(|p| p.session)
+    }
+
+    /// An open session by id.
     pub fn session(&self, id: SessionId) -> Option<&Session> {
         self.sessions.get(&id)
     }

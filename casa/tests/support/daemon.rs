@@ -277,6 +277,12 @@ impl Drop for Daemon {
 
 /// Run one agent invocation (see [`Daemon::agent`]) with the stand-in launcher in `dir/bin`.
 pub fn run_agent(dir: &Path, message: &str) -> ExitStatus {
+    run_agent_under(dir, message, &[])
+}
+
+/// [`run_agent`] under a root wrapper command (e.g. `ip netns exec NS`), which runs the
+/// unprivileged launcher.
+pub fn run_agent_under(dir: &Path, message: &str, wrapper: &[&str]) -> ExitStatus {
     let bin = dir.join("bin");
     if !bin.exists() {
         std::fs::create_dir_all(&bin).unwrap();
@@ -296,8 +302,15 @@ pub fn run_agent(dir: &Path, message: &str) -> ExitStatus {
         )
         .unwrap();
     }
-    Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg("setpriv");
+            c
+        }
+        None => Command::new("setpriv"),
+    };
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(bin.join("node"))
         .arg(bin.join("openclaw"))
         .args(["agent", "--agent", "main", "-m", message])
