@@ -74,6 +74,11 @@ fn kill_scenario(casa: &Daemon) -> (std::path::PathBuf, std::process::ExitStatus
 fn enforce_kills_the_attacking_session_and_its_daemonised_process_before_their_next_step() {
     let _serial = serial();
     let casa = daemon("respond-kill", serde_json::json!({"actions": ["kill"]}), true);
+    // A bystander: the test's own process, outside every agent tree.
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
     let (w, st) = kill_scenario(&casa);
     wait_closed(&casa);
     let dump = casa.dump();
@@ -111,8 +116,19 @@ fn enforce_kills_the_attacking_session_and_its_daemonised_process_before_their_n
     assert!(killed >= pids.len() as u64, "killed {killed} of {pids:?}\n{dump}");
     let max_ms = done["outcome"]["after_trigger_ms_max"].as_f64().unwrap();
     assert!(max_ms >= 0.0, "{dump}");
-    // casa itself is untouched and still serving.
     assert!(casa.stderr().contains("RESPONSE session="), "{dump}");
+    // Nothing outside the session was touched: the bystander lives, and casa still serves
+    // (a later, harmless session runs to its end and is logged).
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "the bystander was killed\n{dump}"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert!(casa.agent("[exec] true").success(), "{}", casa.dump());
+    casa.wait(Duration::from_secs(30), "the second session to close", || {
+        casa.own_closed() >= 2
+    });
 }
 
 #[test]
