@@ -89,7 +89,7 @@ instructions-update:
 # test target cargo finds), `make test-unit` only UNIT_TESTS. `ocsf` needs no kernel but the
 # OCSF validator's packages, which setup.sh installs: it is in the full tier.
 UNIT_TESTS := replay rules_cli verify_log otlp exit_codes session_tools install
-KERNEL_TESTS := kernel live faults evasion ocsf
+KERNEL_TESTS := kernel live faults evasion ocsf respond
 TEST_FILES := $(sort $(basename $(notdir $(wildcard casa/tests/*.rs))))
 UNLISTED_TESTS := $(filter-out $(UNIT_TESTS) $(KERNEL_TESTS),$(TEST_FILES))
 STUB := --features kernel-stub
