@@ -271,8 +271,7 @@ impl Responder {
                 if !w.waiting.remove(&ev.pid) {
                     return None;
                 }
-                w.deaths_ns
-                    .push(ev.ktime_ns.saturating_sub(w.trigger_ns));
+                w.deaths_ns.push(ev.ktime_ns.saturating_sub(w.trigger_ns));
                 if !w.waiting.is_empty() {
                     return None;
                 }
@@ -379,7 +378,10 @@ mod tests {
     fn a_kill_order_is_given_once_and_followed_to_the_last_death() {
         let mut r = Responder::new(true);
         let p = policy(&[ResponseAction::Kill]);
-        assert!(r.decide(&p, 1, 8, ["a"], vec![10, 11], &trigger()).is_none());
+        assert!(
+            r.decide(&p, 1, 8, ["a"], vec![10, 11], &trigger())
+                .is_none()
+        );
         let rec = r
             .decide(&p, 1, 9, ["a"], vec![10, 11], &trigger())
             .expect("due at the threshold");
@@ -395,7 +397,10 @@ mod tests {
             }]
         );
         // Not again for a higher score.
-        assert!(r.decide(&p, 1, 20, ["b"], vec![10, 11], &trigger()).is_none());
+        assert!(
+            r.decide(&p, 1, 20, ["b"], vec![10, 11], &trigger())
+                .is_none()
+        );
         // A child forked before the kill landed is ordered too, and waited for.
         let fork = ev(
             1_500_000,
@@ -415,10 +420,19 @@ mod tests {
                 deny_network: true,
             }]
         );
-        assert!(r.follow(1, &ev(2_000_000, 10, killed(true, true))).is_none());
+        assert!(
+            r.follow(1, &ev(2_000_000, 10, killed(true, true)))
+                .is_none()
+        );
         // A thread's exit after its leader's does not count twice.
-        assert!(r.follow(1, &ev(2_100_000, 10, killed(false, true))).is_none());
-        assert!(r.follow(1, &ev(3_000_000, 12, killed(true, true))).is_none());
+        assert!(
+            r.follow(1, &ev(2_100_000, 10, killed(false, true)))
+                .is_none()
+        );
+        assert!(
+            r.follow(1, &ev(3_000_000, 12, killed(true, true)))
+                .is_none()
+        );
         let done = r
             .follow(1, &ev(5_000_000, 11, killed(true, false)))
             .expect("the last death closes the order");
@@ -445,9 +459,13 @@ mod tests {
     fn a_rule_response_names_the_rule_and_log_only_orders_nothing() {
         let mut r = Responder::new(true);
         let mut p = policy(&[]);
-        p.rules
-            .insert("egress".into(), [ResponseAction::LogOnly].into_iter().collect());
-        let rec = r.decide(&p, 1, 2, ["egress"], vec![10], &trigger()).unwrap();
+        p.rules.insert(
+            "egress".into(),
+            [ResponseAction::LogOnly].into_iter().collect(),
+        );
+        let rec = r
+            .decide(&p, 1, 2, ["egress"], vec![10], &trigger())
+            .unwrap();
         assert_eq!(rec.because, vec!["egress".to_owned()]);
         assert_eq!(rec.actions, vec!["log_only"]);
         assert!(r.take_orders().is_empty());
@@ -478,7 +496,10 @@ mod tests {
             .unwrap();
         assert_eq!(rec.because, vec!["prevent:fetched_exec".to_owned()]);
         // An ordinary program is nobody's business.
-        assert!(live.prevented(&p, 1, &exec_of("/usr/bin/ls", false), false).is_none());
+        assert!(
+            live.prevented(&p, 1, &exec_of("/usr/bin/ls", false), false)
+                .is_none()
+        );
 
         let mut dry = Responder::new(false);
         let rec = dry

@@ -83,6 +83,14 @@ fn record(i: u64) -> Vec<u8> {
                 weight: 2,
             }],
         },
+        // Every third record carries a response, as an enforcing daemon writes them.
+        response: i.is_multiple_of(3).then(|| casa::respond::ResponseRecord {
+            mode: "enforce",
+            actions: vec!["kill"],
+            because: vec!["threshold".into()],
+            pids: vec![4100 + i as u32],
+            outcome: None,
+        }),
     };
     serde_json::to_vec(&rec).unwrap()
 }

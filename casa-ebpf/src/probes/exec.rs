@@ -22,8 +22,8 @@ use casa_common::{
         ARGV_MAX, ARGV_MAX_ARGS, BODY_OFFSET, ENV_SCAN_MAX, EXEC_ARGV_TRUNCATED,
         EXEC_ARGV_UNREADABLE, EXEC_CREDS_VALID, EXEC_EXT_ENV_SCANNED, EXEC_EXT_ENV_TRUNCATED,
         EXEC_EXT_SCRIPT_DELETED, EXEC_EXT_STDIO, EXEC_NO_NEW_PRIVS, EXEC_PATH_DELETED,
-        EXEC_PATH_RESOLVED, EXEC_PATH_TRUNCATED, EXEC_PREVENTED, EXEC_SCRIPT, EXEC_VIA_EXECVEAT, EventKind,
-        ExecBody, ExecExt, FileId, LOADER_ENV_MAX, LOADER_ENV_TOTAL, PATH_MAX,
+        EXEC_PATH_RESOLVED, EXEC_PATH_TRUNCATED, EXEC_PREVENTED, EXEC_SCRIPT, EXEC_VIA_EXECVEAT,
+        EventKind, ExecBody, ExecExt, FileId, LOADER_ENV_MAX, LOADER_ENV_TOTAL, PATH_MAX,
     },
 };
 
@@ -196,7 +196,7 @@ fn is_fetched(id: &FileId) -> bool {
         _pad: 0,
     };
     // SAFETY: presence test only.
-    unsafe { FETCHED.get(&key).is_some() }
+    unsafe { FETCHED.get(key).is_some() }
 }
 
 const NO_FILE: FileId = FileId {
@@ -482,13 +482,11 @@ unsafe fn try_sched_process_exec(bprm: u64, old_tid: u32) {
         //    session fetched), is killed now, before the new program's first instruction.
         if let Some(bits) = tracked_bits(ids().1) {
             let prevent = RESPOND.get(0).copied().unwrap_or(0);
-            let deleted = flags & EXEC_PATH_DELETED != 0
-                || (*ext).flags & EXEC_EXT_SCRIPT_DELETED != 0;
+            let deleted =
+                flags & EXEC_PATH_DELETED != 0 || (*ext).flags & EXEC_EXT_SCRIPT_DELETED != 0;
             let fetched = prevent & PREVENT_FETCHED_EXEC != 0
                 && (is_fetched(&(*ext).file) || is_fetched(&(*ext).script));
-            if bits & TRACK_KILL != 0
-                || (prevent & PREVENT_DELETED_EXEC != 0 && deleted)
-                || fetched
+            if bits & TRACK_KILL != 0 || (prevent & PREVENT_DELETED_EXEC != 0 && deleted) || fetched
             {
                 kill_current();
                 flags |= EXEC_PREVENTED;

@@ -175,7 +175,7 @@ fn note_fetched(id: &FileId) {
             dev: id.dev,
             _pad: 0,
         };
-        let _ = FETCHED.insert(&key, &1, 0);
+        let _ = FETCHED.insert(key, 1, 0);
     }
 }
 

@@ -41,9 +41,9 @@ use crate::{
     filter::Endpoints,
     latency::{LatencyTrace, Stamped},
     pipeline::{Input, Outcome, Pipeline},
-    respond::Order,
     procfs,
     recording::{self, Meta, Recorder},
+    respond::Order,
     rules::{Prevention, RuleSet},
     sensor::{Sensor, enforce},
     settings::Env,
@@ -236,7 +236,9 @@ impl Edge {
                         match self.sensor.order(pid, bits) {
                             Ok(true) => {}
                             Ok(false) => {
-                                warn!("response for session {session}: pid {pid} is not tracked; left alone");
+                                warn!(
+                                    "response for session {session}: pid {pid} is not tracked; left alone"
+                                );
                                 continue;
                             }
                             Err(e) => {
@@ -295,11 +297,27 @@ impl Edge {
 /// Hand the kernel the preventive rules of `rules`' response policy (`--enforce`).
 fn set_prevention(sensor: &mut Sensor, rules: &RuleSet) -> anyhow::Result<()> {
     let p = &rules.response().prevent;
-    let bits = if p.contains(&Prevention::DeletedExec) { PREVENT_DELETED_EXEC } else { 0 }
-        | if p.contains(&Prevention::FetchedExec) { PREVENT_FETCHED_EXEC } else { 0 };
-    sensor.set_prevention(bits).context("set the preventive rules")?;
+    let bits = if p.contains(&Prevention::DeletedExec) {
+        PREVENT_DELETED_EXEC
+    } else {
+        0
+    } | if p.contains(&Prevention::FetchedExec) {
+        PREVENT_FETCHED_EXEC
+    } else {
+        0
+    };
+    sensor
+        .set_prevention(bits)
+        .context("set the preventive rules")?;
     let names: Vec<&str> = p.iter().map(|r| r.name()).collect();
-    info!("preventive rules in force: {}", if names.is_empty() { "none".to_owned() } else { names.join(", ") });
+    info!(
+        "preventive rules in force: {}",
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    );
     Ok(())
 }
 
@@ -359,7 +377,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let root = sensor
             .enable_enforcement()
             .context("--enforce: attach the deny_network programs")?;
-        info!("enforcing: deny_network programs attached at the cgroup v2 root {}", root.display());
+        info!(
+            "enforcing: deny_network programs attached at the cgroup v2 root {}",
+            root.display()
+        );
         set_prevention(&mut sensor, &cfg.rules)?;
     }
     let metrics_page = Arc::new(Mutex::new(String::new()));

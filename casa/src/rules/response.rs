@@ -50,7 +50,10 @@ impl ResponseAction {
 
     /// Its name in `rules.json` and in records.
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, a)| *a == self).map_or("", |(n, _)| n)
+        Self::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("", |(n, _)| n)
     }
 }
 
@@ -77,7 +80,10 @@ impl Prevention {
 
     /// Its name in `rules.json` and in records.
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, a)| *a == self).map_or("", |(n, _)| n)
+        Self::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("", |(n, _)| n)
     }
 }
 

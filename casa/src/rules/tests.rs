@@ -1207,7 +1207,10 @@ mod response_policy {
         );
         assert!(e.location().is_some_and(|l| l.line > 0), "{e}");
         let e = err(&with(r#"{"rules": {"nope": ["kill"]}}"#));
-        assert!(e.to_string().contains("unknown response rule \"nope\""), "{e}");
+        assert!(
+            e.to_string().contains("unknown response rule \"nope\""),
+            "{e}"
+        );
         let e = err(&with(r#"{"prevent": ["memfd"]}"#));
         assert!(
             e.to_string()

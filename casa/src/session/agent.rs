@@ -4,12 +4,12 @@
 //! default, [`AgentProfile::openclaw`]); another runtime is added with a JSON file
 //! (`--agents FILE`) holding a list of profiles. See README "Agent profiles".
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::{Bytes, Exec};
 
 /// One agent runtime.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AgentProfile {
     /// Name shown in logs.
@@ -78,7 +78,7 @@ pub struct PatternError {
 }
 
 /// How a session-starting invocation looks, e.g. `node /x/bin/openclaw agent --agent main -m hi`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Invocation {
     /// Basenames of the interpreter executed (`node`).

@@ -283,8 +283,14 @@ pub fn run_agent(dir: &Path, message: &str) -> ExitStatus {
 /// [`run_agent`] under a root wrapper command (e.g. `ip netns exec NS`), which runs the
 /// unprivileged launcher.
 pub fn run_agent_under(dir: &Path, message: &str, wrapper: &[&str]) -> ExitStatus {
+    run_agent_as(dir, message, wrapper, "openclaw")
+}
+
+/// [`run_agent_under`] with the stand-in launcher named `launcher` (a test whose daemon acts on
+/// sessions names its own launcher, and gives the daemon a profile for that name only).
+pub fn run_agent_as(dir: &Path, message: &str, wrapper: &[&str], launcher: &str) -> ExitStatus {
     let bin = dir.join("bin");
-    if !bin.exists() {
+    if !bin.join("node").exists() {
         std::fs::create_dir_all(&bin).unwrap();
         let node = String::from_utf8(
             Command::new("sh")
@@ -296,11 +302,16 @@ pub fn run_agent_under(dir: &Path, message: &str, wrapper: &[&str]) -> ExitStatu
         .unwrap();
         assert!(!node.trim().is_empty(), "node is needed for the live tests");
         std::os::unix::fs::symlink(node.trim(), bin.join("node")).unwrap();
-        std::os::unix::fs::symlink(
-            repo_root().join("casa/tests/fixtures/fake-openclaw/openclaw"),
-            bin.join("openclaw"),
-        )
-        .unwrap();
+    }
+    if !bin.join(launcher).exists() {
+        let stand_in = repo_root().join("casa/tests/fixtures/fake-openclaw/openclaw");
+        if launcher == "openclaw" {
+            std::os::unix::fs::symlink(stand_in, bin.join(launcher)).unwrap();
+        } else {
+            // A copy, not a link: node runs a link's target, and the re-exec'd runtime must
+            // carry the launcher's own name too.
+            std::fs::copy(stand_in, bin.join(launcher)).unwrap();
+        }
     }
     let mut cmd = match wrapper.split_first() {
         Some((first, rest)) => {
@@ -312,7 +323,7 @@ pub fn run_agent_under(dir: &Path, message: &str, wrapper: &[&str]) -> ExitStatu
     };
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(bin.join("node"))
-        .arg(bin.join("openclaw"))
+        .arg(bin.join(launcher))
         .args(["agent", "--agent", "main", "-m", message])
         .current_dir("/")
         .env_clear()
