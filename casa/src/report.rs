@@ -213,11 +213,45 @@ fn decision(a: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    format!(
+    let mut line = format!(
         "{} score {}: {}",
         text(&d["action"]),
         d["score"],
         rules.join(", ")
+    );
+    if let Some(r) = a.get("response").filter(|r| r.is_object()) {
+        line.push_str(&response(r));
+    }
+    line
+}
+
+/// A response an audit record carries (`crate::respond::ResponseRecord`), as a suffix.
+fn response(r: &Value) -> String {
+    let list = |v: &Value| -> String {
+        v.as_array()
+            .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
+            .unwrap_or_default()
+    };
+    let o = &r["outcome"];
+    if o.is_object() {
+        return format!(
+            " | {} done: {} killed, {} ms after the trigger at most (median {})",
+            list(&r["actions"]),
+            o["killed"],
+            o["after_trigger_ms_max"],
+            o["after_trigger_ms_p50"]
+        );
+    }
+    let pids: Vec<String> = r["pids"]
+        .as_array()
+        .map(|a| a.iter().map(|p| p.to_string()).collect())
+        .unwrap_or_default();
+    format!(
+        " | response ({}): {} because {} on pids {}",
+        text(&r["mode"]),
+        list(&r["actions"]),
+        list(&r["because"]),
+        pids.join(",")
     )
 }
 
@@ -461,6 +495,26 @@ mod tests {
         assert!(e.to_string().starts_with("events.log:2:"), "{e}");
         assert_eq!(records("x", "{\"a\":1}\n{\"b\":").unwrap().len(), 1);
         assert!(records("x", "[1]\n").is_err());
+    }
+
+    #[test]
+    fn a_decision_line_says_what_response_it_ordered_and_how_it_ended() {
+        let order = json!({"decision": {"action": "ALERT", "score": 9, "triggered_rules": [{"name": "r", "weight": 9}]},
+            "response": {"mode": "enforce", "actions": ["kill"], "because": ["threshold"], "pids": [7, 8]}});
+        let line = decision(&order);
+        assert!(
+            line.ends_with("| response (enforce): kill because threshold on pids 7,8"),
+            "{line}"
+        );
+        let done = json!({"decision": {"action": "ALERT", "score": 9, "triggered_rules": []},
+            "response": {"mode": "enforce", "actions": ["kill"], "because": ["threshold"], "pids": [],
+                "outcome": {"killed": 2, "after_trigger_ms_p50": 1.5, "after_trigger_ms_max": 2.25}}});
+        let line = decision(&done);
+        assert!(
+            line.contains("kill done: 2 killed, 2.25 ms after the trigger at most (median 1.5)"),
+            "{line}"
+        );
+        assert!(!decision(&json!({"decision": {"action": "LOG", "score": 4}})).contains('|'));
     }
 
     #[test]
