@@ -29,6 +29,11 @@ fn launcher() -> String {
 
 /// A daemon with `response`, enforcing or not, scoped to [`launcher`].
 fn daemon(name: &str, response: Value, enforce: bool) -> Daemon {
+    daemon_with(name, response, enforce, &[])
+}
+
+/// [`daemon`] with extra `casa run` arguments.
+fn daemon_with(name: &str, response: Value, enforce: bool, extra: &[&str]) -> Daemon {
     let dir = support::tempdir(name);
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let rules = rules_with_response(&dir, response);
@@ -45,6 +50,7 @@ fn daemon(name: &str, response: Value, enforce: bool) -> Daemon {
     if enforce {
         args.push("--enforce");
     }
+    args.extend_from_slice(extra);
     Daemon::start_in_with_args(&dir, &rules, &args)
 }
 
@@ -101,10 +107,13 @@ fn kill_scenario(casa: &Daemon) -> (std::path::PathBuf, std::process::ExitStatus
 #[test]
 fn enforce_kills_the_attacking_session_and_its_daemonised_process_before_their_next_step() {
     let _serial = serial();
-    let casa = daemon(
+    let rec = std::env::temp_dir().join(format!("casa-respond-kill-{}.rec", std::process::id()));
+    let rec_arg = rec.to_str().unwrap().to_owned();
+    let mut casa = daemon_with(
         "respond-kill",
         serde_json::json!({"actions": ["kill"]}),
         true,
+        &["--record", &rec_arg],
     );
     // A bystander: the test's own process, outside every agent tree.
     let mut bystander = std::process::Command::new("sleep")
@@ -189,6 +198,35 @@ fn enforce_kills_the_attacking_session_and_its_daemonised_process_before_their_n
         "the second session to close",
         || casa.own_closed() >= 2,
     );
+    // One pipeline: the recording replayed `--enforce` writes the same audit log, response
+    // records and kill timings included (they come from event timestamps).
+    assert!(casa.stop().success(), "{}", casa.dump());
+    let out = casa.dir.join("replay");
+    let st = std::process::Command::new(support::casa_bin())
+        .arg("replay")
+        .arg(&rec)
+        .arg("--rules")
+        .arg(casa.dir.join("rules.json"))
+        .arg("--agents")
+        .arg(casa.dir.join("agents.json"))
+        .arg("--enforce")
+        .arg("--out-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let replayed = std::fs::read_to_string(out.join("audit.log")).unwrap();
+    let _ = std::fs::remove_file(&rec);
+    assert_eq!(
+        replayed,
+        casa.log("audit.log"),
+        "the replayed audit log differs from the live one"
+    );
+    assert!(replayed.contains("\"outcome\""), "{replayed}");
 }
 
 #[test]
@@ -461,5 +499,30 @@ fn deny_network_fails_the_sessions_later_external_connect_but_not_loopback_or_ot
             && r["actions"] == serde_json::json!(["deny_network"])
             && r["because"][0] == "credential_store_accessed"),
         "no deny_network record\n{dump}"
+    );
+}
+
+#[test]
+fn sighup_changes_the_preventive_rules_in_force() {
+    let _serial = serial();
+    let casa = daemon("respond-reload", serde_json::json!({"prevent": []}), true);
+    let w = casa.workdir("w");
+    agent(&casa, &memfd_message(&w.join("ran-before")));
+    assert!(
+        w.join("ran-before").exists(),
+        "prevented with no preventive rule in force\n{}",
+        casa.dump()
+    );
+    rules_with_response(&casa.dir, serde_json::json!({}));
+    casa.signal(libc::SIGHUP);
+    casa.wait_stderr(
+        "preventive rules in force: deleted_exec",
+        Duration::from_secs(10),
+    );
+    agent(&casa, &memfd_message(&w.join("ran-after")));
+    assert!(
+        !w.join("ran-after").exists(),
+        "the reloaded preventive rule did not act\n{}",
+        casa.dump()
     );
 }
