@@ -587,6 +587,7 @@ impl<S: LogSink> Pipeline<S> {
         let actions = obs.track;
         // Responses follow the session's forks (which are not session events) and exits.
         let responding = match (&ev.detail, &obs.verdict) {
+            _ if !self.responder.following() => None,
             (Detail::Fork(_), _) => self.tracker.session_of(ev.pid),
             (_, Verdict::Session { session, .. }) => Some(*session),
             _ => None,
@@ -715,13 +716,17 @@ impl<S: LogSink> Pipeline<S> {
                 {
                     self.responder.network_tool(self.rules.response(), ev.pid);
                 }
-                let facts = state.ctx.facts();
-                let fetched = [x.facts.file, x.facts.script_file]
-                    .into_iter()
-                    .flatten()
-                    .any(|f| facts.is_fetched_id((f.dev, f.ino)));
-                self.responder
-                    .prevented(self.rules.response(), id, ev, fetched)
+                if !self.responder.may_prevent(self.rules.response(), x) {
+                    None
+                } else {
+                    let facts = state.ctx.facts();
+                    let fetched = [x.facts.file, x.facts.script_file]
+                        .into_iter()
+                        .flatten()
+                        .any(|f| facts.is_fetched_id((f.dev, f.ino)));
+                    self.responder
+                        .prevented(self.rules.response(), id, ev, fetched)
+                }
             }
             _ => None,
         };

@@ -116,6 +116,25 @@ impl Responder {
         self.enforce
     }
 
+    /// Whether an exec may need a preventive record ([`Self::prevented`]): enforcing, only
+    /// one the kernel killed; in a dry run, only under a declared policy. Cheap: the pipeline
+    /// asks before it looks anything up.
+    pub fn may_prevent(&self, policy: &ResponsePolicy, x: &crate::event::Exec) -> bool {
+        x.result == 0
+            && !policy.prevent.is_empty()
+            && if self.enforce {
+                x.facts.prevented
+            } else {
+                policy.declared
+            }
+    }
+
+    /// Whether any session has a response being followed (forks and exits matter only
+    /// then).
+    pub fn following(&self) -> bool {
+        !self.sessions.is_empty()
+    }
+
     /// The orders collected since the last call.
     pub fn take_orders(&mut self) -> Vec<Order> {
         std::mem::take(&mut self.orders)
@@ -134,6 +153,9 @@ impl Responder {
         ev: &Event,
     ) -> Option<ResponseRecord> {
         let due = policy.due(score, fired.clone());
+        if due.is_empty() {
+            return None;
+        }
         let state = self.sessions.entry(session).or_default();
         let new: Vec<ResponseAction> = due.difference(&state.applied).copied().collect();
         if new.is_empty() {
