@@ -320,9 +320,11 @@ fn a_secret_copied_in_one_session_and_run_in_the_next_names_the_first_session() 
     );
     let first = casa.own_sessions();
     assert_eq!(first.len(), 1, "{}", casa.dump());
+    let st = casa.agent(&format!("[exec] {}/loot.sh", w.display()));
     assert!(
-        casa.agent(&format!("[exec] {}/loot.sh", w.display()))
-            .success()
+        st.success(),
+        "the copy's run failed: {st:?}\n{}",
+        casa.dump()
     );
     casa.wait(
         Duration::from_secs(30),
