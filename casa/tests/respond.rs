@@ -59,10 +59,13 @@ fn agent(casa: &Daemon, message: &str) -> std::process::ExitStatus {
     support::daemon::run_agent_as(&casa.dir, message, &[], &launcher())
 }
 
-/// The `response` objects of this test's audit records.
+/// The `response` objects of the daemon's audit records. The daemon's profile recognises only
+/// this test's launcher, so every record is this test's (even of a session still open, which
+/// has no sessions.log line yet).
 fn responses(casa: &Daemon) -> Vec<Value> {
-    casa.own_records("audit.log")
-        .into_iter()
+    casa.log("audit.log")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|r| r.get("response").cloned())
         .collect()
 }
@@ -439,7 +442,7 @@ impl Drop for NetNs {
 #[test]
 fn deny_network_fails_the_sessions_later_external_connect_but_not_loopback_or_other_sessions() {
     let _serial = serial();
-    let casa = daemon(
+    let mut casa = daemon(
         "respond-deny",
         serde_json::json!({"rules": {"credential_store_accessed": ["deny_network"]}}),
         true,
@@ -454,9 +457,12 @@ fn deny_network_fails_the_sessions_later_external_connect_but_not_loopback_or_ot
     )
     .unwrap();
     let wrapper = ["/usr/sbin/ip", "netns", "exec", ns.name.as_str()];
-    // The session reads a private key (the rule with deny_network fires), then fetches.
+    // The session starts a payload that waits for `go` (at most 30 s) and then fetches, reads
+    // a private key (the rule with deny_network fires), then fetches itself.
     let message = format!(
-        "[exec] cat {w}/.ssh/id_rsa > /dev/null\n\
+        "[exec] setsid sh -c 'for i in $(seq 150); do [ -e {w}/go ] && break; sleep 0.2; done; \
+         curl -s -m 3 -o {w}/after-exit http://{EXTERNAL}:18080/f' > /dev/null 2>&1 < /dev/null &\n\
+         [exec] cat {w}/.ssh/id_rsa > /dev/null\n\
          [exec] sleep 0.5; curl -s -m 3 -o {w}/ext http://{EXTERNAL}:18080/f; echo $? > {w}/ext.rc\n\
          [exec] curl -s -m 3 -o {w}/loop http://127.0.0.1:18081/f; echo $? > {w}/loop.rc",
         w = w.display()
@@ -472,10 +478,11 @@ fn deny_network_fails_the_sessions_later_external_connect_but_not_loopback_or_ot
         &wrapper,
         &launcher(),
     );
+    // The second session closes; the first stays open while its payload waits.
     casa.wait(
         Duration::from_secs(30),
-        "the test's sessions to close",
-        || casa.own_closed() >= 2,
+        "the other session to close",
+        || casa.own_closed() >= 1,
     );
     let dump = casa.dump();
     let rc = |f: &str| std::fs::read_to_string(w.join(f)).unwrap_or_default();
@@ -499,6 +506,15 @@ fn deny_network_fails_the_sessions_later_external_connect_but_not_loopback_or_ot
             && r["actions"] == serde_json::json!(["deny_network"])
             && r["because"][0] == "credential_store_accessed"),
         "no deny_network record\n{dump}"
+    );
+    // Nothing stays blocked once casa is gone: the payload, which carried the ban, fetches
+    // after casa stopped.
+    assert!(casa.stop().success(), "{dump}");
+    std::fs::write(w.join("go"), "").unwrap();
+    casa.wait(
+        Duration::from_secs(15),
+        "the payload's fetch after casa stopped",
+        || w.join("after-exit").exists(),
     );
 }
 
