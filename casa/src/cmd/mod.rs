@@ -58,5 +58,6 @@ fn sensor_options(args: &SensorArgs) -> SensorOptions {
     SensorOptions {
         all_processes: args.all_processes,
         ring_bytes: args.ring_size,
+        wake_every_record: false,
     }
 }

@@ -45,7 +45,7 @@ use crate::{
     recording::{self, Meta, Recorder},
     respond::Order,
     rules::{Prevention, RuleSet},
-    sensor::{Sensor, enforce},
+    sensor::{Sensor, SensorOptions, enforce},
     settings::Env,
     sink::{FileSinks, LogPaths, LogSink},
     telemetry::metrics,
@@ -367,7 +367,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let rules_path = cfg.rules_path.clone();
     let clock = BootClock::measure();
     let instance = claim_instance(&pid_path, &paths)?;
-    let mut sensor = Sensor::load(&sensor_options(&args.sensor)).context("attach eBPF probes")?;
+    let sensor_opts = SensorOptions {
+        // Enforcing, a decision (and its response) never waits for a batch of records.
+        wake_every_record: cfg.options.enforce,
+        ..sensor_options(&args.sensor)
+    };
+    let mut sensor = Sensor::load(&sensor_opts).context("attach eBPF probes")?;
     if sensor.mounted_tracefs {
         info!("tracefs was not mounted: mounted it on /sys/kernel/tracing");
     }

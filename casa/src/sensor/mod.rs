@@ -99,6 +99,9 @@ pub struct SensorOptions {
     pub all_processes: bool,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
     pub ring_bytes: u32,
+    /// Wake the reader for every record, not in batches (`casa run --enforce`: a decision,
+    /// and so a response, never waits for the reader's timer).
+    pub wake_every_record: bool,
 }
 
 impl Default for SensorOptions {
@@ -106,6 +109,7 @@ impl Default for SensorOptions {
         Self {
             all_processes: false,
             ring_bytes: 16 << 20,
+            wake_every_record: false,
         }
     }
 }
@@ -290,7 +294,12 @@ impl Sensor {
             all_processes: u32::from(opts.all_processes),
             fput_fn_lo: fput as u32,
             fput_fn_hi: (fput >> 32) as u32,
-            wakeup_bytes: wakeup_bytes(opts.ring_bytes),
+            // 0: every record wakes the reader.
+            wakeup_bytes: if opts.wake_every_record {
+                0
+            } else {
+                wakeup_bytes(opts.ring_bytes)
+            },
             _pad: 0,
             offsets,
         };
@@ -594,6 +603,7 @@ mod tests {
         let opts = SensorOptions {
             all_processes: false,
             ring_bytes: 1 << 16,
+            wake_every_record: false,
         };
         let Err(err) = Sensor::load(&opts) else {
             panic!("a stub build cannot load");
