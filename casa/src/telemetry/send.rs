@@ -471,8 +471,11 @@ mod tests {
         assert!(Endpoint::parse("http:///v1/logs").is_err());
     }
 
+    /// (path, body) of each request received.
+    type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
     /// A one-request-per-connection receiver answering `status`, keeping the bodies.
-    fn receiver(status: &'static str) -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+    fn receiver(status: &'static str) -> (String, Received) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
