@@ -86,6 +86,8 @@ impl Default for PipelineOptions {
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct PipelineStats {
     pub events: u64,
+    /// `events` by kind, in the order of [`EVENT_KINDS`].
+    pub events_by_kind: [u64; 6],
     pub accepted: u64,
     pub ignored: BTreeMap<&'static str, u64>,
     pub pending_shells: u64,
@@ -106,6 +108,20 @@ pub struct PipelineStats {
     /// outcomes).
     #[serde(skip_serializing_if = "is_zero")]
     pub responses: u64,
+}
+
+/// The kinds of [`PipelineStats::events_by_kind`] (the metrics' `kind` label).
+pub const EVENT_KINDS: [&str; 6] = ["exec", "fork", "exit", "open", "connect", "activity"];
+
+fn kind_index(d: &Detail) -> usize {
+    match d {
+        Detail::Exec(_) => 0,
+        Detail::Fork(_) => 1,
+        Detail::Exit(_) => 2,
+        Detail::Open(_) => 3,
+        Detail::Connect(_) => 4,
+        Detail::Activity(_) => 5,
+    }
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -557,6 +573,7 @@ impl<S: LogSink> Pipeline<S> {
     fn process_inner(&mut self, ev: &Event, fresh: bool) -> Vec<u32> {
         if fresh {
             self.stats.events += 1;
+            self.stats.events_by_kind[kind_index(&ev.detail)] += 1;
         }
         let (t, sinks_before) = (stage_start(&self.stages), sinks_ns(&self.stages));
         self.advance(ev.ktime_ns);

@@ -381,6 +381,19 @@ fn replayed_malicious_session_exports_its_records_as_logs_and_its_counts_as_metr
         metric_value(m, "casa_events", None),
         Some(summary(&stderr, "events"))
     );
+    let by_kind: i64 = ["exec", "fork", "exit", "open", "connect", "activity"]
+        .iter()
+        .map(|k| metric_value(m, "casa_events_by_kind", Some(("kind", k))).unwrap())
+        .sum();
+    assert_eq!(by_kind, summary(&stderr, "events"), "events by kind add up");
+    let execs = json_lines(&out.join("events.log"))
+        .iter()
+        .filter(|e| e["type"] == "EXECVE")
+        .count() as i64;
+    assert!(
+        metric_value(m, "casa_events_by_kind", Some(("kind", "exec"))).unwrap() >= execs,
+        "every accepted exec was decoded"
+    );
     assert_eq!(
         metric_value(m, "casa_events_accepted", None),
         Some(summary(&stderr, "accepted"))

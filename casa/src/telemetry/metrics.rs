@@ -28,7 +28,7 @@ use super::{
     send::scope,
     span::{Attr, Value},
 };
-use crate::pipeline::PipelineStats;
+use crate::pipeline::{EVENT_KINDS, PipelineStats};
 
 /// What one scrape (or one OTLP metrics export) shows.
 #[derive(Clone, Debug, Default)]
@@ -188,6 +188,18 @@ pub fn families(s: &Snapshot) -> Vec<Family> {
             Counter,
             "Kernel records decoded by the pipeline.",
             p.events,
+        ),
+        labelled(
+            "casa_events_by_kind_total",
+            Counter,
+            "Kernel records decoded by the pipeline, by kind (exec, fork, exit, open, connect, activity).",
+            by(
+                "kind",
+                EVENT_KINDS
+                    .iter()
+                    .zip(p.events_by_kind)
+                    .map(|(k, n)| ((*k).to_owned(), n)),
+            ),
         ),
         fam(
             "casa_events_accepted_total",
@@ -592,6 +604,7 @@ mod tests {
     fn the_page_is_valid_exposition_text_with_the_counters() {
         let mut s = Snapshot::default();
         s.pipeline.events = 12;
+        s.pipeline.events_by_kind[3] = 9;
         s.pipeline.accepted = 7;
         s.pipeline.ignored.insert("runtime_loader_noise", 5);
         s.pipeline.audit_records = 2;
@@ -608,6 +621,8 @@ mod tests {
                 .map(|s| s.2)
         };
         assert_eq!(get("casa_events_total", ""), Some(12));
+        assert_eq!(get("casa_events_by_kind_total", "kind=\"open\""), Some(9));
+        assert_eq!(get("casa_events_by_kind_total", "kind=\"exec\""), Some(0));
         assert_eq!(get("casa_events_accepted_total", ""), Some(7));
         assert_eq!(
             get(
