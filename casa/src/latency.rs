@@ -213,21 +213,24 @@ impl LatencyTrace {
 
     /// Latency of `log`'s lines so far, counted into buckets with upper bounds `bounds_ns`
     /// (ascending; one more bucket above the last): the counts per bucket, and the sum (ns).
-    /// Bucket edges are as precise as the histogram (3 significant digits).
+    /// Values are as precise as the histogram (3 significant digits); the cost is one pass
+    /// over the distinct values recorded.
     pub fn buckets(&self, log: Stamped, bounds_ns: &[u64]) -> (Vec<u64>, f64) {
         let h = match log {
             Stamped::Events => &self.events,
             Stamped::Alert => &self.alerts,
         };
-        let mut counts = Vec::with_capacity(bounds_ns.len() + 1);
-        let mut below = 0;
-        for &b in bounds_ns {
-            let upto = h.count_between(0, b);
-            counts.push(upto.saturating_sub(below));
-            below = upto.max(below);
+        let mut counts = vec![0; bounds_ns.len() + 1];
+        let mut sum = 0.0;
+        for v in h.iter_recorded() {
+            let (value, n) = (
+                h.median_equivalent(v.value_iterated_to()),
+                v.count_at_value(),
+            );
+            counts[bounds_ns.partition_point(|&b| b < value)] += n;
+            sum += value as f64 * n as f64;
         }
-        counts.push(h.len().saturating_sub(below));
-        (counts, h.mean() * h.len() as f64)
+        (counts, sum)
     }
 }
 
