@@ -291,6 +291,39 @@ mod tests {
     }
 
     #[test]
+    fn sessions_log_records_are_not_log_records() {
+        use crate::sink::records::{SessionBody, SessionLogRecord};
+        let rec = SessionLogRecord {
+            timestamp: "t".into(),
+            session_id: 1,
+            reason: "session_closed",
+            session: SessionBody {
+                created_at: "c".into(),
+                started_at: "s".into(),
+                updated_at: "u".into(),
+                closed_at: None,
+                recent_events: Vec::new(),
+                kind: "cli",
+                leader_pid: 1,
+                invocation: Vec::new(),
+                attribution: None,
+                close_reason: None,
+                joined_midway: false,
+                incomplete: false,
+                events_lost: 0,
+                taint_origins: &[],
+                final_score: 0,
+                final_action: "IGNORE",
+            },
+        };
+        let mut mem = MemoryLogs::default();
+        mem.export(Record::Session(&rec), &CTX);
+        assert!(mem.records.is_empty());
+        mem.export(Record::Audit(&full(None)), &CTX);
+        assert_eq!(mem.records.len(), 1);
+    }
+
+    #[test]
     fn a_response_is_described_by_its_attributes() {
         let rec = full(Some(ResponseRecord {
             mode: "dry_run",
