@@ -1,5 +1,6 @@
 //! Assembling a pipeline from its configuration: the rules file, the agent profiles, the
-//! filter policy with its configured endpoints, and the OTLP span exporter.
+//! filter policy with its configured endpoints, and the OTLP exporters (spans, log records,
+//! metrics).
 //!
 //! Sits before [`crate::pipeline`]: `casa run` and `casa replay` (and the tests) build their
 //! pipeline here, so the two read the same configuration the same way. The command layer
@@ -8,17 +9,25 @@
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::{Arc, atomic::Ordering},
 };
 
 use crate::{
     cli::PipelineArgs,
     filter::{Endpoints, FilterPolicy},
+    pipeline::Pipeline,
     pipeline::PipelineOptions,
     rules::{RuleSet, RulesError},
     session::AgentProfile,
     settings::Env,
     sink::{FileSinks, LogPaths, ocsf::OcsfConfig},
-    telemetry::{TelemetryConfig, export::OtlpSpans},
+    telemetry::{
+        TelemetryConfig,
+        export::{ExportStats, OtlpSpans},
+        logs::OtlpLogs,
+        metrics,
+        send::{Sender, SenderConfig},
+    },
 };
 
 /// Default rules file (relative to the working directory, as `make run` starts casa).
@@ -159,23 +168,171 @@ fn load_profiles(path: &Path) -> Result<Vec<AgentProfile>, AssembleError> {
     })
 }
 
-/// The OTLP exporter, when an endpoint is configured (`None`: telemetry off). Blocking: call
-/// outside the async runtime.
-pub fn span_exporter(env: &Env) -> Result<Option<OtlpSpans>, AssembleError> {
-    let cfg = TelemetryConfig::from_env(env);
-    if cfg.endpoint.is_none() {
-        return Ok(None);
+/// The OTLP exporters configured in the environment (`telemetry`): the span exporter and the
+/// sender of log records and metrics, each `None` when its endpoint is not configured.
+pub struct Telemetry {
+    pub config: TelemetryConfig,
+    /// Until [`Telemetry::install`] hands it to the pipeline.
+    pub spans: Option<OtlpSpans>,
+    /// The span exporter's counters (kept after `install`).
+    pub span_stats: Option<Arc<ExportStats>>,
+    pub sender: Option<Sender>,
+}
+
+impl Telemetry {
+    /// Hand the pipeline its span and log-record sinks.
+    pub fn install<S: crate::sink::LogSink>(&mut self, mut p: Pipeline<S>) -> Pipeline<S> {
+        if let Some(spans) = self.spans.take() {
+            p = p.with_spans(Box::new(spans));
+        }
+        if let Some(sender) = self.sender.as_ref().filter(|s| s.has_logs()) {
+            p = p.with_logs(Box::new(OtlpLogs::new(
+                sender.clone(),
+                self.config.log_events,
+            )));
+        }
+        p
     }
-    if let Some(p) = cfg.problem() {
+
+    /// Failed exports and lost items per signal, for the metrics.
+    pub fn losses(&self) -> Vec<(&'static str, metrics::ExportLoss)> {
+        let mut out = Vec::new();
+        if let Some(st) = &self.span_stats {
+            out.push((
+                "spans",
+                metrics::ExportLoss {
+                    failed_requests: st.export_failures.load(Ordering::Relaxed),
+                    lost_items: st.spans_failed.load(Ordering::Relaxed),
+                },
+            ));
+        }
+        if let Some(sender) = &self.sender {
+            for (signal, on, st) in [
+                ("logs", sender.has_logs(), sender.log_stats()),
+                ("metrics", sender.has_metrics(), sender.metric_stats()),
+            ] {
+                if on {
+                    let (failed_requests, lost_items) = st.lost();
+                    out.push((
+                        signal,
+                        metrics::ExportLoss {
+                            failed_requests,
+                            lost_items,
+                        },
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// One line per configured signal for the reports (`spans handed over …`, `log records
+    /// handed over …`, `metric exports handed over …`).
+    pub fn describe(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.span_stats.iter().map(|s| s.describe()).collect();
+        if let Some(sender) = &self.sender {
+            if sender.has_logs() {
+                out.push(sender.log_stats().describe("log records"));
+            }
+            if sender.has_metrics() {
+                out.push(sender.metric_stats().describe("metric exports"));
+            }
+        }
+        out
+    }
+
+    /// Wait (blocking, at most `limit`) until the log records and metrics queued so far are
+    /// sent, then stop the sender's thread.
+    pub fn finish(&self, limit: std::time::Duration) {
+        if let Some(sender) = &self.sender {
+            if !sender.flush(limit) {
+                tracing::warn!(
+                    "telemetry: log records and metrics not all exported within {limit:?}"
+                );
+            }
+            sender.close();
+        }
+    }
+
+    /// Queue one metrics export of `snapshot` (a no-op without a metrics endpoint).
+    pub fn export_metrics(
+        &self,
+        snapshot: &metrics::Snapshot,
+        start_unix_ns: u64,
+        now_unix_ns: u64,
+    ) {
+        if let Some(sender) = self.sender.as_ref().filter(|s| s.has_metrics()) {
+            sender.metrics(metrics::otlp_request(snapshot, start_unix_ns, now_unix_ns));
+        }
+    }
+}
+
+/// The OTLP exporters, when any endpoint is configured; `host`: the resource attributes
+/// naming the monitored host (`host.name`, `host.id`). Blocking: call outside the async
+/// runtime.
+pub fn telemetry(env: &Env, host: Vec<(&'static str, String)>) -> Result<Telemetry, AssembleError> {
+    let mut config = TelemetryConfig::from_env(env);
+    config.host = host;
+    if !config.any() {
+        return Ok(Telemetry {
+            config,
+            spans: None,
+            span_stats: None,
+            sender: None,
+        });
+    }
+    if let Some(p) = config.problem() {
         return Err(AssembleError::Telemetry(p));
     }
-    let spans = OtlpSpans::new(&cfg).map_err(AssembleError::Telemetry)?;
-    tracing::info!(
-        "telemetry on: one span per session to {} (service {})",
-        cfg.endpoint.as_deref().unwrap_or_default(),
-        cfg.service_name
-    );
-    Ok(Some(spans))
+    let spans = match &config.endpoint {
+        Some(e) => {
+            let spans = OtlpSpans::new(&config).map_err(AssembleError::Telemetry)?;
+            tracing::info!(
+                "telemetry on: one span per session to {e} (service {})",
+                config.service_name
+            );
+            Some(spans)
+        }
+        None => None,
+    };
+    let sender = if config.logs_endpoint.is_some() || config.metrics_endpoint.is_some() {
+        let sender = Sender::new(SenderConfig {
+            logs: config.logs_endpoint.clone(),
+            metrics: config.metrics_endpoint.clone(),
+            resource: config.resource(),
+            timeout: config.timeout,
+            capacity: config.queue,
+        })
+        .map_err(|e| AssembleError::Telemetry(e.to_string()))?;
+        for (what, e) in [
+            ("log records", &config.logs_endpoint),
+            ("metrics", &config.metrics_endpoint),
+        ] {
+            if let Some(e) = e {
+                tracing::info!("telemetry on: {what} to {e}");
+            }
+        }
+        Some(sender)
+    } else {
+        None
+    };
+    Ok(Telemetry {
+        config,
+        span_stats: spans.as_ref().map(|s| Arc::clone(&s.stats)),
+        spans,
+        sender,
+    })
+}
+
+/// `host.name` and, when known, `host.id` (`/etc/machine-id`) of the machine casa runs on.
+pub fn live_host(hostname: &str) -> Vec<(&'static str, String)> {
+    let mut host = vec![("host.name", hostname.trim().to_owned())];
+    if let Ok(id) = std::fs::read_to_string("/etc/machine-id")
+        && !id.trim().is_empty()
+    {
+        host.push(("host.id", id.trim().to_owned()));
+    }
+    host
 }
 
 /// The configured endpoints of a rule set: LLM-provider and channel URLs, and known CIDRs.

@@ -44,7 +44,10 @@ use crate::{
             TriggeredRuleRecord,
         },
     },
-    telemetry::span::{DecisionInfo, FinalState, SpanBuilder, SpanSink, hex, span_ids},
+    telemetry::{
+        logs::{LogContext, LogRecordSink},
+        span::{DecisionInfo, FinalState, SpanBuilder, SpanSink, hex, span_ids},
+    },
 };
 
 /// Interval of `periodic_flush` snapshots in `sessions.log` (event time).
@@ -83,6 +86,8 @@ impl Default for PipelineOptions {
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct PipelineStats {
     pub events: u64,
+    /// `events` by kind, in the order of [`EVENT_KINDS`].
+    pub events_by_kind: [u64; 6],
     pub accepted: u64,
     pub ignored: BTreeMap<&'static str, u64>,
     pub pending_shells: u64,
@@ -103,6 +108,20 @@ pub struct PipelineStats {
     /// outcomes).
     #[serde(skip_serializing_if = "is_zero")]
     pub responses: u64,
+}
+
+/// The kinds of [`PipelineStats::events_by_kind`] (the metrics' `kind` label).
+pub const EVENT_KINDS: [&str; 6] = ["exec", "fork", "exit", "open", "connect", "activity"];
+
+fn kind_index(d: &Detail) -> usize {
+    match d {
+        Detail::Exec(_) => 0,
+        Detail::Fork(_) => 1,
+        Detail::Exit(_) => 2,
+        Detail::Open(_) => 3,
+        Detail::Connect(_) => 4,
+        Detail::Activity(_) => 5,
+    }
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -255,6 +274,8 @@ pub struct Pipeline<S: LogSink> {
     /// An [`Input::Shutdown`] was fed.
     finished: bool,
     spans: Option<Box<dyn SpanSink>>,
+    /// Audit/alert (and optionally events) records as OTLP log records, when telemetry is on.
+    logs: Option<Box<dyn LogRecordSink>>,
     stages: Option<Box<StageTimes>>,
     /// Files sessions wrote after reading sensitive ones, per uid: spans sessions, so it
     /// lives here (`context::TaintStore`; bounded, expiring by event time).
@@ -291,6 +312,7 @@ impl<S: LogSink> Pipeline<S> {
             latest_ns: 0,
             finished: false,
             spans: None,
+            logs: None,
             stages: None,
             taint: TaintStore::default(),
             pending: None,
@@ -307,6 +329,13 @@ impl<S: LogSink> Pipeline<S> {
     /// Export one span per session to `spans` (telemetry on).
     pub fn with_spans(mut self, spans: Box<dyn SpanSink>) -> Self {
         self.spans = Some(spans);
+        self
+    }
+
+    /// Hand every audit/alert record (and, if it wants them, every events.log record) to
+    /// `logs` as it is written (telemetry on).
+    pub fn with_logs(mut self, logs: Box<dyn LogRecordSink>) -> Self {
+        self.logs = Some(logs);
         self
     }
 
@@ -544,6 +573,7 @@ impl<S: LogSink> Pipeline<S> {
     fn process_inner(&mut self, ev: &Event, fresh: bool) -> Vec<u32> {
         if fresh {
             self.stats.events += 1;
+            self.stats.events_by_kind[kind_index(&ev.detail)] += 1;
         }
         let (t, sinks_before) = (stage_start(&self.stages), sinks_ns(&self.stages));
         self.advance(ev.ktime_ns);
@@ -703,8 +733,16 @@ impl<S: LogSink> Pipeline<S> {
         stage_end(&mut self.stages, t, Stage::Context, 0);
         let t = stage_start(&self.stages);
         let ts = self.clock.rfc3339(ev.ktime_ns);
-        self.sink
-            .write(Record::Event(&EventRecord::new(ev, ts.clone(), id)));
+        let line = EventRecord::new(ev, ts.clone(), id);
+        self.sink.write(Record::Event(&line));
+        if let Some(logs) = self.logs.as_mut().filter(|l| l.wants_events()) {
+            let ctx = LogContext {
+                trace_id: state.trace_id,
+                span_id: state.span_id,
+                unix_ns: self.clock.unix_ns(ev.ktime_ns),
+            };
+            logs.export(Record::Event(&line), &ctx);
+        }
         stage_end(&mut self.stages, t, Stage::Sinks, 0);
         if let Some(span) = &mut state.span {
             span.event(ev, self.clock.unix_ns(ev.ktime_ns), &ts);
@@ -840,11 +878,13 @@ impl<S: LogSink> Pipeline<S> {
             },
             response,
         };
-        self.sink.write(Record::Audit(&record));
-        self.stats.audit_records += 1;
+        let ctx = LogContext {
+            trace_id: state.trace_id,
+            span_id: state.span_id,
+            unix_ns: self.clock.unix_ns(ev.ktime_ns),
+        };
+        self.write_decision(&record, alert, &ctx);
         if alert {
-            self.sink.write(Record::Alert(&record));
-            self.stats.alert_records += 1;
             info!(
                 "ALERT session={id} score={} rules={:?} pid={} comm={}",
                 d.score,
@@ -889,12 +929,29 @@ impl<S: LogSink> Pipeline<S> {
             },
             response: Some(r),
         };
+        let ctx = LogContext {
+            trace_id: state.trace_id,
+            span_id: state.span_id,
+            unix_ns: self.clock.unix_ns(ev.ktime_ns),
+        };
         self.stats.responses += 1;
-        self.sink.write(Record::Audit(&record));
+        self.write_decision(&record, alert, &ctx);
+    }
+
+    /// An audit record, and the same as an alert record when `alert`: to the logs, and to
+    /// the OTLP log records when telemetry is on.
+    fn write_decision(&mut self, record: &FullLogRecord, alert: bool, ctx: &LogContext) {
+        self.sink.write(Record::Audit(record));
         self.stats.audit_records += 1;
+        if let Some(logs) = &mut self.logs {
+            logs.export(Record::Audit(record), ctx);
+        }
         if alert {
-            self.sink.write(Record::Alert(&record));
+            self.sink.write(Record::Alert(record));
             self.stats.alert_records += 1;
+            if let Some(logs) = &mut self.logs {
+                logs.export(Record::Alert(record), ctx);
+            }
         }
     }
 
@@ -1005,6 +1062,9 @@ impl<S: LogSink> Pipeline<S> {
         self.sink.flush();
         if let Some(spans) = &mut self.spans {
             spans.shutdown();
+        }
+        if let Some(logs) = &mut self.logs {
+            logs.shutdown();
         }
     }
 

@@ -668,3 +668,96 @@ fn ocsf_log_of_a_live_attack_validates_and_its_finding_closes_with_the_session()
     assert_eq!(analytics, fired, "\n{dump}");
     assert!(!fired.is_empty(), "no alert\n{dump}");
 }
+
+#[test]
+fn live_findings_and_metrics_are_exported_over_otlp_and_scraped() {
+    use std::io::{Read, Write};
+    let _serial = support::daemon::serial();
+    let rx = Receiver::start(false);
+    let endpoint = rx.endpoint();
+    let metrics_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let mut casa = Daemon::start_with_env(
+        "live-otlp-logs",
+        &casa_rules(),
+        &[
+            ("CASA_OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+            ("CASA_METRICS_LISTEN", listen.as_str()),
+        ],
+    );
+    let work = casa.workdir("oc-otlp");
+    let helper = work.join("helper.sh");
+    let st = casa.agent(&format!(
+        "write a helper and run it\n[exec] printf '#!/bin/sh\\necho helper-ran\\n' > {h} && chmod +x {h} && {h}",
+        h = helper.display()
+    ));
+    assert!(st.success(), "agent run failed: {st}\n{}", casa.dump());
+    casa.wait(Duration::from_secs(15), "an alert", || {
+        !casa.own_records("alert.log").is_empty()
+    });
+    let alert = casa.own_records("alert.log").remove(0);
+    let trace = alert["trace_id"].as_str().unwrap().to_owned();
+    let exported = |log: &str| {
+        rx.log_records()
+            .into_iter()
+            .filter(|(_, r)| {
+                support::otlp::hex(&r.trace_id) == trace
+                    && attr(&r.attributes, "casa.log").as_deref() == Some(log)
+            })
+            .count()
+    };
+    casa.wait(Duration::from_secs(15), "the alert's log record", || {
+        exported("alert") == 1
+    });
+    // A periodic metrics export that counts the alert.
+    casa.wait(Duration::from_secs(15), "metrics with the alert", || {
+        rx.metric_exports().iter().any(|(_, m)| {
+            support::otlp::metric_value(m, "casa_decisions", Some(("log", "alert")))
+                .is_some_and(|n| n >= 1)
+        })
+    });
+    // A real scrape of the Prometheus page: the alert's latency is in the histogram.
+    let mut page = String::new();
+    casa.wait(
+        Duration::from_secs(5),
+        "a scrape with the alert latency",
+        || {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            page.clear();
+            c.read_to_string(&mut page).unwrap();
+            page.lines().any(|l| {
+                l.starts_with("casa_event_to_log_latency_seconds_count{log=\"alert\"} ")
+                    && !l.ends_with(" 0")
+            })
+        },
+    );
+    assert!(
+        page.contains("casa_otlp_export_failures_total{signal=\"logs\"} 0"),
+        "{page}"
+    );
+    let status = casa.stop();
+    let dump = format!("{}\n--- scrape ---\n{page}", casa.dump());
+    assert!(status.success(), "{dump}");
+    let audits = casa
+        .own_records("audit.log")
+        .iter()
+        .filter(|r| r["trace_id"] == trace.as_str())
+        .count();
+    assert_eq!(
+        exported("audit"),
+        audits,
+        "one log record per audit record\n{dump}"
+    );
+    let stderr = casa.stderr();
+    assert!(
+        stderr.contains("telemetry: log records handed over")
+            && stderr.contains("telemetry: metric exports handed over"),
+        "{dump}"
+    );
+}

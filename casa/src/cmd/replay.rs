@@ -13,7 +13,7 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    assemble::{PipelineConfig, open_sinks, policy_offline, span_exporter},
+    assemble::{PipelineConfig, open_sinks, policy_offline, telemetry},
     cli::ReplayArgs,
     decode::decode,
     exit::Status,
@@ -49,6 +49,16 @@ fn read_all(path: &std::path::Path) -> anyhow::Result<(crate::recording::Meta, V
         frames.push(frame);
     }
     Ok((meta, frames))
+}
+
+/// The kernel boot-clock time a frame carries, if any.
+fn frame_ns(frame: &Frame) -> Option<u64> {
+    match frame {
+        Frame::Record(raw) => decode(raw).ok().map(|e| e.ktime_ns),
+        Frame::Tick(t) | Frame::Finish(t) => Some(*t),
+        Frame::Reaped { now_ns, .. } => Some(*now_ns),
+        _ => None,
+    }
 }
 
 /// Feed every frame to the pipeline in order, exactly as `casa run` consumed them live (the
@@ -96,17 +106,37 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     // The recording's host is the monitored one.
     let sinks = open_sinks(&paths, &args.pipeline, &cfg.options, &meta.hostname)?;
     let mut pipeline = Pipeline::new(cfg.rules, policy, clock, sinks, cfg.options);
-    let spans = span_exporter(&Env::load())?;
-    let export_stats = spans.as_ref().map(|s| s.stats.clone());
-    if let Some(spans) = spans {
-        pipeline = pipeline.with_spans(Box::new(spans));
-    }
+    // The recording's host is the one the telemetry describes (no host.id: the replaying
+    // machine's is not the recorded one's).
+    let mut otel = telemetry(
+        &Env::load(),
+        vec![("host.name", meta.hostname.trim().to_owned())],
+    )?;
+    pipeline = otel.install(pipeline);
     feed(&mut pipeline, &frames, |i, e| {
         eprintln!(
             "casa replay: {}: frame {i}: undecodable record: {e}",
             args.file.display()
         )
     });
+    // One metrics export at the end, stamped with the recording's times.
+    if otel.sender.is_some() {
+        let times = || frames.iter().filter_map(frame_ns);
+        let (first, last) = (times().min().unwrap_or(0), times().max().unwrap_or(0));
+        let unix = |ns| u64::try_from(clock.unix_ns(ns)).unwrap_or(0);
+        otel.export_metrics(
+            &crate::telemetry::metrics::Snapshot {
+                pipeline: pipeline.stats.clone(),
+                kernel_lost: pipeline.stats.kernel_lost,
+                log_write_failures: pipeline.sink().failed(),
+                exports: otel.losses(),
+                ..Default::default()
+            },
+            unix(first),
+            unix(last),
+        );
+        otel.finish(Duration::from_secs(5));
+    }
     let failed = pipeline.sink().failed();
     let ocsf = pipeline.sink().ocsf_lines();
     let s = &pipeline.stats;
@@ -120,8 +150,8 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         s.undecodable,
         args.out_dir.display()
     );
-    if let Some(st) = export_stats {
-        eprintln!("casa replay: telemetry: {}", st.describe());
+    for line in otel.describe() {
+        eprintln!("casa replay: telemetry: {line}");
     }
     if let (Some((written, _)), Some(p)) = (ocsf, &args.pipeline.ocsf_log) {
         eprintln!("casa replay: {written} OCSF events -> {}", p.display());

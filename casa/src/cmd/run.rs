@@ -33,7 +33,8 @@ use tracing::{error, info, warn};
 use super::sensor_options;
 use crate::{
     assemble::{
-        EndpointConfig, PipelineConfig, log_paths, open_sinks, policy_offline, span_exporter,
+        EndpointConfig, PipelineConfig, Telemetry, live_host, log_paths, open_sinks,
+        policy_offline, telemetry,
     },
     cli::RunArgs,
     clock::BootClock,
@@ -283,6 +284,27 @@ impl Edge {
         }
     }
 
+    /// What the metrics show now (the Prometheus page and the OTLP export).
+    fn snapshot(
+        &self,
+        otel: &Telemetry,
+        kernel: Vec<(&'static str, u64)>,
+        kernel_lost: u64,
+        (reloads_ok, reloads_failed): (u64, u64),
+    ) -> metrics::Snapshot {
+        metrics::Snapshot {
+            pipeline: self.pipeline.stats.clone(),
+            kernel,
+            kernel_lost,
+            sessions_open: self.pipeline.session_states(),
+            reloads_ok,
+            reloads_failed,
+            log_write_failures: self.pipeline.sink().failed(),
+            exports: otel.losses(),
+            latency: latency_histograms(&self.latency),
+        }
+    }
+
     fn flush_recording(&mut self) {
         if let Some(r) = &mut self.recorder
             && let Err(e) = r.flush()
@@ -335,6 +357,32 @@ fn resolve_endpoints(
         }
         let _ = tx.blocking_send(e);
     });
+}
+
+/// The event→log latency histograms of the metrics, per log.
+fn latency_histograms(l: &LatencyTrace) -> Vec<(&'static str, metrics::LatencyHistogram)> {
+    [("events", Stamped::Events), ("alert", Stamped::Alert)]
+        .into_iter()
+        .map(|(name, log)| {
+            let (buckets, sum_ns) = l.buckets(log, &metrics::LATENCY_BOUNDS_NS);
+            let count = buckets.iter().sum();
+            (
+                name,
+                metrics::LatencyHistogram {
+                    buckets,
+                    count,
+                    sum_ns,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Wall-clock time, Unix epoch ns (the OTLP metrics' timestamps).
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -409,11 +457,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let enforcing = cfg.options.enforce;
     let mut pipeline = Pipeline::new(cfg.rules, policy, clock, sinks, cfg.options);
     let env2 = env.clone();
-    let spans = tokio::task::spawn_blocking(move || span_exporter(&env2)).await??;
-    let export_stats = spans.as_ref().map(|s| s.stats.clone());
-    if let Some(spans) = spans {
-        pipeline = pipeline.with_spans(Box::new(spans));
-    }
+    let host = live_host(&hostname);
+    let mut otel = tokio::task::spawn_blocking(move || telemetry(&env2, host)).await??;
+    pipeline = otel.install(pipeline);
+    let otlp_metrics = otel.sender.as_ref().is_some_and(|s| s.has_metrics());
+    // Cumulative OTLP sums count from here.
+    let started_unix_ns = unix_now_ns();
+    let mut metrics_due = std::time::Instant::now() + otel.config.metrics_interval;
 
     let latency_path = args.latency_log.clone().or_else(|| {
         env.first(&["CASA_LATENCY_TRACE_PATH", "CASA_LATENCY_TRACE"])
@@ -504,18 +554,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 edge.pipeline.sink_mut().follow_rotation();
                 edge.latency.flush();
                 let kernel = edge.sensor.kernel_stats()?;
-                if metrics_addr.is_some() {
-                    let page = metrics::render(&metrics::Snapshot {
-                        pipeline: edge.pipeline.stats.clone(),
-                        kernel: kernel.named(),
-                        kernel_lost: kernel.lost(),
-                        sessions_open: edge.pipeline.session_states(),
-                        reloads_ok,
-                        reloads_failed,
-                        log_write_failures: edge.pipeline.sink().failed(),
-                    });
-                    if let Ok(mut p) = metrics_page.lock() {
-                        *p = page;
+                let export_now = otlp_metrics && std::time::Instant::now() >= metrics_due;
+                if metrics_addr.is_some() || export_now {
+                    let snapshot = edge.snapshot(&otel, kernel.named(), kernel.lost(), (reloads_ok, reloads_failed));
+                    if metrics_addr.is_some() {
+                        let page = metrics::render(&snapshot);
+                        if let Ok(mut p) = metrics_page.lock() {
+                            *p = page;
+                        }
+                    }
+                    if export_now {
+                        otel.export_metrics(&snapshot, started_unix_ns, unix_now_ns());
+                        metrics_due = std::time::Instant::now() + otel.config.metrics_interval;
                     }
                 }
                 let lost = kernel.lost();
@@ -580,8 +630,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     warn!("kernel lost {} events since the last report", k.lost() - last_lost);
                     last_lost = k.lost();
                 }
-                if let Some(st) = &export_stats {
-                    info!("telemetry: {}", st.describe());
+                for line in otel.describe() {
+                    info!("telemetry: {line}");
                 }
                 info!("latency to events.log: {}; to alert.log: {}", edge.latency.events(), edge.latency.alerts());
             }
@@ -595,6 +645,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .stamp(Stamped::Events, BootClock::boottime_now_ns());
     edge.latency.flush();
     let now = BootClock::boottime_now_ns();
+    let kernel = edge.sensor.kernel_stats()?;
     let Edge {
         mut pipeline,
         sensor,
@@ -622,10 +673,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Err(e) => error!("recording {} is incomplete: {e}", path.display()),
         }
     }
-    // Finishing flushes spans (bounded, blocking HTTP): off the async runtime.
-    let pipeline = tokio::task::spawn_blocking(move || {
+    // Finishing flushes spans and log records (bounded, blocking HTTP): off the async
+    // runtime. The last metrics follow the last records.
+    let reloads = (reloads_ok, reloads_failed);
+    let histograms = latency_histograms(&latency);
+    let (pipeline, otel) = tokio::task::spawn_blocking(move || {
         pipeline.feed(Input::Shutdown(now));
-        pipeline
+        if otlp_metrics {
+            let snapshot = metrics::Snapshot {
+                pipeline: pipeline.stats.clone(),
+                kernel: kernel.named(),
+                kernel_lost: kernel.lost(),
+                sessions_open: pipeline.session_states(),
+                reloads_ok: reloads.0,
+                reloads_failed: reloads.1,
+                log_write_failures: pipeline.sink().failed(),
+                exports: otel.losses(),
+                latency: histograms,
+            };
+            otel.export_metrics(&snapshot, started_unix_ns, unix_now_ns());
+        }
+        otel.finish(Duration::from_secs(5));
+        (pipeline, otel)
     })
     .await?;
     let k = sensor.kernel_stats()?;
@@ -645,8 +714,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some((written, failed)) = pipeline.sink().ocsf_lines() {
         info!("OCSF events written {written} failed {failed}");
     }
-    if let Some(st) = &export_stats {
-        info!("telemetry: {}", st.describe());
+    for line in otel.describe() {
+        info!("telemetry: {line}");
     }
     info!(
         "latency to events.log: {}; to alert.log: {}",

@@ -193,6 +193,12 @@ impl OtlpSpans {
             .with_resource(
                 Resource::builder()
                     .with_service_name(cfg.service_name.clone())
+                    .with_attributes(
+                        cfg.resource()
+                            .into_iter()
+                            .filter(|(k, _)| *k != "service.name")
+                            .map(|(k, v)| KeyValue::new(k, v)),
+                    )
                     .build(),
             )
             .with_span_processor(batch)

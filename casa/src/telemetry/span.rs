@@ -150,6 +150,26 @@ fn kind_event_name(ev: &Event) -> &'static str {
     }
 }
 
+/// Attributes describing a response (`casa.response.*`), on its span event and on the OTLP
+/// log record of its audit/alert record.
+pub fn response_attrs(r: &crate::respond::ResponseRecord) -> Vec<Attr> {
+    let pids: Vec<String> = r.pids.iter().map(u32::to_string).collect();
+    let mut attrs = vec![
+        ("casa.response.mode", Value::Str(r.mode.into())),
+        ("casa.response.actions", Value::Str(r.actions.join(","))),
+        ("casa.response.because", Value::Str(r.because.join(","))),
+        ("casa.response.pids", Value::Str(pids.join(","))),
+    ];
+    if let Some(o) = &r.outcome {
+        attrs.push(("casa.response.killed", Value::I64(o.killed as i64)));
+        attrs.push((
+            "casa.response.after_trigger_ms_max",
+            Value::Str(format!("{:.3}", o.after_trigger_ms_max)),
+        ));
+    }
+    attrs
+}
+
 /// A decision as the span needs it.
 pub struct DecisionInfo<'a> {
     pub score: i64,
@@ -238,18 +258,7 @@ impl SpanBuilder {
             self.events.push(e);
         }
         let mut attrs = event_attrs(self.session_id, ev, timestamp);
-        attrs.push(("casa.response.mode", Value::Str(r.mode.into())));
-        attrs.push(("casa.response.actions", Value::Str(r.actions.join(","))));
-        attrs.push(("casa.response.because", Value::Str(r.because.join(","))));
-        let pids: Vec<String> = r.pids.iter().map(u32::to_string).collect();
-        attrs.push(("casa.response.pids", Value::Str(pids.join(","))));
-        if let Some(o) = &r.outcome {
-            attrs.push(("casa.response.killed", Value::I64(o.killed as i64)));
-            attrs.push((
-                "casa.response.after_trigger_ms_max",
-                Value::Str(format!("{:.3}", o.after_trigger_ms_max)),
-            ));
-        }
+        attrs.extend(response_attrs(r));
         let verb = if r.outcome.is_some() {
             "response done"
         } else if r.mode == "enforce" {

@@ -1,5 +1,7 @@
-//! A real OTLP/HTTP receiver on loopback: it decodes each `ExportTraceServiceRequest`
-//! (protobuf) with `opentelemetry-proto`, or, in stall mode, accepts and never answers.
+//! A real OTLP/HTTP receiver on loopback: it decodes each request by its path —
+//! `ExportTraceServiceRequest` on `/v1/traces`, `ExportLogsServiceRequest` on `/v1/logs`,
+//! `ExportMetricsServiceRequest` on `/v1/metrics` (protobuf, with `opentelemetry-proto`) — or,
+//! in stall mode, accepts and never answers.
 
 use std::{
     io::{Read, Write},
@@ -9,16 +11,28 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::ExportTraceServiceRequest, trace::v1::Span,
+    collector::{
+        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+        trace::v1::ExportTraceServiceRequest,
+    },
+    logs::v1::LogRecord,
+    metrics::v1::Metric,
+    resource::v1::Resource,
+    trace::v1::Span,
 };
 use prost::Message;
 
 pub struct Receiver {
     pub port: u16,
     pub requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    pub logs: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
+    pub metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
+    /// Requests to a path other than the three, or that did not decode.
+    pub rejected: Arc<Mutex<Vec<String>>>,
 }
 
-fn read_request(stream: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+/// One request: its path and body.
+fn read_request(stream: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let header_end = loop {
@@ -44,7 +58,12 @@ fn read_request(stream: &mut std::net::TcpStream) -> Option<Vec<u8>> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    Some(buf[header_end..header_end + len].to_vec())
+    let path = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    Some((path, buf[header_end..header_end + len].to_vec()))
 }
 
 impl Receiver {
@@ -53,7 +72,15 @@ impl Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let store = requests.clone();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let metrics = Arc::new(Mutex::new(Vec::new()));
+        let rejected = Arc::new(Mutex::new(Vec::new()));
+        let store = (
+            requests.clone(),
+            logs.clone(),
+            metrics.clone(),
+            rejected.clone(),
+        );
         std::thread::spawn(move || {
             let mut held = Vec::new();
             for stream in listener.incoming() {
@@ -65,9 +92,21 @@ impl Receiver {
                 let store = store.clone();
                 std::thread::spawn(move || {
                     stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                    while let Some(body) = read_request(&mut stream) {
-                        if let Ok(req) = ExportTraceServiceRequest::decode(body.as_slice()) {
-                            store.lock().unwrap().push(req);
+                    while let Some((path, body)) = read_request(&mut stream) {
+                        let ok = match path.as_str() {
+                            "/v1/traces" => ExportTraceServiceRequest::decode(body.as_slice())
+                                .map(|r| store.0.lock().unwrap().push(r))
+                                .is_ok(),
+                            "/v1/logs" => ExportLogsServiceRequest::decode(body.as_slice())
+                                .map(|r| store.1.lock().unwrap().push(r))
+                                .is_ok(),
+                            "/v1/metrics" => ExportMetricsServiceRequest::decode(body.as_slice())
+                                .map(|r| store.2.lock().unwrap().push(r))
+                                .is_ok(),
+                            _ => false,
+                        };
+                        if !ok {
+                            store.3.lock().unwrap().push(path);
                         }
                         let _ = stream.write_all(
                             b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
@@ -76,7 +115,13 @@ impl Receiver {
                 });
             }
         });
-        Self { port, requests }
+        Self {
+            port,
+            requests,
+            logs,
+            metrics,
+            rejected,
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -103,6 +148,63 @@ impl Receiver {
             }
         }
         out
+    }
+}
+
+impl Receiver {
+    /// Every log record received, with its resource.
+    pub fn log_records(&self) -> Vec<(Resource, LogRecord)> {
+        let mut out = Vec::new();
+        for req in self.logs.lock().unwrap().iter() {
+            for rl in &req.resource_logs {
+                let resource = rl.resource.clone().unwrap_or_default();
+                for sl in &rl.scope_logs {
+                    for r in &sl.log_records {
+                        out.push((resource.clone(), r.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The metrics of every request received, in order, with the request's resource.
+    pub fn metric_exports(&self) -> Vec<(Resource, Vec<Metric>)> {
+        self.metrics
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|req| req.resource_metrics.iter())
+            .map(|rm| {
+                (
+                    rm.resource.clone().unwrap_or_default(),
+                    rm.scope_metrics
+                        .iter()
+                        .flat_map(|sm| sm.metrics.iter().cloned())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The integer value of a sum or gauge metric's data point whose attributes include
+/// `label` (`None`: the point without attributes).
+pub fn metric_value(metrics: &[Metric], name: &str, label: Option<(&str, &str)>) -> Option<i64> {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point::Value};
+    let m = metrics.iter().find(|m| m.name == name)?;
+    let points = match m.data.as_ref()? {
+        Data::Sum(s) => &s.data_points,
+        Data::Gauge(g) => &g.data_points,
+        _ => return None,
+    };
+    let p = points.iter().find(|p| match label {
+        None => p.attributes.is_empty(),
+        Some((k, v)) => attr(&p.attributes, k).as_deref() == Some(v),
+    })?;
+    match p.value? {
+        Value::AsInt(i) => Some(i),
+        Value::AsDouble(d) => Some(d as i64),
     }
 }
 
