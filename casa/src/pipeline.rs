@@ -32,6 +32,7 @@ use crate::{
     filter::{self, FilterPolicy, IgnoreReason},
     recording::Seed,
     respond::{Order, Responder, ResponseRecord},
+    rules::ResponseAction,
     rules::{Action, RuleSet, Scorer},
     session::{
         AgentProfile, CloseReason, Closed, SessionId, SessionKind, Timeouts, Tracker, Verdict,
@@ -455,6 +456,15 @@ impl<S: LogSink> Pipeline<S> {
         self.tracker.attribute(&req, answer);
         let track = self.process_inner(&ev, false);
         self.resumed_track.extend(track);
+        // A tool call of a transcript whose session was killed: the gateway goes on for it.
+        if let Some(key) = answer
+            .filter(|a| a.pid == req.pid && a.exec_ns == req.exec_ns)
+            .and_then(|a| a.transcript_session.as_deref())
+            && let Some(joined) = self.tracker.session_of(ev.pid)
+            && let Some(r) = self.responder.continuation(key, joined, &ev)
+        {
+            self.write_response(joined, &ev, r);
+        }
         Some(ev)
     }
 
@@ -837,6 +847,11 @@ impl<S: LogSink> Pipeline<S> {
             .session(id)
             .map(|s| s.live_pids())
             .unwrap_or_default();
+        let key = self
+            .tracker
+            .session(id)
+            .and_then(|s| s.transcript_key())
+            .map(str::to_owned);
         let response = self.responder.decide(
             self.rules.response(),
             id,
@@ -845,6 +860,11 @@ impl<S: LogSink> Pipeline<S> {
             pids,
             ev,
         );
+        if let (Some(r), Some(key)) = (&response, key)
+            && r.actions.contains(&ResponseAction::Kill.name())
+        {
+            self.responder.killed_transcript(&key, id);
+        }
         if let (Some(r), Some(span)) = (&response, &mut state.span) {
             span.response(ev, self.clock.unix_ns(ev.ktime_ns), &ts, r);
         }

@@ -96,11 +96,17 @@ pub struct Responder {
     sessions: HashMap<SessionId, SessionResponse>,
     /// Fetched files already handed to the kernel.
     fetched_sent: HashSet<(u64, u64)>,
+    /// Transcript sessions (a CLI's `--session-id`) whose session was ordered killed: the
+    /// gateway may go on running their tool calls as new processes, which are killed too.
+    killed_transcripts: HashMap<String, SessionId>,
     orders: Vec<Order>,
 }
 
 /// Most fetched-file identities handed to the kernel (its map holds 8192, LRU).
 const FETCHED_SENT_MAX: usize = 8192;
+
+/// Most killed transcript sessions remembered.
+const KILLED_TRANSCRIPTS_MAX: usize = 4096;
 
 impl Responder {
     /// `enforce`: carry responses out (`casa run --enforce`); otherwise dry runs.
@@ -317,6 +323,56 @@ impl Responder {
         }
     }
 
+    /// A kill was ordered for `session`, which names the transcript session `key`.
+    pub fn killed_transcript(&mut self, key: &str, session: SessionId) {
+        if self.killed_transcripts.len() < KILLED_TRANSCRIPTS_MAX {
+            self.killed_transcripts.insert(key.to_owned(), session);
+        }
+    }
+
+    /// A gateway tool process (`ev`, its exec) that the transcript shows runs a tool call of
+    /// `key`: when that transcript's session was ordered killed, the process is killed too
+    /// (the gateway outlives the session it served and runs the agent's next call as a new
+    /// process). Returns the record, for the session the process joined as `joined`.
+    pub fn continuation(
+        &mut self,
+        key: &str,
+        joined: SessionId,
+        ev: &Event,
+    ) -> Option<ResponseRecord> {
+        let killed = *self.killed_transcripts.get(key)?;
+        let because = vec![format!("continues killed session {killed}")];
+        let actions = vec![ResponseAction::Kill.name()];
+        if self.enforce {
+            self.orders.push(Order::Processes {
+                session: joined,
+                pids: vec![ev.pid],
+                kill: true,
+                deny_network: true,
+            });
+            let state = self.sessions.entry(joined).or_default();
+            state.applied.insert(ResponseAction::Kill);
+            state.deny_network = true;
+            state
+                .kill
+                .get_or_insert_with(|| KillWatch {
+                    trigger_ns: ev.ktime_ns,
+                    because: because.clone(),
+                    actions: actions.clone(),
+                    ..KillWatch::default()
+                })
+                .waiting
+                .insert(ev.pid);
+        }
+        Some(ResponseRecord {
+            mode: self.mode(),
+            actions,
+            because,
+            pids: vec![ev.pid],
+            outcome: None,
+        })
+    }
+
     /// A session process exec'd a network tool (enforcing, with `fetched_exec` in force).
     pub fn network_tool(&mut self, policy: &ResponsePolicy, pid: u32) {
         if self.enforce && policy.prevent.contains(&Prevention::FetchedExec) {
@@ -461,6 +517,36 @@ mod tests {
         let o = done.outcome.expect("outcome");
         assert_eq!(o.killed, 3);
         assert_eq!((o.after_trigger_ms_p50, o.after_trigger_ms_max), (2.0, 4.0));
+    }
+
+    #[test]
+    fn a_gateway_tool_call_of_a_killed_transcript_is_killed_in_the_session_it_joined() {
+        let mut r = Responder::new(true);
+        let call = ev(
+            9_000_000,
+            40,
+            Detail::Exec(Exec::test("/bin/bash", &["bash"])),
+        );
+        // Nothing is known of the transcript yet.
+        assert!(r.continuation("conv-1", 2, &call).is_none());
+        r.killed_transcript("conv-1", 1);
+        assert!(r.continuation("conv-2", 2, &call).is_none());
+        let rec = r.continuation("conv-1", 2, &call).expect("a continuation");
+        assert_eq!(rec.because, vec!["continues killed session 1".to_owned()]);
+        assert_eq!(
+            r.take_orders(),
+            vec![Order::Processes {
+                session: 2,
+                pids: vec![40],
+                kill: true,
+                deny_network: true,
+            }]
+        );
+        // Its death closes the order in the session it joined.
+        let done = r
+            .follow(2, &ev(9_500_000, 40, killed(true, true)))
+            .expect("outcome");
+        assert_eq!(done.outcome.unwrap().killed, 1);
     }
 
     #[test]

@@ -117,6 +117,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// The transcript session a CLI invocation names (`--session-id`), if any.
+    pub fn transcript_key(&self) -> Option<&str> {
+        self.transcript_key.as_deref()
+    }
+
     /// The session's live processes, in pid order.
     pub fn live_pids(&self) -> Vec<u32> {
         let mut pids: Vec<u32> = self.live.iter().copied().collect();
