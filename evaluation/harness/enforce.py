@@ -108,11 +108,18 @@ def install_launcher(prefix=None):
 
 def agent_profiles(prefix=None):
     """The `--agents` list: the built-in OpenClaw profile (casa/src/session/agent.rs,
-    `AgentProfile::openclaw`) whose invocation accepts only this install's launcher."""
+    `AgentProfile::openclaw`) narrowed to this install. Its invocation accepts only this
+    install's launcher; the runtime is that launcher and the scripts node runs from a
+    package folder (`root_markers`: `node_modules` instead of `openclaw`, which any file
+    named `openclaw` matches), and no process title counts (another OpenClaw's processes
+    carry the same titles). A runtime process's tool wrappers are gateway tool processes, which join the
+    newest open CLI session when the transcript does not name one: with the built-in
+    markers, another `openclaw` on the host (casa's own test stand-in, for one) would be
+    runtime, and its commands would join a case's session and be killed with it."""
     return [{
         "name": "openclaw-casa-eval",
-        "root_markers": ["openclaw"],
-        "titles": ["openclaw", "openclaw-agent", "openclaw-gateway"],
+        "root_markers": ["node_modules"],
+        "titles": [],
         "invocation": {
             "interpreters": ["node"],
             "launcher": LAUNCHER,
@@ -390,20 +397,26 @@ def judge(e):
 
 # ---------------------------------------------------------------- the stand-in check
 
-STANDIN_JS = "#!/usr/bin/env node\nconsole.log('stand-in openclaw ran');\n"
+# casa's own test stand-in for the launcher: the argv shapes and process tree of OpenClaw's
+# --local mode (the launcher, its re-exec, the OOM shim and bash tool wrapper per command).
+STANDIN_SRC = EVAL_DIR.parent / "casa/tests/fixtures/fake-openclaw/openclaw"
 
 
 def standin_check(casa_bin, agents_path, out_dir):
-    """Whether a stand-in `openclaw` outside the install is a session: for a casa with the
-    built-in profile (the control: it must be) and for the enforcing casa with the harness's
-    profile (it must not be, and it must run to completion)."""
+    """Whether a stand-in `openclaw` outside the install, running one tool command the way
+    OpenClaw does, shows up in casa's logs: for a casa with the built-in profile (the
+    control: it is a session, its command is in the logs) and for the enforcing casa with
+    the harness's profile (nothing of it may be in any session, and it runs to completion)."""
     out_dir = Path(out_dir)
     tmp = tempfile.mkdtemp(prefix="casa-standin-", dir="/tmp")
     os.chmod(tmp, 0o755)
     script = os.path.join(tmp, "openclaw")
-    with open(script, "w") as f:
-        f.write(STANDIN_JS)
+    shutil.copyfile(STANDIN_SRC, script)
     os.chmod(script, 0o755)
+    note = os.path.join(tmp, "note.txt")
+    with open(note, "w") as f:
+        f.write("stand-in note\n")
+    os.chmod(note, 0o644)
     result = {"standin": script}
     try:
         for name, extra, rules in (
@@ -414,9 +427,10 @@ def standin_check(casa_bin, agents_path, out_dir):
             casa = Casa(casa_bin, str(rules), str(d), extra=extra)
             casa.start()
             try:
-                p = subprocess.run(openclaw.agent_argv([script, "agent", "--agent", "main",
-                                                        "-m", f"{marker} hello"]),
-                                   cwd="/tmp", capture_output=True, text=True, timeout=60)
+                p = subprocess.run(openclaw.agent_argv(
+                    [script, "agent", "--agent", "main", "-m",
+                     f"{marker}\n[exec] cat {note}\n[exec] echo stand-in-done\n"]),
+                    cwd="/tmp", capture_output=True, text=True, timeout=60)
                 # The control's session closes when the stand-in exits; give it the time.
                 if name == "control":
                     casa.wait_closed(marker, timeout=15)
@@ -424,20 +438,30 @@ def standin_check(casa_bin, agents_path, out_dir):
                 casa.stop()
             found = any(marker in a for r in read_jsonl(d / "sessions.log")
                         for a in r.get("session", {}).get("invocation", []))
-            result[name] = {"session": found, "exit_code": p.returncode,
-                            "ran": "stand-in openclaw ran" in p.stdout}
+            logs = "".join(_read(d / n) for n in ("events.log", "sessions.log", "audit.log"))
+            result[name] = {"session": found, "in_logs": tmp in logs,
+                            "exit_code": p.returncode,
+                            "ran": "stand-in note" in p.stdout and "stand-in-done" in p.stdout}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     problems = []
-    if not result["control"]["session"]:
-        problems.append("the stand-in is no session even for the built-in profile: the check "
-                        "proves nothing")
-    if result["enforce"]["session"]:
-        problems.append("the stand-in openclaw is a session for the enforcing casa")
+    if not (result["control"]["session"] and result["control"]["in_logs"]):
+        problems.append("the stand-in or its command is not in the logs even for the built-in "
+                        "profile: the check proves nothing")
+    if result["enforce"]["session"] or result["enforce"]["in_logs"]:
+        problems.append("the stand-in openclaw or its command is in a session of the "
+                        "enforcing casa")
     if not result["enforce"]["ran"] or result["enforce"]["exit_code"] != 0:
         problems.append("the stand-in did not run to completion under the enforcing casa")
     result["problems"] = problems
     return result
+
+
+def _read(path):
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 # ---------------------------------------------------------------- the live loop
