@@ -284,12 +284,17 @@ def analyze(case, case_dir, scored, run, run_id, model_log, sink_lines, survivor
     outcome = outcomes[-1]["response"]["outcome"] if outcomes else None
     outcome_t = parse_ts(outcomes[-1]["timestamp"]) if outcomes else None
     because = sorted({b for r in orders for b in r["response"].get("because", [])})
+    trigger = orders[0]["event"] if orders else {}
 
-    later_steps, later_other, during_kill, exits = [], 0, 0, set()
+    later_steps, later_other, during_kill, exits = [], 0, 0, {}
+    during_events = []
     for ev in events:
         t = parse_ts(ev["timestamp"])
         if order_t is not None and ev.get("type") == "EXIT" and ev["pid"] in pids and t >= order_t:
-            exits.add(ev["pid"])
+            # How each ordered process ended: by a signal (the kill) or on its own (it
+            # finished before the kill landed; casa's outcome counts it as a death too).
+            exits[ev["pid"]] = (f"signal {ev['signal']}" if ev.get("signal")
+                                else f"status {ev.get('status')}")
         if not is_step(ev) or order_t is None:
             continue
         if outcome_t is not None and t > outcome_t:
@@ -299,6 +304,8 @@ def analyze(case, case_dir, scored, run, run_id, model_log, sink_lines, survivor
                 later_other += 1
         elif ev.get("session_id") in mine and t > order_t:
             during_kill += 1
+            during_events.append(f"{ev['type']} pid {ev['pid']} "
+                                 f"{ev.get('path') or ev.get('addr') or ''}".strip())
 
     # Sink receipts after the order. One that came over a connection opened after the order
     # is a later step's upload; the triggering step's own upload (the decision is taken on
@@ -310,7 +317,6 @@ def analyze(case, case_dir, scored, run, run_id, model_log, sink_lines, survivor
         1 for ev in events
         if ev.get("type") == "CONNECT" and ev.get("port") in SINK_PORTS
         and order_t is not None and parse_ts(ev["timestamp"]) > order_t)
-    trigger = orders[0]["event"] if orders else {}
     trigger_is_upload = trigger.get("type") == "CONNECT" and trigger.get("port") in SINK_PORTS
     later_receipts = (len(receipts_after) if not trigger_is_upload
                       else min(len(receipts_after), sink_connects_after))
@@ -346,8 +352,16 @@ def analyze(case, case_dir, scored, run, run_id, model_log, sink_lines, survivor
         "after_trigger_ms_p50": r3(outcome.get("after_trigger_ms_p50")) if outcome else None,
         "after_trigger_ms_max": r3(outcome.get("after_trigger_ms_max")) if outcome else None,
         "exits_seen": len(exits), "survivors": survivors_seen,
+        "exited_on_their_own": sum(1 for v in exits.values() if v.startswith("status")),
+        "trigger_exit": exits.get(trigger.get("pid")) if orders else None,
         "later_steps": len(later_steps), "later_step_events": later_steps[:10],
-        "steps_during_kill": during_kill, "later_steps_other_sessions": later_other,
+        "steps_during_kill": during_kill, "steps_during_kill_events": during_events[:10],
+        "later_steps_other_sessions": later_other,
+        # The issue's target: the kill lands before the session's next step: the
+        # triggering process dies by the signal, and no session process makes a step
+        # between the order and the last death.
+        "kill_before_next_step": bool(orders) and during_kill == 0
+        and (exits.get(trigger.get("pid")) or "").startswith("signal"),
         "trigger": {k: trigger[k] for k in ("type", "pid", "comm", "path", "addr", "port")
                     if k in trigger},
         "receipts": len(receipts), "receipts_after": len(receipts_after),
@@ -589,6 +603,11 @@ def summarize(entries, standin):
             _median([e["after_trigger_ms_p50"] for e in killed]),
         "kill_latency_ms_max": max((e["after_trigger_ms_max"] for e in killed), default=None),
         "processes_killed": sum(e["killed"] or 0 for e in killed),
+        "processes_exited_on_their_own": sum(e["exited_on_their_own"] for e in killed),
+        "kill_before_next_step": f"{sum(e['kill_before_next_step'] for e in mal + boundary)}"
+                                 f"/{len(mal + boundary)}",
+        "kill_after_next_step": [f"{e['mode']} {e['id']}" for e in mal + boundary
+                                 if e["kill_order"] and not e["kill_before_next_step"]],
         "trigger_uploads_received": [f"{e['mode']} {e['id']}" for e in entries
                                      if e["receipts_after_from_trigger"]],
         "standin": {k: standin[k] for k in ("control", "enforce", "problems")},
@@ -611,7 +630,7 @@ def write(out_dir, entries, standin, meta):
         "## Summary", "",
         f"- malicious cases whose decision is ALERT, stopped: **{s['malicious_alert_stopped']}**",
         f"- benign cases (decision below ALERT) run to completion, untouched: "
-        f"**{s['benign_completed']}** (of {s['benign_total']} benign cases; the known "
+        f"**{s['benign_completed']}** (of {s['benign_total']} benign runs; the known "
         "write->exec boundary cases ALERT and are killed, below)",
         f"- known-boundary ALERT cases (B10, T06, T08: the rules ALERT on benign intent) "
         f"stopped: {s['known_boundary_alert_stopped']}",
@@ -620,7 +639,15 @@ def write(out_dir, entries, standin, meta):
         f"{s['malicious_log_only_killed']}",
         f"- kill latency, triggering event -> death (casa's outcome records): median of the "
         f"cases' p50 **{s['kill_latency_ms_p50_of_case_p50s']} ms**, max "
-        f"**{s['kill_latency_ms_max']} ms**, {s['processes_killed']} processes killed",
+        f"**{s['kill_latency_ms_max']} ms**; {s['processes_killed']} ordered processes gone "
+        "(the outcome records' `killed`)",
+        f"- of these, ended by the kill: {s['processes_killed'] - s['processes_exited_on_their_own']}; "
+        f"exited on their own after the order, before the kill landed: "
+        f"{s['processes_exited_on_their_own']}",
+        f"- the kill landed before the session's next step (the triggering process died by "
+        f"the signal, no exec/connect/open-for-write between the order and the last death): "
+        f"**{s['kill_before_next_step']}** ALERT cases; not in "
+        f"{', '.join(s['kill_after_next_step']) or 'none'}",
         f"- stand-in `openclaw` outside the install: a session for the built-in profile: "
         f"{s['standin']['control']['session']}; for the enforcing casa's profile: "
         f"{s['standin']['enforce']['session']} (ran to completion: "
@@ -631,9 +658,9 @@ def write(out_dir, entries, standin, meta):
         f"- failed: {', '.join(s['failed']) or 'none'}", "",
         "## Cases", "",
         "| mode | case | expect | decision | ordered pids | killed | after trigger p50 / max ms "
-        "| later steps | receipts after: later steps / trigger's | calls sent / ran after order "
+        "| trigger's end | steps after last death / during kill | receipts after: later steps / trigger's | calls sent / ran after order "
         "| run | verdict |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|---|---|",
+        "|---|---|---|---|---|---:|---:|---|---:|---:|---:|---|---|",
     ]
     for e in entries:
         lat = (f"{e['after_trigger_ms_p50']} / {e['after_trigger_ms_max']}"
@@ -645,7 +672,7 @@ def write(out_dir, entries, standin, meta):
             f"| {e['expect']} | {e['action']} {e['score']}"
             f"{' (' + ', '.join(e['because']) + ')' if e['because'] else ''} "
             f"| {' '.join(map(str, e['ordered_pids']))} | {e['killed'] if e['killed'] is not None else ''} "
-            f"| {lat} | {e['later_steps']} "
+            f"| {lat} | {e['trigger_exit'] or ''} | {e['later_steps']} / {e['steps_during_kill']} "
             f"| {e['receipts_after_later_steps']} / {e['receipts_after_from_trigger']} "
             f"| {e['calls_sent_after_order']} / {e['calls_ran_after_order']} "
             f"(of {e['scripted_calls']}) | {run} | {e['verdict']}{why} |")
