@@ -188,12 +188,14 @@ eval-smoke:
 	$(PYTHON) evaluation/run.py live --casa $(EVAL_CASA) --modes local --cases M01 \
 	    --results target/eval-smoke
 
-# Enforcement live (part of `make test`, about a minute): M01 and B01 in --local mode under
+# Enforcement live (part of `make test`, about a minute): the judgement's unit tests
+# (evaluation/test_enforce.py), then M01 and B01 in --local mode under
 # `casa run --enforce` with evaluation/rules.enforce.json; fails when M01 is not stopped (kill
 # order, outcome, no survivor, no later step) or B01 does not run to completion untouched, or
 # when a stand-in `openclaw` outside the install is a session for the enforcing casa.
 # The full run (30 cases, both modes): `run.py live --enforce` (evaluation/README.md).
 eval-enforce-smoke:
+	$(PYTHON) -m unittest discover -s evaluation -p test_enforce.py
 	@test -x $(EVAL_CASA) || $(CARGO) build --release --locked -p casa
 	bash evaluation/install-openclaw.sh
 	$(PYTHON) evaluation/run.py live --enforce --casa $(EVAL_CASA) --modes local --cases M01,B01 \
