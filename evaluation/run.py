@@ -290,8 +290,9 @@ def live_enforce(args: argparse.Namespace, casa_bin: str, cases: list[dict], mod
     run writes evaluation/enforce/{results.json,REPORT.md}, a partial one its results dir."""
     from harness import enforce, openclaw
 
-    if args.update or args.corpus:
-        print("run.py live --enforce: not with --update or --corpus", file=sys.stderr)
+    if args.update or args.corpus or args.rules != HERE / "rules.eval.json":
+        print("run.py live --enforce: not with --update, --corpus or --rules (it runs "
+              "rules.enforce.json, generated from rules.eval.json)", file=sys.stderr)
         return 2
     problem = enforce.rules_problem()
     if problem:
