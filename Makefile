@@ -6,7 +6,7 @@ CARGO ?= cargo
 CASA := target/release/casa
 RUN_ARGS ?=
 
-.PHONY: all setup build run install uninstall test test-unit check instructions instructions-update bench bench-quick bench-corpus bench-smoke eval eval-replay eval-smoke eval-overhead eval-corpus eval-report clean
+.PHONY: all setup build run install uninstall test test-unit check instructions instructions-update bench bench-quick bench-corpus bench-smoke eval eval-replay eval-smoke eval-enforce-smoke eval-overhead eval-corpus eval-report clean
 
 all: build
 
@@ -68,6 +68,7 @@ test:
 	bash casa/fuzz/run.sh $(FUZZ_SECONDS)
 	$(MAKE) --no-print-directory eval-replay EVAL_CASA=target/debug/casa
 	$(MAKE) --no-print-directory eval-smoke EVAL_CASA=target/debug/casa
+	$(MAKE) --no-print-directory eval-enforce-smoke EVAL_CASA=target/debug/casa
 	$(MAKE) --no-print-directory instructions
 
 # The pipeline's instructions per event under callgrind (release build, the evaluation's
@@ -186,6 +187,19 @@ eval-smoke:
 	bash evaluation/install-openclaw.sh
 	$(PYTHON) evaluation/run.py live --casa $(EVAL_CASA) --modes local --cases M01 \
 	    --results target/eval-smoke
+
+# Enforcement live (part of `make test`, about a minute): the judgement's unit tests
+# (evaluation/test_enforce.py), then M01 and B01 in --local mode under
+# `casa run --enforce` with evaluation/rules.enforce.json; fails when M01 is not stopped (kill
+# order, outcome, no survivor, no later step) or B01 does not run to completion untouched, or
+# when a stand-in `openclaw` outside the install is a session for the enforcing casa.
+# The full run (30 cases, both modes): `run.py live --enforce` (evaluation/README.md).
+eval-enforce-smoke:
+	$(PYTHON) -m unittest discover -s evaluation -p test_enforce.py
+	@test -x $(EVAL_CASA) || $(CARGO) build --release --locked -p casa
+	bash evaluation/install-openclaw.sh
+	$(PYTHON) evaluation/run.py live --enforce --casa $(EVAL_CASA) --modes local --cases M01,B01 \
+	    --results target/eval-enforce-smoke
 
 clean:
 	$(CARGO) clean

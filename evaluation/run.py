@@ -3,6 +3,7 @@
 
     run.py live     [--modes local,gateway] [--cases M01,B02]    # make eval
     run.py replay   [--bless]                                    # make eval-replay
+    run.py live --enforce [--modes ...] [--cases M01,B01]        # kill at ALERT (enforce/)
     run.py live --corpus [--modes ...] [--cases CM01,CB01]       # the detection corpus
     run.py replay --corpus
     run.py overhead [--repeats N]                                # make eval-overhead
@@ -166,6 +167,8 @@ def live(args: argparse.Namespace) -> int:
           file=sys.stderr)
     if args.corpus:
         return live_corpus(args, casa_bin, all_cases, cases, modes, results, commit)
+    if args.enforce:
+        return live_enforce(args, casa_bin, cases, modes, results, full)
 
     openclaw.prepare()
     model_log, sink_log = results / "model.jsonl", results / "sink.jsonl"
@@ -279,6 +282,49 @@ def live_corpus(args: argparse.Namespace, casa_bin: str, all_cases: list[dict],
           f"their checks; {as_expected}/{len(entries)} scored as expected")
     # The corpus measures the rules: a miss is a result, an incomplete run is a harness failure.
     return 1 if incomplete else 0
+
+
+def live_enforce(args: argparse.Namespace, casa_bin: str, cases: list[dict], modes: list[str],
+                 results: Path, full: bool) -> int:
+    """`live --enforce`: the 30 cases under `casa run --enforce` (harness/enforce.py); a full
+    run writes evaluation/enforce/{results.json,REPORT.md}, a partial one its results dir."""
+    from harness import enforce, openclaw
+
+    if args.update or args.corpus or args.rules != HERE / "rules.eval.json":
+        print("run.py live --enforce: not with --update, --corpus or --rules (it runs "
+              "rules.enforce.json, generated from rules.eval.json)", file=sys.stderr)
+        return 2
+    problem = enforce.rules_problem()
+    if problem:
+        print(f"run.py live --enforce: {problem}", file=sys.stderr)
+        return 2
+    committed = {(e["id"], e["mode"]): e
+                 for e in json.loads((HERE / "results.json").read_text())["cases"]}
+    entries, standin = enforce.run_live(cases, modes, casa_bin, args.cases_file, results,
+                                        args.close_timeout, args.no_record,
+                                        Progress(len(cases) * len(modes)), score, committed)
+    meta = {"run": f"live, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+            "modes": ", ".join(modes), "cases": str(len(cases)),
+            "rules": "evaluation/rules.enforce.json (rules.eval.json + response: kill)",
+            "agent profile": f"launcher {enforce.LAUNCHER} only ({enforce.launcher_path()})",
+            "openclaw": openclaw_version(openclaw),
+            "kernel": os.uname().release,
+            "agent user": "uid 65534 (nobody)"}
+    out_dir = enforce.OUT_DIR if full else results
+    summary = enforce.write(out_dir, entries, standin, meta)
+    print(f"run.py: wrote {out_dir / 'results.json'} and {out_dir / 'REPORT.md'}",
+          file=sys.stderr)
+    for p in standin["problems"]:
+        print(f"FAILED stand-in check: {p}", file=sys.stderr)
+    for e in entries:
+        if e["verdict"] != "ok":
+            print(f"FAILED {e['mode']} {e['id']}: {'; '.join(e['problems'])}", file=sys.stderr)
+    print(f"eval-enforce: malicious ALERT cases stopped {summary['malicious_alert_stopped']}, "
+          f"benign completed {summary['benign_completed']}, kill latency p50 "
+          f"{summary['kill_latency_ms_p50_of_case_p50s']} ms max "
+          f"{summary['kill_latency_ms_max']} ms; stand-in "
+          f"{'ok' if not standin['problems'] else 'FAILED'}")
+    return 1 if summary["failed"] or standin["problems"] else 0
 
 
 class Sampler:
@@ -553,6 +599,10 @@ def main() -> int:
     lp.add_argument("--update", action="store_true",
                     help="a partial run replaces its cases in the committed results.json and "
                          "recordings/ (the others are kept)")
+    lp.add_argument("--enforce", action="store_true",
+                    help="casa run --enforce with rules.enforce.json and an agent profile "
+                         "scoped to the harness's OpenClaw; judged per case (evaluation/README.md, "
+                         "Enforcement)")
     lp.add_argument("--close-timeout", type=float, default=60.0,
                     help="seconds to wait for casa's session_closed record")
     op = sub.choices["overhead"]

@@ -63,8 +63,14 @@ def node_bin(prefix=None):
     return os.path.join(prefix or PREFIX, "node", "bin")
 
 
+# The launcher's name in ``node_bin()``: ``openclaw`` (the install's own symlink); the
+# enforcement run (harness/enforce.py) runs OpenClaw through a second symlink with a name
+# nothing else on the host has, so that its agent profile matches only this install.
+LAUNCHER = "openclaw"
+
+
 def openclaw_bin(prefix=None):
-    return os.path.join(node_bin(prefix), "openclaw")
+    return os.path.join(node_bin(prefix), LAUNCHER)
 
 
 def _is_root():
