@@ -864,6 +864,7 @@ impl<S: LogSink> Pipeline<S> {
             && r.actions.contains(&ResponseAction::Kill.name())
         {
             self.responder.killed_transcript(&key, id);
+            self.tracker.ask_for_every_tool_call();
         }
         if let (Some(r), Some(span)) = (&response, &mut state.span) {
             span.response(ev, self.clock.unix_ns(ev.ktime_ns), &ts, r);

@@ -20,8 +20,8 @@ use crate::{
         TRACKED,
     },
     util::{
-        bump, config, current_task, emit, fill_header, ids, is_tracked, kill_current, read_kernel,
-        scratch, tracked_bits,
+        bump, config, current_task, emit, fill_header, ids, kill_current, read_kernel, scratch,
+        tracked_bits,
     },
 };
 
@@ -78,7 +78,8 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: offset from the tracepoint's format.
     let group_dead = unsafe { ctx.read_at::<u8>(32) }.unwrap_or(0) != 0;
     let leader = tid == tgid;
-    if (leader || group_dead || is_tracked(tgid))
+    // Not `is_tracked`: an exiting task is past a kill (sending it one only fails).
+    if (leader || group_dead || tracked_bits(tgid).is_some() || config!(all_processes) != 0)
         && let Some(buf) = scratch()
     {
         // SAFETY: buf is the scratch buffer; the task is the exiting one.

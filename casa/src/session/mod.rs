@@ -231,6 +231,9 @@ pub struct Tracker {
     next_due_ns: u64,
     /// The attribution of the gateway tool process being asked about.
     decided: Option<Decision>,
+    /// Ask about every gateway tool call, even with no CLI session open (set once a session
+    /// naming a transcript was ordered killed: the gateway may go on with its calls).
+    ask_always: bool,
 }
 
 fn basename(p: &[u8]) -> String {
@@ -264,6 +267,7 @@ impl Tracker {
             next_id: 1,
             next_due_ns: u64::MAX,
             decided: None,
+            ask_always: false,
         }
     }
 
@@ -583,7 +587,7 @@ impl Tracker {
                 let cli = match decided {
                     Some(d) => d.session.map(|id| (id, d.method)),
                     None => match self.newest_open_cli() {
-                        Some(_) if wrapper => {
+                        newest if wrapper && (newest.is_some() || self.ask_always) => {
                             if let Some((command, state_dir)) =
                                 attribution::wrapped_command(&x.argv)
                             {
@@ -920,6 +924,12 @@ impl Tracker {
                 }
             }
         }
+    }
+
+    /// Ask the edge about every gateway tool call from now on, even when no CLI session is
+    /// open (responses need to know a call continues a killed session).
+    pub fn ask_for_every_tool_call(&mut self) {
+        self.ask_always = true;
     }
 
     /// The open session process `pid` belongs to, if any.
