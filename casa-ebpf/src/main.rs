@@ -19,6 +19,12 @@
 //! | `sys_enter/exit_{rename*,link*,symlink*,unlink*,*chmod*}` | syscall tracepoints | tracked processes only: file lifecycle (`probes/fileop.rs`) |
 //! | `sys_enter/exit_{setsid,ptrace,memfd_create}` | syscall tracepoints | tracked processes only (`probes/procop.rs`) |
 //! | `io_uring_create`, `io_uring_submit_req` | tracepoint, BTF tracepoint | tracked processes only: rings and requests (`probes/uring.rs`) |
+//! | `respond_{connect,sendmsg}{4,6}` | cgroup socket-address programs, attached only under `casa run --enforce` | `deny_network`: refuse non-loopback destinations of banned processes (`probes/respond.rs`) |
+//!
+//! Responses (`casa_common::respond`): a tracked process whose `TRACKED` bits carry a kill
+//! order is killed (`bpf_send_signal`) at its next tracked syscall, fork or exec; and
+//! `sched_process_exec` kills a tracked process that runs what a preventive rule refuses
+//! (a memfd or deleted file, a file in `FETCHED`) before the new program runs.
 //!
 //! Paths are resolved from the kernel's `struct file` (`path.rs`), not from the caller's
 //! string: a relative `openat` in `/tmp` arrives as `/tmp/…`, a file reopened through
