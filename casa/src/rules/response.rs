@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{RulesError, locate::Source};
+use crate::names::variant_name;
 
 /// One response action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -37,23 +38,12 @@ pub enum ResponseAction {
 }
 
 impl ResponseAction {
-    /// Every action, with its name in `rules.json`.
-    pub const ALL: [(&'static str, Self); 3] = [
-        ("kill", Self::Kill),
-        ("deny_network", Self::DenyNetwork),
-        ("log_only", Self::LogOnly),
-    ];
+    /// Every action.
+    pub const ALL: [Self; 3] = [Self::Kill, Self::DenyNetwork, Self::LogOnly];
 
-    fn parse(s: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(n, _)| *n == s).map(|&(_, a)| a)
-    }
-
-    /// Its name in `rules.json` and in records.
+    /// Its name in `rules.json` and in records (its `Serialize` name).
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, a)| *a == self)
-            .map_or("", |(n, _)| n)
+        variant_name(&self)
     }
 }
 
@@ -63,28 +53,23 @@ impl ResponseAction {
 pub enum Prevention {
     /// Running a deleted file or a memfd.
     DeletedExec,
-    /// Running a file a session wrote with content fetched from the network or decoded.
+    /// Running a file a session wrote with content fetched from the network.
     FetchedExec,
 }
 
 impl Prevention {
-    /// Every preventive rule, with its name in `rules.json`.
-    pub const ALL: [(&'static str, Self); 2] = [
-        ("deleted_exec", Self::DeletedExec),
-        ("fetched_exec", Self::FetchedExec),
-    ];
+    /// Every preventive rule.
+    pub const ALL: [Self; 2] = [Self::DeletedExec, Self::FetchedExec];
 
-    fn parse(s: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(n, _)| *n == s).map(|&(_, a)| a)
-    }
-
-    /// Its name in `rules.json` and in records.
+    /// Its name in `rules.json` and in records (its `Serialize` name).
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, a)| *a == self)
-            .map_or("", |(n, _)| n)
+        variant_name(&self)
     }
+}
+
+/// The item of `all` named `name` (by its `Serialize` name).
+fn by_name<T: Serialize + Copy>(all: &[T], name: &str) -> Option<T> {
+    all.iter().copied().find(|v| variant_name(v) == name)
 }
 
 /// `response` as written (every key optional).
@@ -120,7 +105,7 @@ impl Default for ResponsePolicy {
             threshold: i64::MAX,
             actions: BTreeSet::new(),
             rules: BTreeMap::new(),
-            prevent: Prevention::ALL.iter().map(|&(_, p)| p).collect(),
+            prevent: Prevention::ALL.into_iter().collect(),
         }
     }
 }
@@ -165,7 +150,7 @@ impl ResponsePolicy {
             list.iter()
                 .enumerate()
                 .map(|(i, a)| {
-                    ResponseAction::parse(a).ok_or_else(|| RulesError::UnknownResponse {
+                    by_name(&ResponseAction::ALL, a).ok_or_else(|| RulesError::UnknownResponse {
                         loc: src.locate(&format!("{at}[{i}]")),
                         what: "action",
                         name: a.clone(),
@@ -189,12 +174,12 @@ impl ResponsePolicy {
             rules.insert(name, a);
         }
         let prevent = match raw.prevent {
-            None => Prevention::ALL.iter().map(|&(_, p)| p).collect(),
+            None => Prevention::ALL.into_iter().collect(),
             Some(list) => list
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    Prevention::parse(p).ok_or_else(|| RulesError::UnknownResponse {
+                    by_name(&Prevention::ALL, p).ok_or_else(|| RulesError::UnknownResponse {
                         loc: src.locate(&format!("response.prevent[{i}]")),
                         what: "preventive rule",
                         name: p.clone(),
@@ -213,6 +198,6 @@ impl ResponsePolicy {
     }
 }
 
-fn names<T>(all: &[(&str, T)]) -> String {
-    all.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+fn names<T: Serialize>(all: &[T]) -> String {
+    all.iter().map(variant_name).collect::<Vec<_>>().join(", ")
 }
