@@ -257,6 +257,36 @@ struct SessionState {
     attribution: Option<Method>,
 }
 
+impl SessionState {
+    /// This session's audit/alert record of `decision` on `ev` (at `ts`, `unix_ns`), and the
+    /// context its OTLP log record carries.
+    fn audit_record(
+        &self,
+        id: SessionId,
+        ev: &Event,
+        ts: String,
+        unix_ns: i128,
+        decision: DecisionRecord,
+        response: Option<ResponseRecord>,
+    ) -> (FullLogRecord, LogContext) {
+        let record = FullLogRecord {
+            timestamp: ts,
+            session_id: id,
+            trace_id: hex(&self.trace_id),
+            span_id: hex(&self.span_id),
+            event: AuditEvent::new(ev),
+            decision,
+            response,
+        };
+        let ctx = LogContext {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            unix_ns,
+        };
+        (record, ctx)
+    }
+}
+
 /// The pipeline over one sink.
 pub struct Pipeline<S: LogSink> {
     tracker: Tracker,
@@ -876,13 +906,12 @@ impl<S: LogSink> Pipeline<S> {
             return;
         }
         let t = stage_start(&self.stages);
-        let record = FullLogRecord {
-            timestamp: ts,
-            session_id: id,
-            trace_id: hex(&state.trace_id),
-            span_id: hex(&state.span_id),
-            event: AuditEvent::new(ev),
-            decision: DecisionRecord {
+        let (record, ctx) = state.audit_record(
+            id,
+            ev,
+            ts,
+            self.clock.unix_ns(ev.ktime_ns),
+            DecisionRecord {
                 action: d.action.as_str(),
                 score: d.score,
                 log_threshold: log_t,
@@ -898,12 +927,7 @@ impl<S: LogSink> Pipeline<S> {
                     .collect(),
             },
             response,
-        };
-        let ctx = LogContext {
-            trace_id: state.trace_id,
-            span_id: state.span_id,
-            unix_ns: self.clock.unix_ns(ev.ktime_ns),
-        };
+        );
         self.write_decision(&record, alert, &ctx);
         if alert {
             info!(
@@ -935,26 +959,20 @@ impl<S: LogSink> Pipeline<S> {
         }
         let t = self.rules.thresholds();
         let alert = state.final_action == Action::Alert;
-        let record = FullLogRecord {
-            timestamp: ts,
-            session_id: id,
-            trace_id: hex(&state.trace_id),
-            span_id: hex(&state.span_id),
-            event: AuditEvent::new(ev),
-            decision: DecisionRecord {
+        let (record, ctx) = state.audit_record(
+            id,
+            ev,
+            ts,
+            self.clock.unix_ns(ev.ktime_ns),
+            DecisionRecord {
                 action: state.final_action.as_str(),
                 score: state.scorer.score(),
                 log_threshold: t.log,
                 alert_threshold: t.alert,
                 triggered_rules: Vec::new(),
             },
-            response: Some(r),
-        };
-        let ctx = LogContext {
-            trace_id: state.trace_id,
-            span_id: state.span_id,
-            unix_ns: self.clock.unix_ns(ev.ktime_ns),
-        };
+            Some(r),
+        );
         self.stats.responses += 1;
         self.write_decision(&record, alert, &ctx);
     }
