@@ -46,13 +46,7 @@ fn a_daemonised_payload_that_acts_after_the_agents_turn_is_still_the_sessions() 
     let casa = Daemon::start("evade-daemonise", &shipped_rules());
     let w = casa.workdir("w");
     // A private key by its name (`/.ssh/id_*` is a credential store of the shipped rules).
-    std::fs::create_dir_all(w.join(".ssh")).unwrap();
-    std::fs::write(w.join(".ssh/id_rsa"), "s3cret\n").unwrap();
-    std::fs::set_permissions(
-        w.join(".ssh/id_rsa"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .unwrap();
+    support::private_key(&w);
     // `setsid … &`: the tool command returns at once, the launcher exits, and the payload
     // acts two seconds later, re-parented to init.
     let message = format!(

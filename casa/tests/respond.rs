@@ -280,19 +280,27 @@ fn fetched_message(w: &Path) -> String {
     )
 }
 
-#[test]
-fn preventive_rules_stop_a_memfd_run_and_a_download_then_run_before_the_payload_runs() {
-    let _serial = serial();
-    // No actions: only the preventive rules act.
-    let casa = daemon("respond-prevent", serde_json::json!({}), true);
+/// Two sessions: a memfd run ([`memfd_message`], marker `ran-memfd`) and a fetched script's
+/// run ([`fetched_message`], marker `ran-fetched`); returns their work directory once both
+/// closed.
+fn run_memfd_and_fetched(casa: &Daemon) -> std::path::PathBuf {
     let w = casa.workdir("w");
-    agent(&casa, &memfd_message(&w.join("ran-memfd")));
-    agent(&casa, &fetched_message(&w));
+    agent(casa, &memfd_message(&w.join("ran-memfd")));
+    agent(casa, &fetched_message(&w));
     casa.wait(
         Duration::from_secs(30),
         "the test's sessions to close",
         || casa.own_closed() >= 2,
     );
+    w
+}
+
+#[test]
+fn preventive_rules_stop_a_memfd_run_and_a_download_then_run_before_the_payload_runs() {
+    let _serial = serial();
+    // No actions: only the preventive rules act.
+    let casa = daemon("respond-prevent", serde_json::json!({}), true);
+    let w = run_memfd_and_fetched(&casa);
     let dump = casa.dump();
     assert!(
         !w.join("ran-memfd").exists(),
@@ -317,14 +325,7 @@ fn preventive_rules_stop_a_memfd_run_and_a_download_then_run_before_the_payload_
 fn without_enforce_the_preventive_rules_only_say_what_they_would_stop() {
     let _serial = serial();
     let casa = daemon("respond-prevent-dry", serde_json::json!({}), false);
-    let w = casa.workdir("w");
-    agent(&casa, &memfd_message(&w.join("ran-memfd")));
-    agent(&casa, &fetched_message(&w));
-    casa.wait(
-        Duration::from_secs(30),
-        "the test's sessions to close",
-        || casa.own_closed() >= 2,
-    );
+    let w = run_memfd_and_fetched(&casa);
     let dump = casa.dump();
     assert!(w.join("ran-memfd").exists(), "{dump}");
     assert!(w.join("ran-fetched").exists(), "{dump}");
@@ -449,13 +450,7 @@ fn deny_network_fails_the_sessions_later_external_connect_but_not_loopback_or_ot
     );
     let ns = NetNs::new(&casa.dir);
     let w = casa.workdir("w");
-    std::fs::create_dir_all(w.join(".ssh")).unwrap();
-    std::fs::write(w.join(".ssh/id_rsa"), "s3cret\n").unwrap();
-    std::fs::set_permissions(
-        w.join(".ssh/id_rsa"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .unwrap();
+    support::private_key(&w);
     let wrapper = ["/usr/sbin/ip", "netns", "exec", ns.name.as_str()];
     // The session starts a payload that waits for `go` (at most 30 s) and then fetches, reads
     // a private key (the rule with deny_network fires), then fetches itself.

@@ -44,6 +44,17 @@ pub fn python() -> &'static str {
     })
 }
 
+/// A private key by its name, `dir/.ssh/id_rsa`, readable by the unprivileged agent
+/// (`/.ssh/id_*` is a credential store of the shipped rules).
+pub fn private_key(dir: &std::path::Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.join(".ssh/id_rsa");
+    std::fs::create_dir_all(dir.join(".ssh")).unwrap();
+    std::fs::write(&key, "s3cret\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    key
+}
+
 /// A fresh scratch directory for one test.
 pub fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("casa-test-{}-{name}", std::process::id()));
